@@ -1,0 +1,9 @@
+"""``invoice-engine``: a thin click shell over the library.
+
+Each module below adds its commands to :data:`main`; importing them is what registers them.
+"""
+
+from . import _charts  # noqa: F401  (registers charts, show, lint, schema, check)
+from ._base import main
+
+__all__ = ["main"]

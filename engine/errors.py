@@ -1,0 +1,132 @@
+"""The exception tree: one root, one class per failure.
+
+Every error carries the offending values as attributes and says them in its message, with the
+valid choices where there are few, so that a user reading ``Error: …`` on a terminal knows what
+to fix without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "ChartError",
+    "DeliveryError",
+    "EngineError",
+    "StoreError",
+    "TransitionNotAllowed",
+    "UnknownProvider",
+    "UnknownState",
+    "UnknownTrigger",
+]
+
+
+def _choices(values: Iterable[str], limit: int = 12) -> str:
+    values = list(values)
+    shown = ", ".join(values[:limit])
+    return shown + (f", … ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+class EngineError(Exception):
+    """The root of every error this package raises on purpose."""
+
+
+class ChartError(EngineError):
+    """A chart file is broken: unreadable YAML, a wrong shape, or a meaning that does not hold.
+
+    Attributes:
+        source: the file (or ``"<string>"``) the chart came from.
+        location: where inside it, e.g. ``transitions[3].dest``; empty for the whole file.
+        problem: what was wrong, in words.
+    """
+
+    def __init__(self, source: str, location: str, problem: str) -> None:
+        self.source = source
+        self.location = location
+        self.problem = problem
+        where = f"{source}: {location}" if location else source
+        super().__init__(f"{where}: {problem}")
+
+
+class UnknownProvider(EngineError):
+    """No chart of that name is bundled or in the given chart directory."""
+
+    def __init__(self, name: str, available: Iterable[str]) -> None:
+        self.name = name
+        self.available = sorted(available)
+        super().__init__(
+            f"Unknown provider {name!r}. Available: {_choices(self.available)}"
+            if self.available
+            else f"Unknown provider {name!r}: no charts are available"
+        )
+
+
+class UnknownState(EngineError):
+    """A state name that the chart does not define."""
+
+    def __init__(self, chart: str, state: str, states: Iterable[str]) -> None:
+        self.chart = chart
+        self.state = state
+        self.states = list(states)
+        super().__init__(
+            f"Unknown state {state!r} in chart {chart!r}. States are: {_choices(self.states)}"
+        )
+
+
+class UnknownTrigger(EngineError):
+    """A trigger name that the chart does not define."""
+
+    def __init__(self, chart: str, trigger: str, triggers: Iterable[str]) -> None:
+        self.chart = chart
+        self.trigger = trigger
+        self.triggers = list(triggers)
+        super().__init__(
+            f"Unknown trigger {trigger!r} in chart {chart!r}. Triggers are: "
+            f"{_choices(self.triggers)}"
+        )
+
+
+class TransitionNotAllowed(EngineError):
+    """A trigger that is not legal from a state (or whose guard is false for this payload).
+
+    Attributes:
+        state: the state the step was tried from.
+        trigger: the trigger that was refused.
+        allowed: the triggers that *are* legal from ``state``.
+        reason: why, when it is more than "not legal from here" (a false guard, a final state).
+    """
+
+    def __init__(
+        self, state: str, trigger: str, allowed: Iterable[str], reason: str | None = None
+    ) -> None:
+        self.state = state
+        self.trigger = trigger
+        self.allowed = list(allowed)
+        self.reason = reason
+        allowed_text = (
+            f"allowed from {state!r}: {_choices(self.allowed)}"
+            if self.allowed
+            else f"nothing is allowed from {state!r}"
+        )
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"Can't {trigger!r} when in {state!r}{why}; {allowed_text}")
+
+
+class DeliveryError(EngineError):
+    """A webhook delivery that can't be read through the chart's delivery map.
+
+    Attributes:
+        path: the JSON path or header that was wrong (``$.data.object.id``, ``header:X-Event-Type``).
+        value: the value found there (``None`` when missing).
+        problem: what was wrong, in words.
+    """
+
+    def __init__(self, problem: str, path: str | None = None, value: object = None) -> None:
+        self.problem = problem
+        self.path = path
+        self.value = value
+        super().__init__(problem)
+
+
+class StoreError(EngineError):
+    """The SQLite store can't be opened or used (wrong schema version, not a database, …)."""
