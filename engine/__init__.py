@@ -4,6 +4,8 @@ The public API is this list; everything else is private.
 """
 
 from .chart import ChartSpec
+from .deliveries import Event, read_delivery
+from .engine import Engine
 from .errors import (
     ChartError,
     DeliveryError,
@@ -14,21 +16,32 @@ from .errors import (
     UnknownState,
     UnknownTrigger,
 )
+from .lint import Finding, lint
 from .machine import Chart, available_charts, load_chart
+from .models import InvoiceState, Mismatch, Outcome, ReplayReport
 
 __all__ = [
     "Chart",
     "ChartError",
     "ChartSpec",
     "DeliveryError",
+    "Engine",
     "EngineError",
+    "Event",
+    "Finding",
+    "InvoiceState",
+    "Mismatch",
+    "Outcome",
+    "ReplayReport",
     "StoreError",
     "TransitionNotAllowed",
     "UnknownProvider",
     "UnknownState",
     "UnknownTrigger",
     "available_charts",
+    "lint",
     "load_chart",
+    "read_delivery",
 ]
 
 __version__ = "0.1.0"

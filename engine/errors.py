@@ -116,7 +116,8 @@ class DeliveryError(EngineError):
     """A webhook delivery that can't be read through the chart's delivery map.
 
     Attributes:
-        path: the JSON path or header that was wrong (``$.data.object.id``, ``header:X-Event-Type``).
+        path: the JSON path or header that was wrong (``$.data.object.id``,
+            ``header:X-Event-Type``).
         value: the value found there (``None`` when missing).
         problem: what was wrong, in words.
     """

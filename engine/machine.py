@@ -74,6 +74,7 @@ class Chart:
         self.final_states = [s for s in self.states if self._by_name[s].final]
         self._final = frozenset(self.final_states)
         self.initial_states = [self._enter(s) for s in spec.initial]
+        self.has_guards = any(t.guard is not None for t in spec.transitions)
         self.triggers: list[str] = list(dict.fromkeys(t.trigger for t in spec.transitions))
         self.machine = self._build_machine()
         self._table = self._compile()
@@ -95,6 +96,10 @@ class Chart:
                     triggers.append(t)
         self._status_map = {leaf: leaf for leaf in self.states} | dict(spec.delivery.statuses)
         self._depth = self._depths()
+        self._dests: dict[str, frozenset[str]] = {t: frozenset() for t in self.triggers}
+        for (s, t), steps in self._table.items():
+            self._dests[t] |= {d if d is not None else s for d, _ in steps}
+        self._reach = {s: self._reachable_from(s) for s in self.states}
 
     # ------------------------------------------------------------------ building
 
@@ -168,6 +173,18 @@ class Chart:
                         queue.append(dest)
         return depth
 
+    def _reachable_from(self, start: str) -> frozenset[str]:
+        seen = {start}
+        stack = [start]
+        while stack:
+            s = stack.pop()
+            for t in self._allowed[s]:
+                for dest, _ in self._table[(s, t)]:
+                    if dest is not None and dest not in seen:
+                        seen.add(dest)
+                        stack.append(dest)
+        return frozenset(seen)
+
     # ---------------------------------------------------------------- validator
 
     def next_state(self, state: str, trigger: str, payload: Any = None) -> str:
@@ -193,7 +210,7 @@ class Chart:
             why = "a final state" if state in self._final else None
             raise TransitionNotAllowed(state, trigger, self._allowed[state], why)
         for dest, conds in steps:
-            if all(c.func(payload) == c.target for c in conds):
+            if all(c.func(payload) == c.target for c in conds):  # type: ignore[operator]
                 return dest if dest is not None else state
         guards = "; ".join(f"{c.func} is false" for _, cs in steps for c in cs)
         raise TransitionNotAllowed(state, trigger, self._allowed[state], guards)
@@ -214,9 +231,7 @@ class Chart:
             raise UnknownState(self.name, state, self.states)
         return list(self._allowed[state])
 
-    def check(
-        self, triggers: Iterable[str | tuple[str, Any]], start: str | None = None
-    ) -> str:
+    def check(self, triggers: Iterable[str | tuple[str, Any]], start: str | None = None) -> str:
         """Fold a sequence of triggers (or ``(trigger, payload)`` pairs) from ``start``.
 
         Returns the final state. Raises :class:`TransitionNotAllowed` at the first illegal step.
@@ -250,6 +265,23 @@ class Chart:
     def state_for_status(self, status: object) -> str | None:
         """The leaf state a provider status value names, or ``None``."""
         return self._status_map.get(status) if isinstance(status, str) else None
+
+    def reachable(self, state: str) -> frozenset[str]:
+        """Every state reachable from ``state`` (itself included)."""
+        return self._reach[state]
+
+    def destinations(self, trigger: str) -> frozenset[str]:
+        """Every state ``trigger`` can lead to (for an internal transition: its sources)."""
+        return self._dests.get(trigger, frozenset())
+
+    def could_become_legal(self, state: str, trigger: str) -> bool:
+        """Whether ``trigger`` is legal in some state reachable from ``state``."""
+        return any((s, trigger) in self._table for s in self._reach[state])
+
+    @property
+    def statuses(self) -> list[str]:
+        """Every provider status value the chart understands (state names map to themselves)."""
+        return list(self._status_map)
 
     def depth(self, state: str) -> int:
         """How many steps from birth ``state`` is at the least (unreachable: a large number)."""

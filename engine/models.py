@@ -1,0 +1,119 @@
+"""The records the engine hands back: outcomes, invoice states, replay reports.
+
+History is data: small pydantic models with a readable ``str()`` that serialize to JSON.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["InvoiceState", "Mismatch", "Outcome", "OutcomeStatus", "ReplayReport"]
+
+OutcomeStatus = Literal["applied", "unchanged", "duplicate", "rejected", "invalid"]
+
+
+class Outcome(BaseModel):
+    """What happened to one delivery.
+
+    ``status`` is one of ``applied`` (the invoice changed or was born), ``unchanged`` (legal,
+    nothing to change), ``duplicate`` (this event was already recorded), ``rejected`` (illegal
+    from the invoice's state; ``retryable`` says whether a later delivery could make it legal),
+    ``invalid`` (the delivery could not be read; ``reason`` names the path and value).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    status: OutcomeStatus
+    provider: str
+    event_id: str | None = None
+    invoice_id: str | None = None
+    event_type: str | None = None
+    trigger: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    reason: str | None = None
+    retryable: bool = False
+    adopted: bool = False
+    occurred_at: datetime | None = None
+    received_at: datetime | None = None
+    #: The row number of this delivery in the ``events`` table (arrival order).
+    seq: int | None = None
+    #: How many times a late event re-folded the invoice and changed this outcome.
+    revisions: int = 0
+
+    def __str__(self) -> str:
+        who = f"{self.provider}/{self.invoice_id}" if self.invoice_id else self.provider
+        what = self.event_type or "?"
+        if self.trigger and self.trigger != self.event_type:
+            what += f" ({self.trigger})"
+        move = ""
+        if self.status == "applied":
+            move = f": {self.from_state or '∅'} → {self.to_state}"
+        elif self.from_state:
+            move = f": stays {self.from_state}"
+        tail = f" — {self.reason}" if self.reason and self.status != "applied" else ""
+        if self.adopted:
+            tail += " (adopted)"
+        if self.retryable:
+            tail += " [retryable]"
+        return f"{self.status:<9} {who} {what}{move}{tail}"
+
+
+class InvoiceState(BaseModel):
+    """An invoice's current state as the engine knows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    invoice_id: str
+    state: str
+    canonical: str
+    #: Bumped every time an event is folded into the invoice.
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def __str__(self) -> str:
+        return (
+            f"{self.provider}/{self.invoice_id}: {self.state} ({self.canonical}), v{self.version}"
+        )
+
+
+class Mismatch(BaseModel):
+    """One difference ``replay`` found between the events table and what is stored."""
+
+    provider: str
+    invoice_id: str
+    what: str
+    stored: str | None
+    replayed: str | None
+
+    def __str__(self) -> str:
+        return (
+            f"{self.provider}/{self.invoice_id}: {self.what}: stored {self.stored!r}, "
+            f"replayed {self.replayed!r}"
+        )
+
+
+class ReplayReport(BaseModel):
+    """The result of rebuilding every invoice from the events table."""
+
+    invoices: int
+    events: int
+    mismatches: list[Mismatch]
+    repaired: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def __str__(self) -> str:
+        head = f"replayed {self.events} events over {self.invoices} invoices: "
+        if self.ok:
+            return head + "no mismatch"
+        lines = [head + f"{len(self.mismatches)} mismatches"]
+        lines += [f"  {m}" for m in self.mismatches[:50]]
+        return "\n".join(lines)

@@ -1,0 +1,203 @@
+"""The SQLite store: an embedded file (WAL) or ``:memory:``, shaped with sqlite-utils.
+
+Three tables, readable as they are in Datasette or ``sqlite-utils``:
+
+- ``invoices``: one row per (provider, invoice id): state, canonical state, version, timestamps,
+  and the fold key of the last event folded into it (to tell a late arrival in O(1)).
+- ``events``: every delivery ever received, whatever its outcome, with the raw body bytes and
+  the (redacted) headers. ``live = 1`` marks the row that stands for an event in the invoice's
+  fold; duplicates, invalid deliveries and superseded attempts have ``live = 0``. A partial
+  unique index on (provider, event_id) where live = 1 makes double-applying impossible even
+  for several processes on one file.
+- ``revisions``: the audit trail of outcomes changed when a late event re-folded an invoice.
+
+Writers take the lock up front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it,
+so concurrent processes serialize instead of failing with "database is locked". The schema
+version is ``PRAGMA user_version``; a file from a newer version is refused, not misread.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+import sqlite_utils
+
+from .errors import StoreError
+
+__all__ = ["SCHEMA_VERSION", "Store", "Synchronous"]
+
+SCHEMA_VERSION = 1
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_EVENT_COLUMNS = {
+    "seq": int,
+    "provider": str,
+    "event_id": str,
+    "live": int,
+    "invoice_id": str,
+    "event_type": str,
+    "trigger": str,
+    "status": str,
+    "outcome": str,
+    "reason": str,
+    "from_state": str,
+    "to_state": str,
+    "retryable": int,
+    "adopted": int,
+    "occurred_at": str,
+    "fold_time": int,
+    "fold_rank": int,
+    "received_at": str,
+    "revisions": int,
+    "headers": str,
+    "body": bytes,
+}
+EVENT_FIELDS = tuple(_EVENT_COLUMNS)
+
+_INVOICE_COLUMNS = {
+    "provider": str,
+    "invoice_id": str,
+    "state": str,
+    "canonical": str,
+    "version": int,
+    "created_at": str,
+    "updated_at": str,
+    "last_time": int,
+    "last_rank": int,
+    "last_event_id": str,
+}
+INVOICE_FIELDS = tuple(_INVOICE_COLUMNS)
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only: raw bodies carry personal data."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+class Store:
+    """A connection to one database file, with the schema in place."""
+
+    def __init__(
+        self,
+        path: str | Path = "invoices.db",
+        *,
+        synchronous: Synchronous = "NORMAL",
+        busy_timeout: float = 60.0,
+    ) -> None:
+        self.path = str(path)
+        memory = self.path == ":memory:"
+        if not memory:
+            _create_private(Path(self.path))
+        try:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            if not memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+                raise StoreError(
+                    f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA"
+                )
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"can't open {self.path!r} as a SQLite database: {exc}") from None
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path!r} has schema version {version}; this invoice-engine knows up to "
+                f"{SCHEMA_VERSION}. Upgrade invoice-engine."
+            )
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        if version < SCHEMA_VERSION:
+            # sqlite-utils commits its own DDL; every statement is IF NOT EXISTS, so two
+            # processes creating one new file at once both end with the same schema.
+            self._create_schema()
+
+    def _create_schema(self) -> None:
+        db = self.db
+        db["events"].create(  # type: ignore[union-attr]
+            _EVENT_COLUMNS,
+            pk="seq",
+            not_null={"provider", "live", "outcome", "received_at", "revisions"},
+            defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
+            if_not_exists=True,
+        )
+        db["invoices"].create(  # type: ignore[union-attr]
+            _INVOICE_COLUMNS,
+            pk=("provider", "invoice_id"),
+            not_null={"version"},  # state is NULL while only rejected events are known
+            if_not_exists=True,
+        )
+        db["revisions"].create(  # type: ignore[union-attr]
+            {
+                "id": int,
+                "seq": int,
+                "cause_seq": int,
+                "revised_at": str,
+                "old_outcome": str,
+                "new_outcome": str,
+                "old_from": str,
+                "old_to": str,
+                "new_from": str,
+                "new_to": str,
+                "old_reason": str,
+                "new_reason": str,
+            },
+            pk="id",
+            foreign_keys=[("seq", "events", "seq")],
+            if_not_exists=True,
+        )
+        # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
+        self.conn.executescript(
+            """
+            CREATE UNIQUE INDEX IF NOT EXISTS events_live_event
+                ON events(provider, event_id) WHERE live = 1;
+            CREATE INDEX IF NOT EXISTS events_invoice_fold
+                ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1;
+            CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq);
+            CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id);
+            CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq);
+            """
+        )
+        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken up front so concurrent writers wait instead of fail.
+
+        ``BEGIN IMMEDIATE`` waits up to the busy timeout; if SQLite still reports the database
+        busy (a checkpoint in another process), it is retried with a short back-off.
+        """
+        for attempt in range(50):
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 49:
+                    raise StoreError(f"can't write to {self.path!r}: {exc}") from None
+                time.sleep(min(0.005 * 2**attempt, 0.5))
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def next_seq(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        self.conn.close()
