@@ -1,0 +1,331 @@
+"""Structural checks on a chart: the mistakes a loader can't refuse because the chart still *works*.
+
+The loader (:mod:`engine.chart`) refuses charts that don't mean anything: unknown states, unknown
+triggers, states without a canonical lifecycle state. A chart can pass all of that and still be
+wrong — a state nothing leads to, a state an invoice can never leave, a final state with a way out,
+two transitions fighting over one trigger. :func:`lint` finds those, on the graph the machine
+really runs (:meth:`Chart.steps <engine.machine.Chart.steps>`, so nesting and ``source: '*'``
+count exactly as the machine counts them).
+
+It also repeats the loader's meaning checks that a chart built in code (a :class:`ChartSpec`
+made with ``model_validate``, which skips them) may have missed: events mapped to unknown
+triggers and states without a canonical mapping.
+
+A finding the chart's author accepts on purpose is declared in the chart itself, with a reason::
+
+    lint_exceptions:
+      - {rule: no-final-path, target: overdue, why: "Overdue invoices are written off by hand."}
+
+and an exception that no longer matches anything is itself reported, so they don't go stale.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from .chart import CANONICAL_STATES, ChartSpec, StateSpec
+from .errors import ChartError
+from .machine import Chart
+
+__all__ = ["RULES", "Finding", "lint"]
+
+Severity = Literal["error", "warning"]
+
+#: Every rule: its severity and what it catches. Rule names are what ``lint_exceptions`` name.
+RULES: dict[str, tuple[Severity, str]] = {
+    "unreachable": ("error", "no sequence of transitions reaches the state from an initial state"),
+    "dead-end": ("error", "a state that is not final, but that no transition leaves"),
+    "final-exit": ("error", "a final state that a transition leaves"),
+    "no-final-path": ("warning", "no final state can be reached from the state"),
+    "nondeterminism": (
+        "error",
+        "one trigger from one source goes to several targets, not told apart by guards",
+    ),
+    "unknown-trigger": ("error", "an event is mapped to a trigger no transition defines"),
+    "missing-canonical": ("error", "a state has no canonical lifecycle state"),
+    "noncanonical": ("warning", "a canonical name outside engine.chart.CANONICAL_STATES"),
+    "unused-exception": ("warning", "a lint exception that matches no finding"),
+}
+
+
+class Finding(BaseModel):
+    """One problem lint found.
+
+    Attributes:
+        rule: the rule's name (a key of :data:`RULES`), as ``lint_exceptions`` spell it.
+        severity: ``"error"`` (the chart is wrong) or ``"warning"`` (it may be on purpose).
+        target: what the finding is about: a state (``open.overdue``), an event type
+            (``invoice.paid``), or ``"TRIGGER from SOURCE"`` for a transition.
+        message: what is wrong, in words.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    severity: Severity
+    target: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.target}: {self.message} [{self.rule}]"
+
+
+def _finding(rule: str, target: str, message: str) -> Finding:
+    return Finding(rule=rule, severity=RULES[rule][0], target=target, message=message)
+
+
+def _names(values: Iterable[str]) -> str:
+    return ", ".join(repr(v) for v in values)
+
+
+# ------------------------------------------------------------------------------ spec rules
+
+
+def _canonical_rules(spec: ChartSpec) -> list[Finding]:
+    found: list[Finding] = []
+
+    def walk(states: list[StateSpec], prefix: str, inherited: str | None) -> None:
+        for s in states:
+            full = prefix + s.name
+            if s.canonical is not None and s.canonical not in CANONICAL_STATES:
+                found.append(
+                    _finding(
+                        "noncanonical",
+                        full,
+                        f"canonical state {s.canonical!r} is not one of "
+                        f"{', '.join(CANONICAL_STATES)} (a provider may add its own; "
+                        "check the spelling)",
+                    )
+                )
+            canonical = s.canonical or inherited
+            if s.states:
+                walk(s.states, full + ".", canonical)
+            elif canonical is None:
+                found.append(
+                    _finding(
+                        "missing-canonical",
+                        full,
+                        f"state {full!r} has no canonical lifecycle state (give it, or its "
+                        f"parent, canonical: one of {', '.join(CANONICAL_STATES)})",
+                    )
+                )
+
+    walk(spec.states, "", None)
+    return found
+
+
+def _trigger_rules(spec: ChartSpec, triggers: list[str]) -> list[Finding]:
+    return [
+        _finding(
+            "unknown-trigger",
+            event_type,
+            f"event {event_type!r} fires trigger {ev.trigger!r}, which no transition defines; "
+            f"triggers are: {', '.join(triggers) or '(none)'}",
+        )
+        for event_type, ev in spec.events.items()
+        if ev.trigger is not None and ev.trigger not in triggers
+    ]
+
+
+# ----------------------------------------------------------------------------- graph rules
+
+
+def _successors(chart: Chart) -> dict[str, dict[str, list[str]]]:
+    """For each leaf, the other leaves it can move to, each with the triggers that lead there."""
+    succ: dict[str, dict[str, list[str]]] = {s: {} for s in chart.states}
+    for state in chart.states:
+        for trigger in chart.triggers:
+            for dest, _ in chart.steps(state, trigger):
+                if dest is not None and dest != state:
+                    triggers = succ[state].setdefault(dest, [])
+                    if trigger not in triggers:
+                        triggers.append(trigger)
+    return succ
+
+
+def _closure(starts: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
+    seen = set(starts)
+    queue = deque(seen)
+    while queue:
+        for nxt in edges.get(queue.popleft(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                queue.append(nxt)
+    return seen
+
+
+def _graph_rules(chart: Chart) -> list[Finding]:
+    found: list[Finding] = []
+    succ = _successors(chart)
+    forward = {s: set(d) for s, d in succ.items()}
+    reachable = _closure(chart.initial_states, forward)
+    found.extend(
+        _finding(
+            "unreachable",
+            s,
+            f"no transition leads to {s!r} from the initial state(s) "
+            f"{_names(chart.initial_states)}",
+        )
+        for s in chart.states
+        if s not in reachable
+    )
+    dead_ends = set()
+    for s in chart.states:
+        if chart.is_final(s):
+            if succ[s]:
+                exits = "; ".join(f"{', '.join(t)} -> {d!r}" for d, t in succ[s].items())
+                found.append(
+                    _finding(
+                        "final-exit",
+                        s,
+                        f"final state {s!r} has transitions out ({exits}); nothing may leave a "
+                        "final state: drop them, or make the state not final",
+                    )
+                )
+        elif not succ[s]:
+            dead_ends.add(s)
+            stays = chart.allowed_triggers(s)
+            found.append(
+                _finding(
+                    "dead-end",
+                    s,
+                    f"no transition leaves {s!r}, but it is not final"
+                    + (f" (only {', '.join(stays)}, which stay)" if stays else "")
+                    + ": add a way out, or mark it final: true",
+                )
+            )
+    if not chart.final_states:
+        found.append(
+            _finding(
+                "no-final-path",
+                chart.name,
+                f"chart {chart.name!r} has no final state, so no invoice ever settles",
+            )
+        )
+        return found
+    backward: dict[str, set[str]] = {}
+    for s, dests in forward.items():
+        for d in dests:
+            backward.setdefault(d, set()).add(s)
+    can_finish = _closure(chart.final_states, backward)
+    found.extend(
+        _finding(
+            "no-final-path",
+            s,
+            f"no final state ({_names(chart.final_states)}) can be reached from {s!r}",
+        )
+        for s in chart.states
+        if s not in can_finish and s not in dead_ends  # a dead end is reported once, as such
+    )
+    return found
+
+
+def _nondeterminism(chart: Chart) -> list[Finding]:
+    """Several transitions for one (source, trigger) that guards don't tell apart.
+
+    The machine tries a source's transitions in chart order and takes the first whose guard
+    holds; a child's transitions come before its parent's, which is how a nested state overrides
+    its parent on purpose, so only transitions declared on the *same* source compete.
+    """
+    found: list[Finding] = []
+    for trigger in chart.triggers:
+        for source, transitions in chart.machine.events[trigger].transitions.items():
+            dests = list(dict.fromkeys(tr.dest for tr in transitions))
+            if len(dests) < 2:
+                continue
+            shown = ", ".join("(internal)" if d is None else repr(d) for d in dests)
+            for i, tr in enumerate(transitions):
+                later = [o for o in transitions[i + 1 :] if o.dest != tr.dest]
+                shadowed = not tr.conditions or any(
+                    [(c.func, c.target) for c in o.conditions]
+                    == [(c.func, c.target) for c in tr.conditions]
+                    for o in later
+                )
+                if later and shadowed:
+                    how = (
+                        "has no guard" if not tr.conditions else "has the same guard as a later one"
+                    )
+                    target = "(internal)" if tr.dest is None else repr(tr.dest)
+                    found.append(
+                        _finding(
+                            "nondeterminism",
+                            f"{trigger} from {source}",
+                            f"{trigger!r} from {source!r} goes to {shown}; the transition to "
+                            f"{target} {how}, so the machine always takes it: give each a guard "
+                            "that tells them apart",
+                        )
+                    )
+                    break
+    return found
+
+
+# ------------------------------------------------------------------------------------ lint
+
+
+def _placeholder_canonicals(states: list[StateSpec], inherited: str | None) -> list[StateSpec]:
+    out: list[StateSpec] = []
+    for s in states:
+        canonical = s.canonical or inherited
+        if s.states:
+            out.append(
+                s.model_copy(update={"states": _placeholder_canonicals(s.states, canonical)})
+            )
+        else:
+            out.append(s if canonical else s.model_copy(update={"canonical": "?"}))
+    return out
+
+
+def _as_chart(spec: ChartSpec) -> Chart:
+    # Missing canonical states are reported by a rule; fill them so the machine can be built.
+    filled = spec.model_copy(update={"states": _placeholder_canonicals(spec.states, None)})
+    try:
+        return Chart(filled)
+    except (ValueError, KeyError) as exc:  # what transitions says about unknown states
+        raise ChartError(
+            f"<chart {spec.provider!r}>", "", f"can't build its machine to lint it: {exc}"
+        ) from exc
+
+
+def lint(chart: Chart | ChartSpec) -> list[Finding]:
+    """Check a chart's structure; return the findings its ``lint_exceptions`` don't excuse.
+
+    Args:
+        chart: a loaded :class:`Chart`, or a :class:`ChartSpec` built in code (which may miss
+            the loader's checks; those this module can report are reported).
+
+    Returns:
+        Findings in a stable order: spec rules, then the graph, then nondeterminism, then
+        unused exceptions. Errors mean the chart is wrong; warnings may be on purpose (declare
+        them in ``lint_exceptions`` with a reason).
+
+    Raises:
+        ChartError: a ``ChartSpec`` so broken (unknown states) that no machine can be built.
+    """
+    spec = chart.spec if isinstance(chart, Chart) else chart
+    built = chart if isinstance(chart, Chart) else _as_chart(chart)
+    findings = [
+        *_canonical_rules(spec),
+        *_trigger_rules(spec, built.triggers),
+        *_graph_rules(built),
+        *_nondeterminism(built),
+    ]
+    excused = {(e.rule, e.target) for e in spec.lint_exceptions}
+    kept = [f for f in findings if (f.rule, f.target) not in excused]
+    matched = {(f.rule, f.target) for f in findings}
+    for e in spec.lint_exceptions:
+        if (e.rule, e.target) in matched:
+            continue
+        unknown = e.rule not in RULES
+        kept.append(
+            _finding(
+                "unused-exception",
+                e.target,
+                f"lint exception {{rule: {e.rule}, target: {e.target}}} matches no finding"
+                + (f"; rules are: {', '.join(RULES)}" if unknown else "; remove it"),
+            )
+        )
+    return kept
