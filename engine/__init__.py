@@ -17,7 +17,6 @@ from .errors import (
     UnknownTrigger,
 )
 from .lint import Finding, lint
-from .lint import Finding, lint
 from .machine import Chart, available_charts, load_chart
 from .models import InvoiceState, Mismatch, Outcome, ReplayReport
 
@@ -28,7 +27,6 @@ __all__ = [
     "DeliveryError",
     "Engine",
     "EngineError",
-    "Finding",
     "Event",
     "Finding",
     "InvoiceState",
@@ -41,7 +39,6 @@ __all__ = [
     "UnknownState",
     "UnknownTrigger",
     "available_charts",
-    "lint",
     "lint",
     "load_chart",
     "read_delivery",
