@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -118,6 +119,7 @@ class Store:
                 f"{SCHEMA_VERSION}. Upgrade invoice-engine."
             )
         self.conn = conn
+        self._lock = threading.RLock()
         self.db = sqlite_utils.Database(conn)
         if version < SCHEMA_VERSION:
             # sqlite-utils commits its own DDL; every statement is IF NOT EXISTS, so two
@@ -177,8 +179,13 @@ class Store:
         """One write transaction, taken up front so concurrent writers wait instead of fail.
 
         ``BEGIN IMMEDIATE`` waits up to the busy timeout; if SQLite still reports the database
-        busy (a checkpoint in another process), it is retried with a short back-off.
+        busy (a checkpoint in another process), it is retried with a short back-off. Threads
+        sharing one Engine take turns through a lock (one connection, one transaction).
         """
+        with self._lock:
+            yield from self._transaction()
+
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         for attempt in range(50):
             try:
                 self.conn.execute("BEGIN IMMEDIATE")
