@@ -23,12 +23,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     PlainSerializer,
     ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from ._expr import Guard, Locator
 from .errors import ChartError
@@ -73,16 +76,22 @@ def _to_guard(value: Any) -> Any:
     return Guard.parse(value)
 
 
+_LOCATOR_SCHEMA = {
+    "type": "string",
+    "description": "A body path ($.data.object.id) or a header (header:X-Webhook-ID)",
+}
+
+
+def _one_or_many(item: dict[str, Any]) -> WithJsonSchema:
+    """The schema of a field that takes one value or a list (so editors accept both)."""
+    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item}]})
+
+
 LocatorField = Annotated[
     Locator,
     BeforeValidator(_to_locator),
     PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "description": "A body path ($.data.object.id) or a header (header:X-Webhook-ID)",
-        }
-    ),
+    WithJsonSchema(_LOCATOR_SCHEMA),
 ]
 GuardField = Annotated[
     Guard,
@@ -92,7 +101,7 @@ GuardField = Annotated[
         {"type": "string", "description": "PATH OP JSON-VALUE, e.g. '$.amountDue == 0'"}
     ),
 ]
-Names = Annotated[list[str], BeforeValidator(_as_list)]
+Names = Annotated[list[str], BeforeValidator(_as_list), _one_or_many({"type": "string"})]
 
 
 class _Model(BaseModel):
@@ -164,9 +173,9 @@ class TimeSpec(_Model):
 class DeliveryMap(_Model):
     """How to read one delivery: where each field lives in the body or the headers."""
 
-    event_type: Annotated[list[LocatorField], BeforeValidator(_as_list)] = Field(
-        description="One locator, or several whose values are joined with '.'"
-    )
+    event_type: Annotated[
+        list[LocatorField], BeforeValidator(_as_list), _one_or_many(_LOCATOR_SCHEMA)
+    ] = Field(description="One locator, or several whose values are joined with '.'")
     event_id: LocatorField | None = Field(None, description="Unset: derive idempotency_key")
     idempotency_key: list[LocatorField] | None = Field(
         None, description="Fields hashed into a key, for providers that send no event id"
@@ -219,6 +228,14 @@ class EventSpec(_Model):
             raise ValueError("states only goes with info")
         return self
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The YAML shorthand `invoice.paid: pay` means {trigger: pay}; editors must accept it.
+        shorthand = {"type": "string", "description": "Shorthand for {trigger: NAME}"}
+        return {"anyOf": [shorthand, handler(core_schema)]}
+
     @property
     def kind(self) -> Literal["trigger", "create", "follow_status", "info"]:
         if self.trigger is not None:
@@ -238,6 +255,10 @@ class LintException(_Model):
 
 class ChartSpec(_Model):
     """One provider's invoice lifecycle, and how to read its webhooks."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"}
+    )
 
     provider: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     title: str = ""

@@ -1,11 +1,25 @@
-"""Chart commands: charts, show, lint, schema, check."""
+"""Chart commands: charts, show, lint, schema, check.
+
+None of them needs a database: they read chart files and ask the validator. A chart is named by
+its provider (``stripe``, or a name in ``--chart-dir``) or given as a path to a YAML file.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import click
 
+from ..errors import ChartError, TransitionNotAllowed
 from ..machine import available_charts, load_chart
 from ._base import chart_dir_option, emit_json, json_option, main, table
+
+if TYPE_CHECKING:
+    from ..chart import EventSpec, StateSpec
+    from ..lint import Finding
+    from ..machine import Chart
 
 
 @main.command()
@@ -14,11 +28,17 @@ from ._base import chart_dir_option, emit_json, json_option, main, table
 def charts(chart_dir: str | None, as_json: bool) -> None:
     """List the available charts (bundled, plus those in --chart-dir).
 
+    A chart that fails to load is listed with its error instead of stopping the list.
+
     Example: invoice-engine charts
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in available_charts(chart_dir):
-        chart = load_chart(name, chart_dir)
+        try:
+            chart = load_chart(name, chart_dir)
+        except ChartError as exc:
+            rows.append({"name": name, "error": str(exc), "path": exc.source})
+            continue
         rows.append(
             {
                 "name": name,
@@ -34,8 +54,328 @@ def charts(chart_dir: str | None, as_json: bool) -> None:
         return
     click.echo(
         table(
-            [[r["name"], str(r["states"]), str(r["triggers"]), str(r["events"]), r["title"]]
-             for r in rows],
+            [
+                [r["name"], "-", "-", "-", f"BROKEN: {r['error']}"]
+                if "error" in r
+                else [r["name"], str(r["states"]), str(r["triggers"]), str(r["events"]), r["title"]]
+                for r in rows
+            ],
             ["chart", "states", "triggers", "events", "title"],
         )
     )
+
+
+# ----------------------------------------------------------------------------------- show
+
+
+def _event_meaning(ev: EventSpec) -> str:
+    if ev.kind == "trigger":
+        text = f"trigger {ev.trigger}"
+    elif ev.kind == "create":
+        text = "create (in the status snapshot's state)"
+    elif ev.kind == "follow_status":
+        text = "follow the status snapshot"
+    else:
+        text = "info" + (f" (legal in {', '.join(ev.states)})" if ev.states else "")
+    return text + ("; invoice id optional" if ev.invoice_optional else "")
+
+
+def _descriptions(states: list[StateSpec], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for s in states:
+        out[prefix + s.name] = s.description
+        out.update(_descriptions(s.states, f"{prefix}{s.name}."))
+    return out
+
+
+def _describe(chart: Chart) -> dict[str, Any]:
+    spec = chart.spec
+    descriptions = _descriptions(spec.states)
+    return {
+        "provider": chart.name,
+        "title": spec.title,
+        "path": str(chart.path) if chart.path else None,
+        "sources": spec.sources,
+        "initial": chart.initial_states,
+        "states": [
+            {
+                "name": s,
+                "canonical": chart.canonical(s),
+                "final": chart.is_final(s),
+                "initial": s in chart.initial_states,
+                "description": descriptions[s],
+            }
+            for s in chart.states
+        ],
+        "transitions": [
+            {
+                "trigger": t.trigger,
+                "source": t.source,
+                "dest": t.dest,
+                "internal": t.internal,
+                "guard": None if t.guard is None else str(t.guard),
+                "description": t.description,
+            }
+            for t in spec.transitions
+        ],
+        "events": [
+            {"event": name, "meaning": _event_meaning(ev), **ev.model_dump(mode="json")}
+            for name, ev in spec.events.items()
+        ],
+        "delivery": spec.delivery.model_dump(mode="json", exclude_none=True),
+    }
+
+
+@main.command()
+@click.argument("provider")
+@chart_dir_option
+@json_option
+def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
+    """Show a chart's states, transitions, events and delivery map.
+
+    PROVIDER is a chart name (see `invoice-engine charts`) or a path to a YAML file.
+
+    Example: invoice-engine show stripe
+    """
+    chart = load_chart(provider, chart_dir)
+    info = _describe(chart)
+    if as_json:
+        emit_json(info)
+        return
+    default = chart.initial_states[0]
+    click.echo(f"{chart.name}: {info['title'] or '(untitled)'}  ({info['path']})")
+    click.echo(f"initial: {', '.join(chart.initial_states)}\n")
+    state_rows = [
+        [
+            s["name"],
+            s["canonical"],
+            "yes" if s["final"] else "",
+            ("default" if s["name"] == default else "yes") if s["initial"] else "",
+            s["description"],
+        ]
+        for s in info["states"]
+    ]
+    click.echo(table(state_rows, ["state", "canonical", "final", "initial", "description"]))
+    transition_rows = [
+        [
+            t["trigger"],
+            ", ".join(t["source"]),
+            "(internal)" if t["internal"] else t["dest"],
+            t["guard"] or "",
+        ]
+        for t in info["transitions"]
+    ]
+    click.echo("\n" + table(transition_rows, ["trigger", "source", "dest", "guard"]))
+    event_rows = [[e["event"], e["meaning"]] for e in info["events"]]
+    click.echo("\n" + table(event_rows, ["event", "meaning"]))
+    click.echo("\ndelivery:")
+    for key, value in info["delivery"].items():
+        if not value:
+            continue
+        if isinstance(value, dict) and key == "statuses":
+            click.echo(f"  {key}:")
+            click.echo("".join(f"    {k!r} -> {v}\n" for k, v in value.items()), nl=False)
+        elif isinstance(value, dict):
+            click.echo(f"  {key}: {', '.join(f'{k} {v}' for k, v in value.items())}")
+        elif isinstance(value, list):
+            click.echo(f"  {key}: {' + '.join(value)}")
+        else:
+            click.echo(f"  {key}: {value}")
+
+
+# ----------------------------------------------------------------------------------- lint
+
+
+def _lint_one(target: str, chart_dir: str | None) -> tuple[str, str, list[Finding]]:
+    from ..lint import Finding, lint
+
+    try:
+        chart = load_chart(target, chart_dir)
+    except ChartError as exc:
+        name = Path(exc.source).stem if exc.source.endswith((".yaml", ".yml")) else target
+        broken = Finding(
+            rule="invalid", severity="error", target=exc.location or "(file)", message=exc.problem
+        )
+        return name, exc.source, [broken]
+    return chart.name, str(chart.path), lint(chart)
+
+
+@main.command(name="lint")
+@click.argument("targets", metavar="[CHART|PATH]...", nargs=-1)
+@click.option("--strict", is_flag=True, help="Fail on warnings too, not only errors.")
+@chart_dir_option
+@json_option
+def lint_command(
+    targets: tuple[str, ...], strict: bool, chart_dir: str | None, as_json: bool
+) -> None:
+    """Check charts for structural mistakes (default: all charts).
+
+    Reports unreachable states, dead ends, final states with a way out, states that can never
+    finish, unguarded nondeterminism, unknown triggers and canonical-state problems; a chart
+    that doesn't load is reported as `invalid`. Exits 1 when there are errors (with --strict,
+    warnings too). A chart excuses a finding on purpose in its `lint_exceptions`.
+
+    Example: invoice-engine lint stripe ./my_charts/acme.yaml
+    """
+    names = list(targets) or available_charts(chart_dir)
+    results = [_lint_one(t, chart_dir) for t in names]
+    errors = sum(f.severity == "error" for _, _, fs in results for f in fs)
+    warnings = sum(f.severity == "warning" for _, _, fs in results for f in fs)
+    if as_json:
+        emit_json(
+            {
+                "charts": [
+                    {"chart": n, "path": p, "findings": [f.model_dump() for f in fs]}
+                    for n, p, fs in results
+                ],
+                "errors": errors,
+                "warnings": warnings,
+            }
+        )
+    else:
+        for name, _, findings in results:
+            if not findings:
+                click.echo(f"{name}: ok")
+            for f in findings:
+                click.echo(f"{name}: {f}")
+        plural = "" if len(results) == 1 else "s"
+        click.echo(f"{len(results)} chart{plural}: {errors} error(s), {warnings} warning(s)")
+    if errors or (strict and warnings):
+        click.get_current_context().exit(1)
+
+
+# --------------------------------------------------------------------------------- schema
+
+
+@main.command()
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the schema to this file instead of stdout.",
+)
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of chart files, for editors and tools.
+
+    A copy is shipped as statecharts/statechart.schema.json; point your editor's YAML support
+    at it (e.g. `# yaml-language-server: $schema=statechart.schema.json` atop a chart).
+
+    Example: invoice-engine schema -o statechart.schema.json
+    """
+    from ..chart import ChartSpec
+
+    text = json.dumps(ChartSpec.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    Path(output).write_text(text, encoding="utf-8")
+    click.echo(f"Wrote {output}", err=True)
+
+
+# ---------------------------------------------------------------------------------- check
+
+
+def _hint(chart: Chart, triggers: list[str], payload: Any, exc: TransitionNotAllowed) -> str:
+    """What to try instead: a start state from which the whole sequence is legal, or why not."""
+    items = [(t, payload) for t in triggers]
+    starts = sorted(chart.states, key=lambda s: (chart.depth(s), chart.states.index(s)))
+    for start in starts:
+        if chart.is_final(start):
+            continue
+        try:
+            chart.check(items, start=start)
+        except TransitionNotAllowed:
+            continue
+        return f"Try --from {start}"
+    if exc.reason and "is false" in exc.reason:
+        return "Its guard reads the payload: pass one with --payload '{...}'"
+    if chart.is_final(exc.state):
+        return f"{exc.state!r} is final: nothing leaves it"
+    if exc.allowed:
+        return f"From {exc.state!r} you can: {', '.join(exc.allowed)}"
+    return f"Nothing is legal from {exc.state!r}"
+
+
+def _payload(_: click.Context, __: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc.msg} (at character {exc.pos})") from None
+
+
+@main.command()
+@click.argument("provider")
+@click.argument("triggers", nargs=-1, required=True)
+@click.option("--from", "start", metavar="STATE", help="Start here (default: the first initial).")
+@click.option(
+    "--payload",
+    metavar="JSON",
+    callback=_payload,
+    help="The webhook body guards read, e.g. '{\"amountDue\": 0}'.",
+)
+@chart_dir_option
+@json_option
+def check(
+    provider: str,
+    triggers: tuple[str, ...],
+    start: str | None,
+    payload: Any,
+    chart_dir: str | None,
+    as_json: bool,
+) -> None:
+    """Is a trigger sequence legal? Prints the end state, or why not.
+
+    Triggers are folded from --from (default: the chart's first initial state). The first
+    illegal one stops the fold with exit code 1, its reason, and a hint at what would work.
+
+    Example: invoice-engine check stripe finalize pay --from draft
+    """
+    chart = load_chart(provider, chart_dir)
+    state = chart.check([], start=start)  # the default start, or UnknownState for a bad one
+    first = state
+    path: list[dict[str, str]] = []
+    for i, trigger in enumerate(triggers):
+        try:
+            nxt = chart.next_state(state, trigger, payload)
+        except TransitionNotAllowed as exc:
+            hint = _hint(chart, list(triggers), payload, exc)
+            where = f"step {i + 1} of {len(triggers)}: " if len(triggers) > 1 else ""
+            if as_json:
+                emit_json(
+                    {
+                        "legal": False,
+                        "provider": chart.name,
+                        "from": first,
+                        "triggers": list(triggers),
+                        "state": state,
+                        "step": i + 1,
+                        "trigger": trigger,
+                        "reason": str(exc),
+                        "allowed": exc.allowed,
+                        "hint": hint,
+                        "path": path,
+                    }
+                )
+            else:
+                click.echo(f"Error: {where}{exc}", err=True)
+                click.echo(f"Hint: {hint}", err=True)
+            click.get_current_context().exit(1)
+        path.append({"from": state, "trigger": trigger, "to": nxt})
+        state = nxt
+    if as_json:
+        emit_json(
+            {
+                "legal": True,
+                "provider": chart.name,
+                "from": first,
+                "triggers": list(triggers),
+                "state": state,
+                "canonical": chart.canonical(state),
+                "final": chart.is_final(state),
+                "path": path,
+            }
+        )
+        return
+    click.echo(state)
