@@ -3,7 +3,10 @@
 Each module below adds its commands to :data:`main`; importing them is what registers them.
 """
 
-from . import _charts  # noqa: F401  (registers charts, show, lint, schema, check)
+from . import (
+    _charts,  # noqa: F401  (registers charts, show, lint, schema, check)
+    _run,  # noqa: F401  (registers apply, state, history, replay, demo)
+)
 from ._base import main
 
 __all__ = ["main"]
