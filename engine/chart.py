@@ -13,9 +13,10 @@ refuses duplicate keys (PyYAML would otherwise keep the last one without a word)
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -73,7 +74,15 @@ def _to_guard(value: Any) -> Any:
         return value
     if not isinstance(value, str):
         raise ValueError(f"a guard is a string like '$.amountDue == 0', got {value!r}")
-    return Guard.parse(value)
+    try:
+        return Guard.parse(value)
+    except ValueError as exc:
+        if value in str(exc):
+            raise
+        # e.g. a path that doesn't parse: say which guard it came from, and what guards are.
+        raise ValueError(
+            f"guard {value!r}: {exc}; a guard is PATH OP VALUE, a comparison, never code"
+        ) from None
 
 
 _LOCATOR_SCHEMA = {
@@ -221,9 +230,16 @@ class EventSpec(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> EventSpec:
-        kinds = [self.trigger is not None, self.create, self.follow_status, self.info]
-        if sum(kinds) != 1:
-            raise ValueError("give exactly one of trigger, create, follow_status, info")
+        kinds = {
+            "trigger": self.trigger is not None,
+            "create": self.create,
+            "follow_status": self.follow_status,
+            "info": self.info,
+        }
+        given = [k for k, v in kinds.items() if v]
+        if len(given) != 1:
+            got = f"got {' and '.join(given)}" if given else "got none"
+            raise ValueError(f"give exactly one of trigger, create, follow_status, info ({got})")
         if self.states is not None and not self.info:
             raise ValueError("states only goes with info")
         return self
@@ -271,6 +287,16 @@ class ChartSpec(_Model):
     lint_exceptions: list[LintException] = Field(default_factory=list)
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _key(prefix: str, key: str) -> str:
+    """``prefix.key``, or ``prefix['key']`` for keys a dot would make ambiguous (invoice.paid)."""
+    if _IDENTIFIER.match(key):
+        return f"{prefix}.{key}" if prefix else key
+    return f"{prefix}[{key!r}]"
+
+
 def _locate(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
@@ -279,8 +305,74 @@ def _locate(loc: tuple[int | str, ...]) -> str:
         elif part in ("function-after", "function-before", "function-plain") or "[" in str(part):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            out = _key(out, str(part))
     return out
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The chart model a validation error's location points into (for listing its keys)."""
+
+    def model_in(annotation: Any) -> type[BaseModel] | None:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            return annotation
+        for arg in get_args(annotation):
+            found = model_in(arg)
+            if found is not None:
+                return found
+        return None
+
+    model: type[BaseModel] | None = ChartSpec
+    dict_key_next = False
+    for part in loc:
+        if model is None:
+            return None
+        if dict_key_next or isinstance(part, int):
+            dict_key_next = False
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        dict_key_next = get_origin(field.annotation) is dict
+        model = model_in(field.annotation)
+    return model
+
+
+def _unexpected_key(loc: tuple[int | str, ...]) -> str:
+    key = str(loc[-1])
+    model = _model_at(loc[:-1])
+    if model is None:
+        return f"unexpected key {key!r}"
+    keys = list(model.model_fields)
+    # A prefix (destination -> dest) is the likeliest typo; otherwise only a close spelling.
+    close = [k for k in keys if key.startswith(k) or k.startswith(key)] or (
+        difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    )
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unexpected key {key!r}{hint}; keys here are: {', '.join(keys)}"
+
+
+def _pydantic_problem(error: Any) -> str:
+    """One pydantic error in the words of a chart file (YAML types, not Python's)."""
+    kind, value = error["type"], error.get("input")
+    if kind == "missing":
+        return "missing (required)"
+    if kind == "extra_forbidden":
+        return _unexpected_key(tuple(error["loc"]))
+    msg: str = error["msg"].removeprefix("Value error, ")
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        msg = "expected a mapping"
+    if kind in ("string_type", "list_type", "model_type", "model_attributes_type", "dict_type"):
+        shown = "null" if value is None else repr(value)
+        msg += f", got {shown}"
+        if kind == "string_type" and isinstance(value, bool | int | float):
+            written = str(value).lower() if isinstance(value, bool) else str(value)
+            msg += f" (YAML reads it as a {type(value).__name__}: quote it, '{written}')"
+    elif kind == "too_short":
+        n = error["ctx"]["min_length"]
+        msg = f"needs at least {n} {'entry' if n == 1 else 'entries'}, got none"
+    elif kind == "string_pattern_mismatch":
+        msg = f"{value!r} doesn't match {error['ctx']['pattern']}"
+    return msg
 
 
 # --------------------------------------------------------------------------------------- YAML
@@ -306,9 +398,13 @@ def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
         if key in seen:
-            line = key_node.start_mark.line + 1
+            first = seen[key].start_mark
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {line})", key_node.start_mark
+                None,
+                None,
+                f"duplicate key {key!r} (first at line {first.line + 1}); YAML would keep "
+                "only the last one",
+                key_node.start_mark,
             )
         seen[key] = key_node
     loader.flatten_mapping(node)
@@ -329,6 +425,10 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and start is not None and start is not mark:
+            # The mistake is often where the construct began (an unclosed bracket), not here.
+            problem += f" ({context} at line {start.line + 1})"
         raise ChartError(source, where, f"not valid YAML: {problem}") from None
 
 
@@ -372,7 +472,10 @@ def _check_states(spec: ChartSpec, source: str) -> None:
             if not s.states:
                 if canonical is None:
                     raise ChartError(
-                        source, loc, f"state {s.name!r} has no canonical lifecycle state"
+                        source,
+                        loc,
+                        f"state {s.name!r} has no canonical lifecycle state: add canonical: "
+                        f"one of {', '.join(CANONICAL_STATES)} (here or on its parent)",
                     )
                 if s.initial is not None:
                     raise ChartError(source, f"{loc}.initial", "only compound states have initial")
@@ -411,7 +514,7 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
         if t.trigger not in triggers:
             triggers.append(t.trigger)
     for event_type, ev in spec.events.items():
-        loc = f"events.{event_type}"
+        loc = _key("events", event_type)
         if ev.trigger is not None and ev.trigger not in triggers:
             raise ChartError(source, f"{loc}.trigger", _unknown("trigger", ev.trigger, triggers))
         for j, s in enumerate(ev.states or []):
@@ -421,7 +524,7 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
     for value, target in spec.delivery.statuses.items():
         if target not in leaves:
             raise ChartError(
-                source, f"delivery.statuses.{value}", _unknown("state", target, leaves)
+                source, _key("delivery.statuses", value), _unknown("state", target, leaves)
             )
 
 
@@ -431,17 +534,16 @@ def parse_chart(data: Any, source: str = "<string>") -> ChartSpec:
     Raises:
         ChartError: naming ``source``, the location inside it and the problem.
     """
+    if data is None:
+        raise ChartError(source, "", "the chart is empty; it needs provider, initial, states, …")
     if not isinstance(data, dict):
-        raise ChartError(source, "", f"a chart is a mapping, got {type(data).__name__}")
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        raise ChartError(source, "", f"a chart is a mapping (provider: …, states: …), got {kind}")
     try:
         spec = ChartSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        msg = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "missing":
-            msg = "missing (required)"
-        elif first["type"] == "extra_forbidden":
-            msg = f"unexpected key {first['loc'][-1]!r}"
+        msg = _pydantic_problem(first)
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
         raise ChartError(source, _locate(first["loc"]), msg + more) from None
     _check_meaning(spec, source)
