@@ -44,7 +44,7 @@ def _delivery(line: bytes) -> Delivery:
     """One JSONL line as a delivery; anything not an envelope is the body, bytes as received."""
     try:
         doc = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep: the engine says which
         return line
     if isinstance(doc, dict) and "body" in doc and set(doc) <= {"headers", "body"}:
         headers = doc.get("headers")
