@@ -1,0 +1,454 @@
+"""invoice-engine benchmarks: every figure beside its peer, measured in one run.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/run.py [--quick] [--out benchmarks/results/latest.json]
+
+``--quick`` is a smoke run (small sizes, under a minute) that CI executes; it asserts no times.
+The table goes to stdout, the JSON (figures, ratios to peers, targets, versions) to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from workload import stripe_lifecycles, stripe_stream  # noqa: E402
+
+from engine import Engine, load_chart  # noqa: E402
+from engine.store import EVENT_FIELDS, Store  # noqa: E402
+
+Row = dict[str, Any]
+
+
+def _rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def _best(fn: Callable[[], float], repeat: int) -> float:
+    """The fastest of ``repeat`` timings (seconds): the least disturbed by the machine."""
+    return min(fn() for _ in range(repeat))
+
+
+# --------------------------------------------------------------------------- validator
+
+
+def bench_validator(quick: bool) -> list[Row]:
+    """chart.next_state vs a bare dict lookup vs one transitions model per invoice."""
+    n_inv = 300 if quick else 3000
+    stripe = stripe_lifecycles(n_inv, 10)
+    # ChargeOver: overdue and back a few times, then paid or void.
+    chargeover = [
+        ["become_overdue", "extend_due_date"] * (i % 4) + ["pay" if i % 9 else "void"]
+        for i in range(n_inv)
+    ]
+    return [_validator("stripe", stripe, quick), _validator("chargeover", chargeover, quick)]
+
+
+def _validator(name: str, lives: list[list[str]], quick: bool) -> Row:
+    chart = load_chart(name)
+    start = chart.initial_states[0]
+    steps = sum(len(life) for life in lives)
+    legal = [(s, t) for s in chart.states for t in chart.allowed_triggers(s)]
+    table = {(s, t): chart.next_state(s, t) for s, t in legal}
+
+    def run_chart() -> float:
+        next_state = chart.next_state
+        t0 = time.perf_counter()
+        for life in lives:
+            state = start
+            for trig in life:
+                state = next_state(state, trig)
+        return time.perf_counter() - t0
+
+    def run_dict() -> float:
+        t0 = time.perf_counter()
+        for life in lives:
+            state = start
+            for trig in life:
+                state = table[(state, trig)]
+        return time.perf_counter() - t0
+
+    def run_naive() -> float:
+        # The textbook way: one machine-backed model per invoice, fire its triggers. The
+        # machine class is the chart's own (transitions' Machine, or its nested one with ".").
+        m = type(chart.machine)(
+            model=None,
+            states=_nested(chart),
+            transitions=_plain_transitions(chart),
+            initial=start,
+            auto_transitions=False,
+        )
+        models = []
+        for _ in lives:
+            model = type("Invoice", (), {})()
+            m.add_model(model, initial=start)
+            models.append(model)
+        t0 = time.perf_counter()
+        for model, life in zip(models, lives, strict=True):
+            for trig in life:
+                model.trigger(trig)
+        return time.perf_counter() - t0
+
+    t_chart = _best(run_chart, 5)
+    t_dict = _best(run_dict, 5)
+    t_naive = _best(run_naive, 1 if quick else 2)
+    return {
+        "name": f"validator {name}: chart.next_state",
+        "value": _rate(steps, t_chart),
+        "unit": "steps/s",
+        "peers": {
+            "dict lookup": _rate(steps, t_dict),
+            "transitions model per invoice": _rate(steps, t_naive),
+        },
+        "ratios": {
+            "dict / chart (target <= 3)": t_chart / t_dict,
+            "chart / naive (target >= 20)": t_naive / t_chart,
+        },
+    }
+
+
+def _nested(chart: Any) -> list[Any]:
+    from engine.machine import _transitions_states
+
+    return _transitions_states(chart.spec.states)
+
+
+def _plain_transitions(chart: Any) -> list[dict[str, Any]]:
+    finals = set(chart.final_states)
+    return [
+        {
+            "trigger": t.trigger,
+            "source": [s for s in chart.states if s not in finals]
+            if t.source == ["*"]
+            else list(t.source),
+            "dest": t.dest,
+        }
+        for t in chart.spec.transitions
+    ]
+
+
+# ------------------------------------------------------------------------ engine, batch
+
+
+def _fresh_db(folder: str, name: str) -> str:
+    path = os.path.join(folder, name)
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    return path
+
+
+def bench_batch(quick: bool, folder: str) -> list[Row]:
+    """apply_many over a realistic stream vs raw executemany of the same event rows."""
+    n, n_inv = (20_000, 2_000) if quick else (200_000, 20_000)
+    bodies = list(stripe_stream(n, n_inv))
+    path = _fresh_db(folder, "batch.db")
+    with Engine(path) as eng:
+        t0 = time.perf_counter()
+        outs = eng.apply_many("stripe", bodies)
+        t_engine = time.perf_counter() - t0
+        statuses: dict[str, int] = {}
+        for o in outs:
+            statuses[o.status] = statuses.get(o.status, 0) + 1
+        revised = eng.store.conn.execute("SELECT COUNT(*) FROM revisions").fetchone()[0]
+        rows = eng.store.conn.execute(
+            f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq"
+        ).fetchall()
+
+    # The storage limit: the same rows, the same table and indexes, the same transactions.
+    raw_path = _fresh_db(folder, "raw.db")
+    store = Store(raw_path)
+    insert = (
+        f"INSERT INTO events ({', '.join(EVENT_FIELDS)}) "
+        f"VALUES ({', '.join('?' * len(EVENT_FIELDS))})"
+    )
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), 2000):
+        with store.write() as conn:
+            conn.executemany(insert, rows[i : i + 2000])
+    t_raw = time.perf_counter() - t0
+    store.close()
+    engine_rate, raw_rate = _rate(n, t_engine), _rate(n, t_raw)
+    return [
+        {
+            "name": f"engine apply_many ({n:,} deliveries, {n_inv:,} invoices)",
+            "value": engine_rate,
+            "unit": "deliveries/s",
+            "peers": {"raw sqlite3 executemany, same rows": raw_rate},
+            "ratios": {"engine / raw (target >= 0.35)": engine_rate / raw_rate},
+            "outcomes": statuses,
+            "revisions": revised,
+        }
+    ]
+
+
+# ----------------------------------------------------------------------- one at a time
+
+
+def bench_latency(quick: bool, folder: str) -> list[Row]:
+    """apply, one durable (WAL, synchronous=NORMAL) transaction per delivery."""
+    n = 1_000 if quick else 10_000
+    bodies = list(stripe_stream(n, max(1, n // 10), seed=2))
+    path = _fresh_db(folder, "latency.db")
+    times: list[float] = []
+    with Engine(path) as eng:
+        for body in bodies:
+            t0 = time.perf_counter()
+            eng.apply("stripe", body)
+            times.append(time.perf_counter() - t0)
+    raw = _raw_latency(folder, n)
+    times.sort()
+    p50, p99 = times[len(times) // 2], times[int(len(times) * 0.99)]
+    return [
+        {
+            "name": "engine apply p50 (one transaction each)",
+            "value": p50 * 1e6,
+            "unit": "µs",
+            "peers": {"raw sqlite3 insert+commit p50": raw[0] * 1e6},
+            "ratios": {"p50 / 100 µs target": p50 / 100e-6},
+        },
+        {
+            "name": "engine apply p99 (one transaction each)",
+            "value": p99 * 1e6,
+            "unit": "µs",
+            "peers": {"raw sqlite3 insert+commit p99": raw[1] * 1e6},
+            "ratios": {"p99 / 1 ms target": p99 / 1e-3},
+        },
+    ]
+
+
+def _raw_latency(folder: str, n: int) -> tuple[float, float]:
+    conn = sqlite3.connect(_fresh_db(folder, "raw_latency.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, body BLOB)")
+    times = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO t VALUES (?, ?)", (i, b"x" * 400))
+        conn.execute("COMMIT")
+        times.append(time.perf_counter() - t0)
+    conn.close()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
+# ------------------------------------------------------------------------------ memory
+
+
+def _memory_child(db: str, n: int, n_inv: int) -> None:
+    """In a subprocess: stream ``n`` deliveries through iter_apply; print peak RSS in MB."""
+    with Engine(db) as eng:
+        count = 0
+        for _ in eng.iter_apply("stripe", stripe_stream(n, n_inv, seed=3)):
+            count += 1
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"deliveries": count, "peak_mb": peak_kb / 1024}))
+
+
+def bench_memory(quick: bool, folder: str) -> list[Row]:
+    n = 50_000 if quick else 1_000_000
+    sizes = (n // 50, n // 5)
+    peaks: dict[int, float] = {}
+    for n_inv in sizes:
+        db = _fresh_db(folder, f"memory_{n_inv}.db")
+        out = subprocess.run(
+            [sys.executable, __file__, "--memory-child", db, str(n), str(n_inv)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        peaks[n_inv] = json.loads(out)["peak_mb"]
+        os.remove(db)
+    small, large = peaks[sizes[0]], peaks[sizes[1]]
+    return [
+        {
+            "name": f"peak RSS, {n:,} deliveries over {sizes[1]:,} invoices",
+            "value": large,
+            "unit": "MB",
+            "peers": {f"same stream over {sizes[0]:,} invoices": small},
+            "ratios": {
+                "peak / 150 MB target": large / 150,
+                f"growth with 10x invoices ({sizes[0]:,} -> {sizes[1]:,})": large / small,
+            },
+        }
+    ]
+
+
+# ---------------------------------------------------------------------------- late events
+
+
+def _late_body(event_id: str, invoice: str, created: int, etype: str, status: str) -> bytes:
+    doc = {
+        "id": event_id,
+        "type": etype,
+        "created": created,
+        "data": {"object": {"id": invoice, "status": status}},
+    }
+    return json.dumps(doc).encode()
+
+
+def bench_late(quick: bool, folder: str) -> list[Row]:
+    """The cost of one out-of-order arrival against the length of the invoice's history."""
+    lengths = (10, 100, 1000) if quick else (10, 100, 1000, 10_000)
+    background = 2_000 if quick else 50_000
+    path = _fresh_db(folder, "late.db")
+    peers: dict[str, float] = {}
+    per_event: dict[str, float] = {}
+    t = 1_704_067_200
+    with Engine(path) as eng:
+        eng.apply_many("stripe", stripe_stream(background, background // 10, seed=4))
+
+        def history(iid: str, k: int) -> Iterator[bytes]:
+            yield _late_body(f"h_{iid}_c", iid, t, "invoice.created", "draft")
+            yield _late_body(f"h_{iid}_f", iid, t + 1, "invoice.finalized", "open")
+            for i in range(k - 2):
+                yield _late_body(f"h_{iid}_{i}", iid, t + 10 + i, "invoice.sent", "open")
+
+        for k in lengths:
+            iid = f"late_{k}"
+            eng.apply_many("stripe", history(iid, k))
+            tries = []
+            for j in range(5):  # each arrives before everything but the creation
+                late = _late_body(f"late_{k}_{j}", iid, t + 5, "invoice.overdue", "open")
+                t0 = time.perf_counter()
+                out = eng.apply("stripe", late)
+                tries.append(time.perf_counter() - t0)
+                assert out.status == "unchanged", out
+            in_order = _late_body(f"tail_{k}", iid, t + 10 + k, "invoice.sent", "open")
+            t0 = time.perf_counter()
+            eng.apply("stripe", in_order)
+            peers[f"history {k}: in order"] = (time.perf_counter() - t0) * 1e3
+            cost = statistics.median(tries)
+            peers[f"history {k}: late"] = cost * 1e3
+            per_event[f"history {k}"] = cost / (k + 1) * 1e6
+    return [
+        {
+            "name": f"late event (table holds {background:,} other deliveries)",
+            "value": peers[f"history {lengths[-1]}: late"],
+            "unit": "ms",
+            "peers": peers,
+            "ratios": {f"µs per event of history, {k}": v for k, v in per_event.items()},
+        }
+    ]
+
+
+# -------------------------------------------------------------------------------- startup
+
+
+def bench_startup(quick: bool) -> list[Row]:
+    """Wall time of a CLI invocation a user types, against a bare ``python -c pass``."""
+    exe = Path(sys.executable).with_name("invoice-engine")
+    cmd = [str(exe), "check", "stripe", "finalize"]
+    if subprocess.run([*cmd[:2], "--help"], capture_output=True).returncode != 0:
+        cmd = [str(exe), "charts"]  # `check` not available in this checkout
+
+    def wall(argv: list[str]) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(argv, check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    repeat = 3 if quick else 10
+    cli = statistics.median(wall(cmd) for _ in range(repeat))
+    bare = statistics.median(wall([sys.executable, "-c", "pass"]) for _ in range(repeat))
+    return [
+        {
+            "name": "CLI start-up: " + " ".join(["invoice-engine", *cmd[1:]]),
+            "value": cli * 1e3,
+            "unit": "ms",
+            "peers": {"python -c pass": bare * 1e3},
+            "ratios": {"wall / 250 ms target": cli / 0.25},
+        }
+    ]
+
+
+# --------------------------------------------------------------------------------- report
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit.endswith("/s"):
+        return f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}"
+
+
+def table(rows: list[Row]) -> str:
+    """A Markdown table: each figure beside its peers and ratios."""
+    lines = ["| measurement | value | peers | ratios |", "|---|---|---|---|"]
+    for r in rows:
+        peers = "; ".join(f"{k}: {_fmt(v, r['unit'])}" for k, v in r["peers"].items())
+        ratios = "; ".join(f"{k}: {v:.2f}" for k, v in r["ratios"].items())
+        lines.append(f"| {r['name']} | {_fmt(r['value'], r['unit'])} | {peers} | {ratios} |")
+    return "\n".join(lines)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+    for pkg in ("invoice-engine", "transitions", "pydantic", "sqlite-utils", "click", "PyYAML"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--out", type=Path, default=None, help="write the JSON results here")
+    parser.add_argument("--only", default=None, help="comma-separated: validator,batch,...")
+    parser.add_argument("--memory-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:
+        db, n, n_inv = args.memory_child
+        _memory_child(db, int(n), int(n_inv))
+        return 0
+    wanted = set(args.only.split(",")) if args.only else None
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="invoice-bench-") as folder:
+        suites: dict[str, Callable[[], list[Row]]] = {
+            "validator": lambda: bench_validator(args.quick),
+            "batch": lambda: bench_batch(args.quick, folder),
+            "latency": lambda: bench_latency(args.quick, folder),
+            "memory": lambda: bench_memory(args.quick, folder),
+            "late": lambda: bench_late(args.quick, folder),
+            "startup": lambda: bench_startup(args.quick),
+        }
+        for name, suite in suites.items():
+            if wanted is None or name in wanted:
+                t0 = time.perf_counter()
+                rows += suite()
+                print(f"[{name}: {time.perf_counter() - t0:.1f} s]", file=sys.stderr)
+    print(table(rows))
+    result = {
+        "quick": args.quick,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "versions": _versions(),
+        "results": rows,
+    }
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
