@@ -1,0 +1,227 @@
+"""The engine's promises: outcomes, idempotency, order, batching, replay, nothing lost."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from engine import Engine
+from engine.cli._run import read_jsonl
+from engine.engine import Delivery
+
+STREAMS = Path(__file__).resolve().parent.parent / "examples" / "streams"
+PROVIDERS = ["stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind"]
+TIMED = ["stripe", "pelcro", "modern_treasury", "upmind"]
+UNTIMED = ["chargeover", "moxie"]
+
+
+def stream(provider: str) -> list[Delivery]:
+    with (STREAMS / f"{provider}.jsonl").open("rb") as f:
+        return list(read_jsonl(f))
+
+
+def states(eng: Engine, provider: str) -> dict[str, str]:
+    return {i.invoice_id: i.state for i in eng.invoices(provider)}
+
+
+def live_outcomes(eng: Engine, provider: str) -> dict[str, tuple[Any, ...]]:
+    """Each event's outcome as it counts in the fold (the live row), by event id."""
+    rows = eng.store.conn.execute(
+        "SELECT event_id, outcome, from_state, to_state, trigger FROM events"
+        " WHERE provider = ? AND live = 1",
+        (provider,),
+    ).fetchall()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+def run(provider: str, deliveries: list[Delivery], **kw: Any) -> Engine:
+    eng = Engine(":memory:", **kw)
+    for d in deliveries:
+        body, headers = d if isinstance(d, tuple) else (d, None)
+        eng.apply(provider, body, headers)
+    return eng
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_every_outcome_kind(provider: str) -> None:
+    eng = run(provider, stream(provider))
+    assert set(eng.counts(provider)) == {"applied", "unchanged", "duplicate", "rejected", "invalid"}
+    assert sum(eng.counts(provider).values()) == len(stream(provider))  # nothing dropped
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@given(data=st.data())
+def test_redelivery_changes_nothing(provider: str, data: st.DataObject) -> None:
+    deliveries = stream(provider)
+    eng = run(provider, deliveries)
+    before_states, before = states(eng, provider), live_outcomes(eng, provider)
+    again = data.draw(st.lists(st.sampled_from(deliveries), max_size=30))
+    for d in again:
+        body, headers = d if isinstance(d, tuple) else (d, None)
+        out = eng.apply(provider, body, headers)
+        allowed = {"duplicate", "invalid"} | ({"rejected"} if provider in UNTIMED else set())
+        assert out.status in allowed, out
+    assert states(eng, provider) == before_states
+    after = live_outcomes(eng, provider)
+    assert {k: v[0] for k, v in after.items()} == {k: v[0] for k, v in before.items()}
+
+
+@pytest.mark.parametrize("provider", TIMED)
+@given(seed=st.randoms(use_true_random=False))
+def test_timed_providers_are_arrival_order_independent(provider: str, seed: random.Random) -> None:
+    deliveries = stream(provider)
+    reference = run(provider, deliveries)
+    shuffled = list(deliveries)
+    seed.shuffle(shuffled)
+    eng = run(provider, shuffled)
+    assert states(eng, provider) == states(reference, provider)
+    assert live_outcomes(eng, provider) == live_outcomes(reference, provider)
+    assert eng.replay(provider).ok
+
+
+@pytest.mark.parametrize("provider", TIMED)
+def test_reversed_order_equals_stream_order(provider: str) -> None:
+    deliveries = stream(provider)
+    backwards = run(provider, deliveries[::-1])
+    forwards = run(provider, deliveries)
+    assert states(backwards, provider) == states(forwards, provider)
+    assert live_outcomes(backwards, provider) == live_outcomes(forwards, provider)
+
+
+def _stripe(event_id: str, kind: str, created: int, status: str) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": kind,
+        "created": created,
+        "data": {"object": {"id": "in_x", "status": status, "amount_remaining": 0}},
+    }
+
+
+def test_late_event_refolds_and_records_revisions() -> None:
+    eng = Engine(":memory:")
+    eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
+    paid = eng.apply("stripe", _stripe("evt_3", "invoice.paid", 1_700_000_200, "paid"))
+    assert paid.status == "rejected"
+    assert paid.retryable  # a draft can't be paid yet; a later finalize could make it legal
+    late = eng.apply("stripe", _stripe("evt_2", "invoice.finalized", 1_700_000_100, "open"))
+    assert late.status == "applied"
+    assert (late.from_state, late.to_state) == ("draft", "open")
+    state = eng.state("stripe", "in_x")
+    assert state is not None
+    assert state.state == "paid"
+    revised = [o for o in eng.history("stripe", "in_x") if o.revisions]
+    assert [(o.event_id, o.status) for o in revised] == [("evt_3", "applied")]
+    rows = eng.store.conn.execute("SELECT old_outcome, new_outcome FROM revisions").fetchall()
+    assert rows == [("rejected", "applied")]
+
+
+def _co(status: str, event: str = "status", mod: str = "2024-05-01 10:00:00") -> dict[str, Any]:
+    return {
+        "context_str": "invoice",
+        "context_id": 7,
+        "event": event,
+        "data": {"invoice": {"invoice_status_str": status, "mod_datetime": mod}},
+    }
+
+
+def test_untimed_retry_of_retryable_rejection() -> None:
+    eng = Engine(":memory:", on_unknown="reject")
+    first = eng.apply("chargeover", _co("closed-paid"))
+    assert first.status == "rejected"
+    assert first.retryable
+    assert eng.apply("chargeover", _co("open-unpaid", "insert")).status == "applied"
+    retry = eng.apply("chargeover", _co("closed-paid"))
+    assert retry.status == "applied"
+    assert (retry.from_state, retry.to_state) == ("open.unpaid", "closed.paid")
+    superseded = eng.store.conn.execute(
+        "SELECT live, reason FROM events WHERE seq = ?", (first.seq,)
+    ).fetchone()
+    assert superseded[0] == 0
+    assert "superseded" in superseded[1]
+    assert eng.apply("chargeover", _co("closed-paid")).status == "duplicate"
+    assert eng.replay().ok
+
+
+def test_untimed_keep_arrival_order() -> None:
+    eng = Engine(":memory:")
+    eng.apply("chargeover", _co("open-unpaid", "insert", "2024-05-01 09:00:00"))
+    eng.apply("chargeover", _co("closed-paid", mod="2024-05-03 00:00:00"))
+    # an earlier-dated overdue status arriving last is not re-folded: paid is final
+    late = eng.apply("chargeover", _co("open-overdue", mod="2024-05-02 00:00:00"))
+    assert late.status == "rejected"
+    history = eng.history("chargeover", "7")
+    seqs = [o.seq or 0 for o in history]
+    assert seqs == sorted(seqs)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_apply_many_equals_one_by_one(provider: str) -> None:
+    deliveries = stream(provider) * 2
+    one = Engine(":memory:")
+    singles = []
+    for d in deliveries:
+        body, headers = d if isinstance(d, tuple) else (d, None)
+        singles.append(one.apply(provider, body, headers))
+    many = Engine(":memory:", batch_size=3)
+    outs = many.apply_many(provider, deliveries)
+    fields = ("status", "from_state", "to_state", "event_id", "reason", "seq", "revisions")
+    assert [[getattr(o, f) for f in fields] for o in outs] == [
+        [getattr(o, f) for f in fields] for o in singles
+    ]
+    assert states(many, provider) == states(one, provider)
+    cols = "seq, provider, event_id, live, invoice_id, outcome, reason, from_state, to_state, body"
+    q = f"SELECT {cols} FROM events ORDER BY seq"
+    assert many.store.conn.execute(q).fetchall() == one.store.conn.execute(q).fetchall()
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_replay_reproduces_and_detects_tampering(provider: str) -> None:
+    eng = run(provider, stream(provider))
+    assert eng.replay(provider).ok
+    invoice = next(iter(eng.invoices(provider)))
+    bogus = next(s for s in eng.chart(provider).states if s != invoice.state)
+    eng.store.conn.execute(
+        "UPDATE invoices SET state = ? WHERE provider = ? AND invoice_id = ?",
+        (bogus, provider, invoice.invoice_id),
+    )
+    report = eng.replay(provider)
+    assert not report.ok
+    assert [(m.invoice_id, m.what, m.stored) for m in report.mismatches] == [
+        (invoice.invoice_id, "state", bogus)
+    ]
+    assert eng.replay(provider, repair=True).repaired
+    assert eng.replay(provider).ok
+    repaired = eng.state(provider, invoice.invoice_id)
+    assert repaired is not None
+    assert repaired.state == invoice.state
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@given(body=st.one_of(st.binary(max_size=200), st.text(max_size=200)))
+def test_bad_input_never_raises_and_is_stored_raw(provider: str, body: bytes | str) -> None:
+    eng = Engine(":memory:")
+    out = eng.apply(provider, body, {"X-Event-Type": "PaymentReceived", "X-Webhook-ID": "w"})
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
+    stored = eng.store.conn.execute("SELECT body FROM events WHERE seq = ?", (out.seq,)).fetchone()
+    assert stored[0] == raw
+    assert out.status in {"invalid", "rejected", "applied", "unchanged"}
+
+
+def test_on_unknown_adopt_vs_reject() -> None:
+    body = _stripe("evt_9", "invoice.paid", 1_700_000_000, "paid")
+    adopt = Engine(":memory:", on_unknown="adopt").apply("stripe", body)
+    assert (adopt.status, adopt.adopted, adopt.to_state) == ("applied", True, "paid")
+    eng = Engine(":memory:", on_unknown="reject")
+    reject = eng.apply("stripe", body)
+    assert (reject.status, reject.retryable, reject.adopted) == ("rejected", True, False)
+    assert eng.state("stripe", "in_x") is None
+
+
+def test_on_unknown_must_be_a_known_policy() -> None:
+    with pytest.raises(Exception, match="'adopt' or 'reject'"):
+        Engine(":memory:", on_unknown="maybe")  # type: ignore[arg-type]
