@@ -1,0 +1,127 @@
+"""The SQLite store: schema version, WAL, private file, atomic rows, two processes on one file."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import Engine, StoreError
+from engine.store import SCHEMA_VERSION, Store
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = {
+    "id": "evt_1",
+    "type": "invoice.created",
+    "created": 1_700_000_000,
+    "data": {"object": {"id": "in_1", "status": "draft"}},
+}
+
+
+def test_schema_version_recorded(tmp_path: Path) -> None:
+    Store(tmp_path / "a.db").close()
+    conn = sqlite3.connect(tmp_path / "a.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}"):
+        Store(path)
+
+
+def test_not_a_database_refused(tmp_path: Path) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match=r"junk\.db"):
+        Store(path)
+
+
+def test_wal_and_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "w.db"
+    store = Store(path)
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    store.close()
+
+
+def test_both_rows_or_neither(tmp_path: Path) -> None:
+    eng = Engine(tmp_path / "t.db")
+    # make the invoice upsert fail inside the transaction, after the event row is inserted
+    eng.store.conn.execute(
+        "CREATE TRIGGER boom BEFORE INSERT ON invoices BEGIN SELECT RAISE(ABORT, 'boom'); END"
+    )
+    with pytest.raises(sqlite3.IntegrityError, match="boom"):
+        eng.apply("stripe", BODY)
+    assert eng.store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
+    assert eng.store.conn.execute("SELECT COUNT(*) FROM invoices").fetchone()[0] == 0
+    eng.store.conn.execute("DROP TRIGGER boom")
+    assert eng.apply("stripe", BODY).status == "applied"
+    assert eng.store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+
+
+_WORKER = """
+import sys
+from engine import Engine
+from engine.cli._run import read_jsonl
+db, provider, order = sys.argv[1], sys.argv[2], sys.argv[3]
+with open(f"examples/streams/{provider}.jsonl", "rb") as f:
+    items = list(read_jsonl(f))
+items = items * 3
+if order == "reversed":
+    items.reverse()
+eng = Engine(db, batch_size=4)
+for i, d in enumerate(items):
+    body, headers = d if isinstance(d, tuple) else (d, None)
+    if i % 2:
+        eng.apply(provider, body, headers)
+    else:
+        eng.apply_many(provider, [(body, headers)])
+eng.close()
+"""
+
+
+def _snapshot(db: Path, provider: str) -> tuple[Any, ...]:
+    eng = Engine(db)
+    states = {i.invoice_id: i.state for i in eng.invoices(provider)}
+    live = sorted(
+        eng.store.conn.execute(
+            "SELECT event_id, outcome, from_state, to_state FROM events"
+            " WHERE live = 1 AND provider = ?",
+            (provider,),
+        ).fetchall()
+    )
+    total = eng.store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    ok = eng.replay().ok
+    eng.close()
+    return states, live, total, ok
+
+
+@pytest.mark.parametrize("provider", ["stripe", "upmind"])
+def test_two_processes_equal_a_sequential_run(tmp_path: Path, provider: str) -> None:
+    shared = tmp_path / "shared.db"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WORKER, str(shared), provider, order], cwd=ROOT)
+        for order in ("forward", "reversed")
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    alone = tmp_path / "alone.db"
+    for order in ("forward", "reversed"):
+        subprocess.run(
+            [sys.executable, "-c", _WORKER, str(alone), provider, order], cwd=ROOT, check=True
+        )
+    states, live, total, ok = _snapshot(shared, provider)
+    assert ok
+    assert (states, live, total) == _snapshot(alone, provider)[:3]
+    text = (ROOT / "examples" / "streams" / f"{provider}.jsonl").read_text(encoding="utf-8")
+    lines = sum(1 for line in text.splitlines() if line.strip())
+    assert total == 2 * 3 * lines  # every delivery of both processes is a row: none lost
