@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ._construct import construct
 from ._expr import MISSING, Locator
 from .errors import DeliveryError
 from .machine import Chart
@@ -225,7 +226,8 @@ def read_delivery(
             f"{event_type} needs a status snapshot, but {dm.status} is missing", str(dm.status)
         )
 
-    return Event.model_construct(
+    return construct(
+        Event,
         provider=chart.name,
         event_id=event_id,
         derived_id=dm.event_id is None,

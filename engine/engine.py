@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ._construct import construct
 from .decide import Decision, OnUnknown, decide, fold_rank
 from .deliveries import Event, normalize_headers, raw_bytes, read_delivery, redact_headers
 from .errors import DeliveryError, EngineError
@@ -222,8 +223,8 @@ class _Batch:
         )  # fmt: skip
         if live:
             self.live[ev.event_id] = (seq, status, retryable)
-        return Outcome.model_construct(
-            status=status, provider=self.provider, event_id=ev.event_id,
+        return construct(
+            Outcome, status=status, provider=self.provider, event_id=ev.event_id,
             invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
             from_state=frm, to_state=to, reason=reason, retryable=retryable, adopted=adopted,
             occurred_at=ev.occurred_at, received_at=now, seq=seq, revisions=0,

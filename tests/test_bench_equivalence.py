@@ -9,12 +9,14 @@ the same revisions.
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine import Engine, Outcome
+from engine._construct import construct
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -60,3 +62,34 @@ def test_apply_many_equals_one_by_one(tmp_path: Path, batch_size: int) -> None:
     # The stream exercises every path the benchmark claims it does.
     assert {"applied", "unchanged", "duplicate", "rejected"} <= statuses
     assert one_tables[2], "no late arrival was re-folded with a changed outcome"
+
+
+def _outcome_values() -> dict[str, Any]:
+    when = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    return {
+        "revisions": 0, "seq": 7, "status": "applied", "provider": "stripe", "event_id": "evt_1",
+        "invoice_id": "in_1", "event_type": "invoice.paid", "trigger": "pay",
+        "from_state": "open", "to_state": "paid", "reason": None, "retryable": False,
+        "adopted": False, "occurred_at": when, "received_at": when,
+    }  # fmt: skip
+
+
+def test_construct_is_model_construct() -> None:
+    values = _outcome_values()  # deliberately not in field order
+    fast, slow = construct(Outcome, **values), Outcome.model_construct(**values)
+    assert fast == slow
+    assert repr(fast) == repr(slow)
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set
+    assert hash(fast) == hash(slow)
+
+
+def test_construct_falls_back_when_fields_are_missing_or_wrong() -> None:
+    values = _outcome_values()
+    del values["revisions"], values["reason"]
+    partial = construct(Outcome, **values)
+    assert partial.revisions == 0
+    assert partial.model_fields_set == Outcome.model_construct(**values).model_fields_set
+    values["typo"] = 1
+    values["revisions"] = 3
+    assert construct(Outcome, **values) == Outcome.model_construct(**values)
