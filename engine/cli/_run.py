@@ -154,10 +154,10 @@ def apply(
 
     Example: invoice-engine apply stripe examples/streams/stripe.jsonl
     """
-    total: int | None = None
+    name = getattr(file, "name", None)
     try:
-        total = Path(file.name).stat().st_size if file.name != "<stdin>" else None
-    except (OSError, TypeError):
+        total = Path(name).stat().st_size if isinstance(name, str) and name != "<stdin>" else None
+    except OSError:
         total = None
     counts: Counter[str] = Counter()
     problems: list[tuple[int, Outcome]] = []

@@ -1,0 +1,142 @@
+"""The engine commands through click's CliRunner: apply, state, history, replay, demo."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import main
+
+STREAMS = Path(__file__).resolve().parent.parent / "examples" / "streams"
+STRIPE = STREAMS / "stripe.jsonl"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "cli.db")
+
+
+def test_apply_file_summary(db: str) -> None:
+    res = CliRunner().invoke(main, ["apply", "stripe", str(STRIPE), "--db", db])
+    assert res.exit_code == 0, res.output
+    assert "applied" in res.output
+    assert "duplicate" in res.output
+    assert "Rejected or invalid:" in res.output
+    assert "invalid" in res.output
+
+
+def test_apply_json_from_stdin(db: str) -> None:
+    text = STRIPE.read_text(encoding="utf-8")
+    res = CliRunner().invoke(main, ["apply", "stripe", "-", "--db", db, "--json"], input=text)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert len(doc["outcomes"]) == len(text.splitlines())
+    assert sum(doc["counts"].values()) == len(doc["outcomes"])
+    assert [o["line"] for o in doc["outcomes"]] == list(range(1, len(doc["outcomes"]) + 1))
+
+
+def test_bad_line_reported_with_number_and_stored(db: str, tmp_path: Path) -> None:
+    good = STRIPE.read_text(encoding="utf-8").splitlines()[0]
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(good.encode() + b"\n\n{oops not json\n")
+    res = CliRunner().invoke(main, ["apply", "stripe", str(src), "--db", db])
+    assert res.exit_code == 0, res.output
+    assert "line 3: invalid" in res.output
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT outcome, body FROM events ORDER BY seq").fetchall()
+    conn.close()
+    assert [r[0] for r in rows] == ["applied", "invalid"]
+    assert rows[1][1] == b"{oops not json"
+
+
+def test_on_unknown_reject(db: str, tmp_path: Path) -> None:
+    body = {
+        "id": "evt_1",
+        "type": "invoice.paid",
+        "created": 1_700_000_000,
+        "data": {"object": {"id": "in_1", "status": "paid"}},
+    }
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps(body) + "\n")
+    args = ["apply", "stripe", str(src), "--db", db, "--json", "--on-unknown", "reject"]
+    res = CliRunner().invoke(main, args)
+    assert json.loads(res.stdout)["outcomes"][0]["status"] == "rejected"
+
+
+def test_state_history_replay(db: str) -> None:
+    r = CliRunner()
+    assert r.invoke(main, ["apply", "stripe", str(STRIPE), "--db", db]).exit_code == 0
+    res = r.invoke(main, ["state", "stripe", "in_1PqA8sDemo0002", "--db", db, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["state"] == "paid"
+    res = r.invoke(main, ["history", "stripe", "in_1PqA8sDemo0002", "--db", db])
+    assert res.exit_code == 0, res.output
+    assert "invoice.paid" in res.output
+    assert "revised" in res.output  # the late payment_failed re-folded the paid event
+    res = r.invoke(main, ["history", "stripe", "in_1PqA8sDemo0002", "--db", db, "--json"])
+    assert all("status" in o for o in json.loads(res.stdout))
+    res = r.invoke(main, ["replay", "--db", db, "--json"])
+    assert res.exit_code == 0
+    assert json.loads(res.stdout)["ok"] is True
+
+
+def test_replay_exit_code_on_mismatch_and_repair(db: str) -> None:
+    r = CliRunner()
+    r.invoke(main, ["apply", "stripe", str(STRIPE), "--db", db])
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE invoices SET state = 'draft' WHERE invoice_id = 'in_1PqA8sDemo0001'")
+    conn.commit()
+    conn.close()
+    res = r.invoke(main, ["replay", "stripe", "--db", db])
+    assert res.exit_code == 1
+    assert "in_1PqA8sDemo0001" in res.output
+    assert r.invoke(main, ["replay", "--db", db, "--repair"]).exit_code == 0
+    assert r.invoke(main, ["replay", "--db", db]).exit_code == 0
+
+
+def test_errors_are_one_line(db: str) -> None:
+    r = CliRunner()
+    res = r.invoke(main, ["state", "stripe", "in_nope", "--db", db])
+    assert res.exit_code == 1
+    assert "Error: no database" in res.output
+    res = r.invoke(main, ["apply", "strpe", str(STRIPE), "--db", db])
+    assert res.exit_code == 1
+    assert "Unknown provider 'strpe'" in res.output
+    assert "Traceback" not in res.output
+    r.invoke(main, ["apply", "stripe", str(STRIPE), "--db", db])
+    res = r.invoke(main, ["state", "stripe", "in_nope", "--db", db])
+    assert res.exit_code == 1
+    assert "in_nope" in res.output
+
+
+def test_db_from_environment(db: str) -> None:
+    res = CliRunner(env={"INVOICE_ENGINE_DB": db}).invoke(main, ["apply", "moxie", str(STRIPE)])
+    assert res.exit_code == 0
+    assert Path(db).exists()
+
+
+def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner()
+    res = r.invoke(main, ["demo"])
+    assert res.exit_code == 0, res.output
+    for provider in ("stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind"):
+        assert f"{provider}:" in res.output
+    assert (tmp_path / "invoice-engine-demo.db").exists()
+    again = r.invoke(main, ["demo", "--json"])  # the default file is replaced: same result
+    doc = json.loads(again.stdout)
+    assert doc["providers"]["stripe"]["counts"].get("duplicate") == 1
+    kept = r.invoke(main, ["demo", "--db", "invoice-engine-demo.db", "--json"])
+    counts = json.loads(kept.stdout)["providers"]["stripe"]["counts"]
+    assert set(counts) <= {"duplicate", "invalid"}  # --db keeps the file: all seen before
+
+
+@pytest.mark.parametrize("command", ["apply", "state", "history", "replay", "demo"])
+def test_help_ends_with_example(command: str) -> None:
+    res = CliRunner().invoke(main, [command, "--help"])
+    assert res.exit_code == 0
+    assert "Example: invoice-engine " + command in res.output
