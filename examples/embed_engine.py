@@ -47,7 +47,7 @@ def main() -> None:
             except ValueError:
                 counts[handle(eng, "stripe", line.encode(), {})] += 1
                 continue
-            body = doc["body"] if "body" in doc else doc
+            body = doc.get("body", doc)
             raw = body if isinstance(body, str) else json.dumps(body)
             counts[handle(eng, "stripe", raw.encode(), doc.get("headers") or {})] += 1
         for invoice in eng.invoices("stripe"):

@@ -1,0 +1,40 @@
+"""Every script in examples/ runs, and so does the README's library example (so neither lies)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(p for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("test_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_example_runs(script: Path, tmp_path: Path) -> None:
+    res = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip()
+
+
+def _readme_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE)
+
+
+def test_readme_has_python_examples() -> None:
+    assert len(_readme_blocks()) >= 2
+
+
+@pytest.mark.parametrize("index", range(len(_readme_blocks())))
+def test_readme_python_block_runs(index: int, tmp_path: Path) -> None:
+    code = _readme_blocks()[index]
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, f"README block {index} failed:\n{code}\n{res.stderr}"
