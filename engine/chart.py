@@ -360,13 +360,15 @@ def _pydantic_problem(error: Any) -> str:
         return _unexpected_key(tuple(error["loc"]))
     msg: str = error["msg"].removeprefix("Value error, ")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        msg = "expected a mapping"
+        is_event = len(error["loc"]) == 2 and error["loc"][0] == "events"
+        msg = "expected a trigger name or a mapping" if is_event else "expected a mapping"
     if kind in ("string_type", "list_type", "model_type", "model_attributes_type", "dict_type"):
         shown = "null" if value is None else repr(value)
         msg += f", got {shown}"
         if kind == "string_type" and isinstance(value, bool | int | float):
             written = str(value).lower() if isinstance(value, bool) else str(value)
-            msg += f" (YAML reads it as a {type(value).__name__}: quote it, '{written}')"
+            kind_name = {"bool": "a boolean", "int": "an integer", "float": "a number"}
+            msg += f" (YAML reads it as {kind_name[type(value).__name__]}: quote it, '{written}')"
     elif kind == "too_short":
         n = error["ctx"]["min_length"]
         msg = f"needs at least {n} {'entry' if n == 1 else 'entries'}, got none"

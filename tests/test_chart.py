@@ -98,7 +98,7 @@ def test_yaml_1_1_booleans_stay_state_names(name: str) -> None:
 
 @pytest.mark.parametrize("word", ["true", "false", "True", "FALSE"])
 def test_real_booleans_as_state_names_are_refused_with_a_hint(word: str) -> None:
-    with pytest.raises(engine.ChartError, match=r"states\[1\]\.name: .*bool: quote it") as info:
+    with pytest.raises(engine.ChartError, match=r"states\[1\]\.name: .*boolean: quote it") as info:
         parse_chart(load_yaml(MINIMAL.replace("STATE", word)))
     assert f"'{word.lower()}'" in str(info.value)
 
