@@ -13,10 +13,9 @@ refuses duplicate keys (PyYAML would otherwise keep the last one without a word)
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -34,6 +33,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from ._chart_messages import key_path, locate, pydantic_problem
 from ._expr import Guard, Locator
 from .errors import ChartError
 
@@ -287,96 +287,6 @@ class ChartSpec(_Model):
     lint_exceptions: list[LintException] = Field(default_factory=list)
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _key(prefix: str, key: str) -> str:
-    """``prefix.key``, or ``prefix['key']`` for keys a dot would make ambiguous (invoice.paid)."""
-    if _IDENTIFIER.match(key):
-        return f"{prefix}.{key}" if prefix else key
-    return f"{prefix}[{key!r}]"
-
-
-def _locate(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before", "function-plain") or "[" in str(part):
-            continue
-        else:
-            out = _key(out, str(part))
-    return out
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The chart model a validation error's location points into (for listing its keys)."""
-
-    def model_in(annotation: Any) -> type[BaseModel] | None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return annotation
-        for arg in get_args(annotation):
-            found = model_in(arg)
-            if found is not None:
-                return found
-        return None
-
-    model: type[BaseModel] | None = ChartSpec
-    dict_key_next = False
-    for part in loc:
-        if model is None:
-            return None
-        if dict_key_next or isinstance(part, int):
-            dict_key_next = False
-            continue
-        field = model.model_fields.get(str(part))
-        if field is None:
-            return None
-        dict_key_next = get_origin(field.annotation) is dict
-        model = model_in(field.annotation)
-    return model
-
-
-def _unexpected_key(loc: tuple[int | str, ...]) -> str:
-    key = str(loc[-1])
-    model = _model_at(loc[:-1])
-    if model is None:
-        return f"unexpected key {key!r}"
-    keys = list(model.model_fields)
-    # A prefix (destination -> dest) is the likeliest typo; otherwise only a close spelling.
-    close = [k for k in keys if key.startswith(k) or k.startswith(key)] or (
-        difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
-    )
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unexpected key {key!r}{hint}; keys here are: {', '.join(keys)}"
-
-
-def _pydantic_problem(error: Any) -> str:
-    """One pydantic error in the words of a chart file (YAML types, not Python's)."""
-    kind, value = error["type"], error.get("input")
-    if kind == "missing":
-        return "missing (required)"
-    if kind == "extra_forbidden":
-        return _unexpected_key(tuple(error["loc"]))
-    msg: str = error["msg"].removeprefix("Value error, ")
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        is_event = len(error["loc"]) == 2 and error["loc"][0] == "events"
-        msg = "expected a trigger name or a mapping" if is_event else "expected a mapping"
-    if kind in ("string_type", "list_type", "model_type", "model_attributes_type", "dict_type"):
-        shown = "null" if value is None else repr(value)
-        msg += f", got {shown}"
-        if kind == "string_type" and isinstance(value, bool | int | float):
-            written = str(value).lower() if isinstance(value, bool) else str(value)
-            kind_name = {"bool": "a boolean", "int": "an integer", "float": "a number"}
-            msg += f" (YAML reads it as {kind_name[type(value).__name__]}: quote it, '{written}')"
-    elif kind == "too_short":
-        n = error["ctx"]["min_length"]
-        msg = f"needs at least {n} {'entry' if n == 1 else 'entries'}, got none"
-    elif kind == "string_pattern_mismatch":
-        msg = f"{value!r} doesn't match {error['ctx']['pattern']}"
-    return msg
-
-
 # --------------------------------------------------------------------------------------- YAML
 
 
@@ -516,7 +426,7 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
         if t.trigger not in triggers:
             triggers.append(t.trigger)
     for event_type, ev in spec.events.items():
-        loc = _key("events", event_type)
+        loc = key_path("events", event_type)
         if ev.trigger is not None and ev.trigger not in triggers:
             raise ChartError(source, f"{loc}.trigger", _unknown("trigger", ev.trigger, triggers))
         for j, s in enumerate(ev.states or []):
@@ -526,7 +436,7 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
     for value, target in spec.delivery.statuses.items():
         if target not in leaves:
             raise ChartError(
-                source, _key("delivery.statuses", value), _unknown("state", target, leaves)
+                source, key_path("delivery.statuses", value), _unknown("state", target, leaves)
             )
 
 
@@ -545,9 +455,9 @@ def parse_chart(data: Any, source: str = "<string>") -> ChartSpec:
         spec = ChartSpec.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        msg = _pydantic_problem(first)
+        msg = pydantic_problem(first, ChartSpec)
         more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise ChartError(source, _locate(first["loc"]), msg + more) from None
+        raise ChartError(source, locate(first["loc"]), msg + more) from None
     _check_meaning(spec, source)
     return spec
 
