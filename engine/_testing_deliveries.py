@@ -1,0 +1,410 @@
+"""Realistic webhook deliveries for a chart: the delivery map, read backwards.
+
+A chart's ``delivery`` section says where a provider puts each field of a webhook (the event
+type, event id, invoice id, occurrence time, status snapshot, the fields of a derived key) and
+its ``events`` say what each event type means. This module writes those fields instead of
+reading them, so a generated body has the provider's own shape (Stripe's
+``$.data.object.id``, Moxie's ``X-Event-Type`` header, ChargeOver's ``context_str`` +
+``event``) and the engine reads it back into exactly the invoice, event type and state it was
+generated for. Each invoice gets a legal lifecycle (born by a creating event, or adopted from
+its first snapshot when the chart has none), told through the event types the chart maps to
+each step, with informational events and second signals mixed in, as providers send them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import strategies as st
+
+from ._expr import MISSING, Guard, Locator
+from ._testing_paths import Step, legal_steps, put_path
+from .errors import TransitionNotAllowed
+from .machine import Chart
+
+__all__ = ["Delivery", "deliveries", "expected_states"]
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One generated webhook delivery and what it stands for.
+
+    Attributes:
+        body: the JSON body, in the provider's shape (``raw`` gives the bytes).
+        headers: the HTTP headers the delivery map reads (event type or id for some providers).
+        invoice_id: the invoice it is about, as the engine will report it (text).
+        event_type: the provider's event type.
+        event_id: the provider's event id; ``None`` when the provider sends none and the engine
+            derives a key from the content.
+        trigger: the chart trigger the event names (``None`` for creating, status-following and
+            informational events), as the engine's reader reports it.
+        source: the invoice's state before this event in its lifecycle (``None`` for its first).
+        dest: the invoice's state after it; the status snapshot in the body says the same.
+        occurred_at: when it happened, as the engine will read it (``None``: the chart has no
+            occurrence time).
+        seq: its place in its invoice's lifecycle, from 0.
+        duplicate: an earlier delivery in the list has the same event id (or derived key).
+    """
+
+    body: dict[str, Any]
+    headers: dict[str, str]
+    invoice_id: str
+    event_type: str
+    event_id: str | None
+    trigger: str | None
+    source: str | None
+    dest: str
+    occurred_at: datetime | None
+    seq: int
+    duplicate: bool = False
+
+    @property
+    def raw(self) -> bytes:
+        """The body as the provider would send it: compact JSON, UTF-8."""
+        return json.dumps(self.body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    def __repr__(self) -> str:
+        dup = " (duplicate)" if self.duplicate else ""
+        move = f"{self.source!r} -> {self.dest!r}" if self.source else f"born {self.dest!r}"
+        return f"Delivery({self.invoice_id} #{self.seq} {self.event_type}: {move}{dup})"
+
+
+def expected_states(deliveries: Sequence[Delivery]) -> dict[str, str]:
+    """Where each invoice must end up: the state after the last event of its lifecycle.
+
+    That is the true state whatever order the deliveries arrive in, as long as the engine can
+    put them back in order (charts with an occurrence time); duplicates change nothing.
+    """
+    last: dict[str, Delivery] = {}
+    for d in deliveries:
+        if d.invoice_id not in last or d.seq > last[d.invoice_id].seq:
+            last[d.invoice_id] = d
+    return {inv: d.dest for inv, d in last.items()}
+
+
+# ----------------------------------------------------------------------------- writing
+
+_TIMEY = ("date", "time", "_at", "created", "updated")
+_ALNUM = string.ascii_letters + string.digits
+
+
+def _header_name(loc: Locator) -> str:
+    return loc.text.split(":", 1)[1]
+
+
+def _resolution(fmt: str) -> timedelta:
+    """The finest time step a format writes, so that generated times stay distinct."""
+    if fmt in ("unix", "unix_ms", "iso8601") or "%S" in fmt or "%s" in fmt:
+        return timedelta(seconds=1)
+    if "%M" in fmt:
+        return timedelta(minutes=1)
+    return timedelta(hours=1) if "%H" in fmt or "%I" in fmt else timedelta(days=1)
+
+
+class _Shape:
+    """The chart's delivery map, ready to be written into."""
+
+    def __init__(self, chart: Chart) -> None:
+        self.chart = chart
+        dm = chart.spec.delivery
+        self.dm = dm
+        self.creates = [t for t, e in chart.spec.events.items() if e.create]
+        self.follows = [t for t, e in chart.spec.events.items() if e.follow_status]
+        self.by_trigger: dict[str, list[str]] = {}
+        self.infos: list[tuple[str, list[str] | None]] = []
+        for event_type, spec in chart.spec.events.items():
+            if spec.trigger is not None:
+                self.by_trigger.setdefault(spec.trigger, []).append(event_type)
+            elif spec.info and not spec.invoice_optional:
+                self.infos.append((event_type, spec.states))
+        self.status_values: dict[str, list[str]] = {s: [] for s in chart.states}
+        for value, state in dm.statuses.items():
+            self.status_values[state].append(value)
+        for state, values in self.status_values.items():
+            values.extend([] if values else [state])
+        fmt = dm.occurred_at.format if dm.occurred_at else "unix"
+        self.tick = _resolution(fmt)
+
+    def write(
+        self, body: dict[str, Any], headers: dict[str, str], loc: Locator, value: Any
+    ) -> None:
+        if loc.header is not None:
+            headers[_header_name(loc)] = str(value)
+        else:
+            put_path(body, loc.steps, value)
+
+    def read(self, body: dict[str, Any], headers: dict[str, str], loc: Locator) -> Any:
+        return loc.read(body, {k.lower(): v for k, v in headers.items()})
+
+    def time_value(self, when: datetime) -> tuple[Any, datetime]:
+        """The time as the chart writes it, and as the engine will read it back."""
+        spec = self.dm.occurred_at
+        assert spec is not None
+        if spec.format == "unix":
+            return int(when.timestamp()), when
+        if spec.format == "unix_ms":
+            return int(when.timestamp()) * 1000, when
+        if spec.format == "iso8601":
+            return when.strftime("%Y-%m-%dT%H:%M:%SZ"), when
+        text = when.strftime(spec.format)
+        back = datetime.strptime(text, spec.format)
+        return text, back.replace(tzinfo=UTC) if back.tzinfo is None else back.astimezone(UTC)
+
+    def identity(self, body: dict[str, Any], headers: dict[str, str]) -> str:
+        if self.dm.event_id is not None:
+            return str(self.read(body, headers, self.dm.event_id))
+        parts = [self.read(body, headers, loc) for loc in self.dm.idempotency_key or ()]
+        return json.dumps([None if p is MISSING else p for p in parts], default=str)
+
+
+def _guard_strategy(guard: Guard) -> st.SearchStrategy[Any]:
+    """Realistic values (amounts) for a numeric comparison; the literal itself otherwise."""
+    lit, op = guard.literal, guard.op
+    if isinstance(lit, bool) or not isinstance(lit, int | float) or op in ("==", "!="):
+        return st.nothing()
+    span = 1_000_000
+    if op in (">", ">="):
+        low = math.floor(lit) + 1 if op == ">" else math.ceil(lit)
+        return st.integers(low, low + span)
+    high = math.ceil(lit) - 1 if op == "<" else math.floor(lit)
+    return st.integers(high - span, high)
+
+
+@st.composite
+def _payload_values(draw: st.DrawFn, chart: Chart, step: Step) -> list[tuple[Guard, Any]]:
+    """Values for the guards of ``step``'s transition, drawn, then checked with the chart."""
+    if step.payload is None:
+        return []
+    guards = [
+        c.func
+        for dest, conds in chart.steps(step.source, step.trigger)
+        if (step.source if dest is None else dest) == step.dest
+        for c in conds
+        if isinstance(c.func, Guard)
+    ]
+    drawn = [(g, draw(_guard_strategy(g) | st.just(g.value(step.payload)))) for g in guards]
+    trial: dict[str, Any] = {}
+    for g, v in drawn:
+        put_path(trial, g.steps, v)
+    try:
+        if chart.next_state(step.source, step.trigger, trial) == step.dest:
+            return drawn
+    except TransitionNotAllowed:
+        pass
+    return [(g, g.value(step.payload)) for g in guards]
+
+
+# --------------------------------------------------------------------------- lifecycles
+
+
+@dataclass(frozen=True)
+class _Move:
+    """One event an invoice in some state can receive: its type and the step it tells."""
+
+    event_type: str
+    step: Step
+
+
+def _moves(shape: _Shape, state: str, last: Step | None) -> list[_Move]:
+    chart = shape.chart
+    moves: list[_Move] = []
+    for step in legal_steps(chart, state):
+        moves.extend(_Move(t, step) for t in shape.by_trigger.get(step.trigger, ()))
+        if step.dest != state:
+            moves.extend(_Move(t, step) for t in shape.follows)
+    stay = Step("", None, state, state)
+    moves.extend(_Move(t, stay) for t in shape.follows)  # an update that changes no status
+    moves.extend(_Move(t, stay) for t, states in shape.infos if states is None or state in states)
+    if last is not None and last.dest == state and not chart.steps(state, last.trigger):
+        # The second signal of the step just taken (Stripe's invoice.paid after
+        # invoice.payment_succeeded): legal, and it changes nothing.
+        echo = replace(last, source=state)
+        moves.extend(_Move(t, echo) for t in shape.by_trigger.get(last.trigger, ()))
+    return moves
+
+
+@dataclass
+class _Invoice:
+    index: int
+    raw_id: Any
+    when: datetime
+    made: list[Delivery]
+    seen: set[str]
+
+
+@st.composite
+def _delivery(
+    draw: st.DrawFn, shape: _Shape, inv: _Invoice, move: _Move, source: str | None, salt: int
+) -> tuple[Delivery, str]:
+    chart, dm = shape.chart, shape.dm
+    body: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    n = len(inv.made)
+    parts = move.event_type.split(".", len(dm.event_type) - 1)
+    if len(parts) != len(dm.event_type):
+        parts = [move.event_type] + [""] * (len(dm.event_type) - 1)
+    for loc, part in zip(dm.event_type, parts, strict=True):
+        shape.write(body, headers, loc, part)
+    shape.write(body, headers, dm.invoice_id, inv.raw_id)
+    event_id = None
+    if dm.event_id is not None:
+        unique = uuid.UUID(int=(salt << 64) | (inv.index << 32) | n)
+        event_id = str(unique) if dm.event_id.header else f"evt_{salt:08x}{inv.index:03d}{n:04d}"
+        shape.write(body, headers, dm.event_id, event_id)
+    occurred = None
+    if dm.occurred_at is not None:
+        value, occurred = shape.time_value(inv.when)
+        shape.write(body, headers, dm.occurred_at.at, value)
+    if dm.status is not None:
+        status = draw(st.sampled_from(shape.status_values[move.step.dest]))
+        shape.write(body, headers, dm.status, status)
+    for guard, value in draw(_payload_values(chart, move.step)):
+        put_path(body, guard.steps, value)
+    for loc in dm.idempotency_key or ():
+        if shape.read(body, headers, loc) is MISSING:
+            name = next((s for s in reversed(loc.steps) if isinstance(s, str)), "")
+            timey = any(w in str(name).lower() for w in _TIMEY)
+            free = inv.when.strftime("%Y-%m-%d %H:%M:%S") if timey else f"{salt:x}-{inv.index}-{n}"
+            shape.write(body, headers, loc, free)
+    spec = chart.spec.events[move.event_type]
+    made = Delivery(
+        body=body,
+        headers=headers,
+        invoice_id=str(inv.raw_id).strip(),
+        event_type=move.event_type,
+        event_id=event_id,
+        trigger=spec.trigger,
+        source=source,
+        dest=move.step.dest,
+        occurred_at=occurred,
+        seq=n,
+    )
+    return made, shape.identity(body, headers)
+
+
+@st.composite
+def _lifecycle(
+    draw: st.DrawFn, shape: _Shape, inv: _Invoice, max_events: int, salt: int
+) -> list[Delivery]:
+    chart = shape.chart
+    has_status = shape.dm.status is not None
+    state = draw(st.sampled_from(chart.initial_states)) if has_status else chart.initial_states[0]
+    source: str | None = None
+    last: Step | None = None
+    if shape.creates:
+        born = _Move(draw(st.sampled_from(shape.creates)), Step("", None, state, state))
+        made, key = draw(_delivery(shape, inv, born, None, salt))
+        inv.made.append(made)
+        inv.seen.add(key)
+        source = state
+    # Without a creating event, an invoice exists only once some event has been sent about it.
+    for _ in range(draw(st.integers(0 if shape.creates else 1, max(max_events, 1)))):
+        moves = _moves(shape, state, last)
+        if not moves:
+            break
+        move = draw(st.sampled_from(moves))
+        inv.when += shape.tick * draw(
+            st.integers(1, max(1, 172_800 // int(shape.tick.total_seconds())))
+        )
+        made, key = draw(_delivery(shape, inv, move, source, salt))
+        if key in inv.seen:
+            continue  # would look like a duplicate of an earlier, different event
+        inv.made.append(made)
+        inv.seen.add(key)
+        source = state = move.step.dest
+        last = move.step if move.step.trigger else None
+    return inv.made
+
+
+_DEFAULT_IDS: st.SearchStrategy[str | int] = st.one_of(
+    st.integers(1, 9_999_999),
+    st.uuids().map(str),
+    st.text(_ALNUM, min_size=14, max_size=14).map("in_".__add__),
+)
+
+
+def deliveries(
+    chart: Chart,
+    *,
+    min_invoices: int = 1,
+    max_invoices: int = 3,
+    max_events: int = 6,
+    duplicates: bool = False,
+    shuffle: bool = False,
+    invoice_ids: st.SearchStrategy[str | int] | None = None,
+) -> st.SearchStrategy[list[Delivery]]:
+    """A strategy of webhook deliveries for a few invoices of ``chart``'s provider.
+
+    Each invoice lives a legal lifecycle: born through a creating event (in any initial state
+    the status snapshot can name), or, for a provider with no creating event, first seen
+    through an event whose status snapshot the engine adopts (run it with
+    ``on_unknown="adopt"``). Then up to ``max_events`` events, each told by an event type the
+    chart maps to it: a trigger, a status update, an informational event, or the second
+    signal of the step just taken. Occurrence times rise along each lifecycle; status
+    snapshots, guard fields (amounts) and the fields of a derived idempotency key are filled
+    in so that the engine reads each delivery back as intended.
+
+    Args:
+        chart: the provider's chart.
+        min_invoices: the fewest invoices.
+        max_invoices: the most invoices.
+        max_events: the most events per invoice after its first.
+        duplicates: also redeliver some deliveries (byte-identical copies), later in the list.
+        shuffle: deliver in any order (by default invoices interleave, but each invoice's
+            events arrive in the order they happened).
+        invoice_ids: a strategy for invoice ids (default: a mix of integers, UUIDs and
+            Stripe-style ``in_…`` strings).
+
+    Each :class:`Delivery` carries its body and headers and what it stands for;
+    :func:`expected_states` gives each invoice's true final state.
+    """
+    if not 0 <= min_invoices <= max_invoices:
+        raise ValueError(
+            f"need 0 <= min_invoices <= max_invoices, got {min_invoices=!r}, {max_invoices=!r}"
+        )
+    if max_events < 0:
+        raise ValueError(f"max_events must be >= 0, got {max_events!r}")
+    shape = _Shape(chart)
+    ids = _DEFAULT_IDS if invoice_ids is None else invoice_ids
+
+    @st.composite
+    def strategy(draw: st.DrawFn) -> list[Delivery]:
+        count = draw(st.integers(min_invoices, max_invoices))
+        raw_ids = draw(
+            st.lists(ids, min_size=count, max_size=count, unique_by=lambda v: str(v).strip())
+        )
+        salt = draw(st.integers(0, 0xFFFF_FFFF))
+        lives = []
+        for index, raw in enumerate(raw_ids):
+            start = datetime(2023, 1, 1, tzinfo=UTC) + timedelta(
+                seconds=draw(st.integers(0, 300 * 86_400))
+            )
+            inv = _Invoice(index, raw, start, [], set())
+            lives.append(draw(_lifecycle(shape, inv, max_events, salt)))
+        if shuffle:
+            order = draw(st.permutations([d for life in lives for d in life]))
+        else:
+            owners = draw(st.permutations([i for i, life in enumerate(lives) for _ in life]))
+            queues = [iter(life) for life in lives]
+            order = [next(queues[i]) for i in owners]
+        if duplicates and order:
+            for pick in draw(st.lists(st.integers(0, len(order) - 1), max_size=len(order))):
+                original = order[pick % len(order)]
+                low = 0 if shuffle else order.index(original) + 1
+                order.insert(draw(st.integers(low, len(order))), original)
+        seen: set[str] = set()
+        out = []
+        for d in order:
+            key = shape.identity(d.body, d.headers)
+            out.append(replace(d, duplicate=key in seen))
+            seen.add(key)
+        return out
+
+    return strategy()
