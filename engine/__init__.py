@@ -3,12 +3,14 @@
 The public API is this list; everything else is private.
 """
 
+from . import diagrams as diagrams  # engine.diagrams: mermaid, dot/svg/png, scxml, xstate
 from .chart import ChartSpec
 from .deliveries import Event, read_delivery
 from .engine import Engine
 from .errors import (
     ChartError,
     DeliveryError,
+    DiagramError,
     EngineError,
     StoreError,
     TransitionNotAllowed,
@@ -25,6 +27,7 @@ __all__ = [
     "ChartError",
     "ChartSpec",
     "DeliveryError",
+    "DiagramError",
     "Engine",
     "EngineError",
     "Event",

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 __all__ = [
     "ChartError",
     "DeliveryError",
+    "DiagramError",
     "EngineError",
     "StoreError",
     "TransitionNotAllowed",
@@ -127,6 +128,10 @@ class DeliveryError(EngineError):
         self.path = path
         self.value = value
         super().__init__(problem)
+
+
+class DiagramError(EngineError):
+    """A diagram can't be drawn: Graphviz is missing or failed, or the format is unknown."""
 
 
 class StoreError(EngineError):

@@ -1,0 +1,144 @@
+"""Mermaid ``stateDiagram-v2`` text: what GitHub, GitLab and most docs sites render.
+
+Every state gets a word-only id (:func:`~engine.diagrams._model.word_ids`) and its real name
+as a quoted label, so names like ``payment_pending``, ``open-overdue``, ``end`` or ``a b``
+cannot collide with Mermaid's syntax. Free text (labels, notes) goes through :func:`_text`,
+which writes Mermaid's ``#code;`` entities for the characters its lexer would act on
+(``;`` ends a statement, ``:`` starts a label, ``#`` starts a comment or an entity).
+Composite states cannot carry descriptions in Mermaid, so their internal transitions are
+written as a note.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from ._model import Graph, Highlight, colour_of, word_ids
+
+_ENTITIES = {
+    "#": "#35;",
+    ";": "#59;",
+    ":": "#58;",
+    '"': "#quot;",
+    "<": "#lt;",
+    ">": "#gt;",
+    "%": "#37;",
+}
+_ESCAPE = re.compile("[" + re.escape("".join(_ENTITIES)) + "]")
+# Mermaid's lexer takes any line containing "direction TB|BT|LR|RL" as a direction statement.
+_DIRECTION = re.compile(r"(direction)(\s+)(TB|BT|LR|RL)", re.IGNORECASE)
+
+
+def _text(value: str) -> str:
+    """Free text made safe for a Mermaid label, description or note (one line)."""
+    out = _ESCAPE.sub(lambda m: _ENTITIES[m.group(0)], " ".join(value.split()))
+    return _DIRECTION.sub(lambda m: m.group(1)[:-1] + "#110;" + m.group(2) + m.group(3), out)
+
+
+def _class_name(canonical: str) -> str:
+    return "c_" + re.sub(r"[^A-Za-z0-9_]", "_", canonical)
+
+
+def _steps(numbers: list[int]) -> str:
+    return "(" + ", ".join(map(str, numbers)) + ")"
+
+
+def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str = "LR") -> str:
+    """The Mermaid text for ``graph``, with one invoice's path marked if ``highlight`` is given."""
+    ids = word_ids(graph)
+    edges = graph.edges()
+    hl = highlight
+    lines = ["---", f"title: {json.dumps(graph.title, ensure_ascii=False)}", "---"]
+    lines += ["stateDiagram-v2", f"    direction {direction}"]
+
+    canonicals = list(dict.fromkeys(n.canonical for n in graph.nodes.values() if n.canonical))
+    for c in canonicals:
+        lines.append(f"    classDef {_class_name(c)} fill:{colour_of(c)},stroke:#555,color:#000")
+    if hl is not None:
+        lines.append("    classDef visited stroke:#1b5e20,stroke-width:3px")
+        lines.append("    classDef current stroke:#c62828,stroke-width:4px")
+
+    internal: dict[str, list[str]] = {}
+    for e in edges:
+        if e.target is None:
+            for trigger, label in e.parts:
+                used = hl.internal.get((e.source, trigger), 0) if hl is not None else 0
+                internal.setdefault(e.source, []).append(label + (f" \u00d7{used}" if used else ""))
+
+    def home(a: str, b: str) -> str | None:
+        """The innermost composite state holding both ends (None: the top level)."""
+        scope = graph.nodes[a].parent
+        while scope is not None and not graph.contains(scope, b):
+            scope = graph.nodes[scope].parent
+        return scope
+
+    def edge_line(pad: str, src: str, dst: str, labels: list[str]) -> str:
+        text = "<br/>".join(_text(label) for label in labels)
+        return f"{pad}{src} --> {dst}" + (f" : {text}" if text else "")
+
+    def block(parent: str | None, children: list[str], depth: int) -> None:
+        pad = "    " * depth
+        for cid in children:
+            node = graph.nodes[cid]
+            label = _text(node.name)
+            if (note := graph.canonical_note(cid)) is not None:
+                label += " · " + _text(note)
+            if node.compound:
+                lines.append(f'{pad}state "{label}" as {ids[cid]} {{')
+                block(cid, list(node.children), depth + 1)
+                lines.append(f"{pad}}}")
+                if cid in internal:
+                    text = "<br/>".join("↺ " + _text(x) for x in internal[cid])
+                    lines.append(f"{pad}note right of {ids[cid]} : {text}")
+            else:
+                lines.append(f'{pad}state "{label}" as {ids[cid]}')
+                for x in internal.get(cid, []):
+                    lines.append(f"{pad}{ids[cid]} : ↺ {_text(x)}")
+                if hl is not None and hl.current == cid:
+                    lines.append(f"{pad}{ids[cid]} : ● current state")
+            if hl is not None and cid in hl.rejected:
+                lines.append(f"{pad}note left of {ids[cid]}")
+                lines.extend(f"{pad}    ✗ rejected: {_text(ev)}" for ev in hl.rejected[cid])
+                lines.append(f"{pad}end note")
+        initial = graph.initial
+        if parent is not None:
+            inner = graph.nodes[parent].initial_child
+            initial = (inner,) if inner is not None and graph.entered(parent) else ()
+        for i in initial:
+            labels = []
+            if hl is not None and parent is None:
+                born = sorted(
+                    n for leaf, ns in hl.start_steps.items() if graph.contains(i, leaf) for n in ns
+                )
+                if born:
+                    labels.append(_steps(born))
+            lines.append(edge_line(pad, "[*]", ids[i], labels))
+        for e in edges:
+            if e.target is not None and home(e.source, e.target) == parent:
+                labels = e.labels
+                if hl is not None and (e.source, e.target) in hl.steps:
+                    labels.append(_steps(hl.steps[(e.source, e.target)]))
+                lines.append(edge_line(pad, ids[e.source], ids[e.target], labels))
+        for cid in children:
+            if graph.nodes[cid].final:
+                lines.append(f"{pad}{ids[cid]} --> [*]")
+
+    block(None, list(graph.roots), 1)
+    if hl is not None:
+        for (frm, to), numbers in hl.extra.items():
+            if frm in ids and to in ids:
+                labels = ["not in chart", _steps(numbers)]
+                lines.append(edge_line("    ", ids[frm], ids[to], labels))
+
+    for c in canonicals:
+        members = [ids[n.id] for n in graph.nodes.values() if n.canonical == c and not n.compound]
+        if members:
+            lines.append(f"    class {','.join(members)} {_class_name(c)}")
+    if hl is not None:
+        visited = [ids[s] for s in graph.nodes if s in hl.states and s != hl.current]
+        if visited:
+            lines.append(f"    class {','.join(visited)} visited")
+        if hl.current in ids:
+            lines.append(f"    class {ids[hl.current]} current")
+    return "\n".join(lines) + "\n"

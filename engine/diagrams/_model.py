@@ -1,0 +1,397 @@
+"""The one graph every diagram format is drawn from, extracted once from a chart's ``ChartSpec``.
+
+Two views of the same transitions serve two kinds of output:
+
+* **machine formats** (SCXML, XState) must behave exactly like the chart, so they get
+  :attr:`Graph.transitions`: the chart's transitions in chart order, with sources as written
+  (``*`` expanded to every non-final leaf, as :mod:`engine.machine` does), because moving a
+  source up to a parent state would change which transition wins;
+* **pictures** (Mermaid, DOT) must be readable, so they get :meth:`Graph.edges`: each
+  transition's sources replaced by the fewest states that cover them (all of ``open``'s
+  children become ``open``), parallel edges merged into one label, and internal (no-op)
+  transitions listed inside the state they belong to, the way UML draws internal activities.
+
+A highlight (:class:`Highlight`) is computed here too, from an invoice's history, so that every
+picture format marks the same states, steps and rejected events.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from .._expr import Guard
+from ..chart import StateSpec
+
+if TYPE_CHECKING:
+    from ..machine import Chart
+
+__all__ = ["Edge", "Graph", "Highlight", "HistoryEntry", "Node", "Transition", "build"]
+
+#: Fill colours per canonical state (light fills, so black labels stay readable).
+CANONICAL_COLOURS = {
+    "draft": "#eceff1",
+    "open": "#d6e8fb",
+    "paid": "#d5f2d8",
+    "void": "#dcdcdc",
+    "uncollectible": "#fde2c8",
+    "refunded": "#e9ddf7",
+    "credited": "#d3f0ee",
+}
+_SPARE_COLOURS = ("#fff4bf", "#f7d6e6", "#e1f0c4", "#d9e4f5")
+
+
+def colour_of(canonical: str | None) -> str:
+    """A fill colour for a canonical state; unknown canonical names get a stable spare one."""
+    if canonical is None:
+        return "#ffffff"
+    if canonical in CANONICAL_COLOURS:
+        return CANONICAL_COLOURS[canonical]
+    return _SPARE_COLOURS[sum(map(ord, canonical)) % len(_SPARE_COLOURS)]
+
+
+class HistoryEntry(Protocol):
+    """What a picture needs from one history entry; :class:`engine.Outcome` is one.
+
+    ``status`` is ``applied``, ``unchanged``, ``duplicate``, ``rejected`` or ``invalid``;
+    states are chart state names (``open.unpaid``); ``from_state`` is ``None`` at birth.
+    """
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def trigger(self) -> str | None: ...
+    @property
+    def from_state(self) -> str | None: ...
+    @property
+    def to_state(self) -> str | None: ...
+    @property
+    def event_type(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Node:
+    """A state of the chart: a leaf, or a compound state whose children nest under it."""
+
+    id: str  # the chart's full name: "open.unpaid"
+    name: str  # its own name: "unpaid"
+    parent: str | None
+    children: tuple[str, ...]
+    initial_child: str | None  # compound states: the child entered by default
+    canonical: str | None  # leaves: always set; compound states: only if the chart says so
+    final: bool
+    description: str
+
+    @property
+    def compound(self) -> bool:
+        return bool(self.children)
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One chart transition, for the machine formats: sources exactly as the machine has them."""
+
+    trigger: str
+    sources: tuple[str, ...]  # state ids, leaf or compound; "*" already expanded
+    target: str | None  # None: internal (legal, changes nothing)
+    guard: Guard | None
+    description: str
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One arrow of a picture: from a state to a state, with every trigger that takes it."""
+
+    source: str
+    target: str | None  # None: an internal transition, listed inside ``source``
+    parts: tuple[tuple[str, str], ...]  # (trigger, label): ("pay", "pay [$.amountDue == 0]")
+
+    @property
+    def labels(self) -> list[str]:
+        return [label for _, label in self.parts]
+
+    @property
+    def triggers(self) -> list[str]:
+        return list(dict.fromkeys(trigger for trigger, _ in self.parts))
+
+
+@dataclass
+class Highlight:
+    """One invoice's path through the chart, ready to draw.
+
+    Attributes:
+        states: every state the invoice was in.
+        steps: for each edge taken, the step numbers (1-based) it was taken at.
+        start_steps: the initial state the invoice was born in, and at which step.
+        internal: internal transitions used: (state, trigger) -> how many times.
+        rejected: per state, the events rejected while the invoice was in it.
+        current: the state the invoice is in now.
+        adopted: states the invoice was first seen in without a creating event.
+    """
+
+    states: set[str] = field(default_factory=set)
+    steps: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
+    start_steps: dict[str, list[int]] = field(default_factory=dict)
+    internal: dict[tuple[str, str], int] = field(default_factory=dict)
+    rejected: dict[str, list[str]] = field(default_factory=dict)
+    current: str | None = None
+    adopted: set[str] = field(default_factory=set)
+    extra: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # moves not in the chart
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A chart as a graph: nodes in chart order (parents before children), and transitions."""
+
+    name: str
+    title: str
+    nodes: dict[str, Node]
+    roots: tuple[str, ...]
+    initial: tuple[str, ...]  # where invoices are born, as the chart names them
+    transitions: tuple[Transition, ...]
+
+    def leaves(self, node_id: str | None = None) -> list[str]:
+        """The leaf states under ``node_id`` (itself if a leaf), or every leaf, in chart order."""
+        ids = self.roots if node_id is None else (node_id,)
+        out: list[str] = []
+        for i in ids:
+            node = self.nodes[i]
+            if node.children:
+                for c in node.children:
+                    out.extend(self.leaves(c))
+            else:
+                out.append(i)
+        return out
+
+    def entered(self, node_id: str) -> bool:
+        """Whether some transition (or birth) enters ``node_id`` itself, not only a child."""
+        return node_id in self.initial or any(t.target == node_id for t in self.transitions)
+
+    def canonical_note(self, node_id: str) -> str | None:
+        """The canonical state worth writing on ``node_id``: not when its name or an
+        enclosing state's already says it (``open.unpaid`` inside ``open``)."""
+        node = self.nodes[node_id]
+        if node.canonical is None or node.canonical == node.name:
+            return None
+        parent = node.parent
+        while parent is not None:
+            p = self.nodes[parent]
+            if node.canonical in (p.name, p.canonical):
+                return None
+            parent = p.parent
+        return node.canonical
+
+    def contains(self, ancestor: str, node_id: str) -> bool:
+        """Whether ``node_id`` is ``ancestor`` or nested inside it."""
+        return node_id == ancestor or node_id.startswith(ancestor + ".")
+
+    def cover(self, leaves: Iterable[str]) -> list[str]:
+        """The fewest states whose leaves are exactly ``leaves`` (in chart order)."""
+        wanted = set(leaves)
+        out: list[str] = []
+
+        def walk(ids: Sequence[str]) -> None:
+            for i in ids:
+                under = set(self.leaves(i))
+                if under <= wanted:
+                    out.append(i)
+                elif under & wanted:
+                    walk(self.nodes[i].children)
+
+        walk(self.roots)
+        return out
+
+    def edges(self) -> list[Edge]:
+        """The picture's arrows: sources covered, parallel arrows merged, in chart order."""
+        merged: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
+        for t in self.transitions:
+            leaves = [leaf for s in t.sources for leaf in self.leaves(s)]
+            label = t.trigger + (f" [{t.guard}]" if t.guard is not None else "")
+            for src in self.cover(leaves):
+                parts = merged.setdefault((src, t.target), [])
+                if (t.trigger, label) not in parts:
+                    parts.append((t.trigger, label))
+        return [Edge(src, dst, tuple(parts)) for (src, dst), parts in merged.items()]
+
+    def highlight(self, history: Iterable[HistoryEntry]) -> Highlight:
+        """Where one invoice went: map each history entry onto the picture's edges and states."""
+        hl = Highlight()
+        edges = self.edges()
+        step = 0
+        for entry in history:
+            frm, to, trig = entry.from_state, entry.to_state, entry.trigger
+            what = entry.event_type or trig or "?"
+            if trig and trig != entry.event_type and entry.event_type:
+                what += f" ({trig})"
+            if entry.status == "rejected":
+                where = frm or "(none)"
+                hl.rejected.setdefault(where, []).append(what)
+                continue
+            if entry.status not in ("applied", "unchanged"):
+                continue  # duplicates and unreadable deliveries change nothing and have no state
+            for s in (frm, to):
+                if s in self.nodes:
+                    hl.states.add(s)
+            if entry.status == "unchanged":
+                if trig and frm:
+                    for e in edges:
+                        if e.target is None and trig in e.triggers and self.contains(e.source, frm):
+                            key = (e.source, trig)
+                            hl.internal[key] = hl.internal.get(key, 0) + 1
+                            break
+                hl.current = frm or to or hl.current
+                continue
+            if to is None:
+                continue
+            hl.current = to
+            step += 1
+            if frm is None:
+                if getattr(entry, "adopted", False):
+                    hl.adopted.add(to)
+                hl.start_steps.setdefault(to, []).append(step)
+                continue
+            for e in edges:
+                if (
+                    e.target is not None
+                    and (trig is None or trig in e.triggers)
+                    and self.contains(e.source, frm)
+                    and self.contains(e.target, to)
+                ):
+                    hl.steps.setdefault((e.source, e.target), []).append(step)
+                    break
+            else:
+                hl.extra.setdefault((frm, to), []).append(step)
+        return hl
+
+
+def _nodes(
+    states: list[StateSpec], parent: str | None, inherited: str | None, out: dict[str, Node]
+) -> None:
+    for s in states:
+        full = f"{parent}.{s.name}" if parent else s.name
+        canonical = s.canonical or inherited
+        initial_child = None
+        if s.states:
+            initial_child = f"{full}.{s.initial or s.states[0].name}"
+        out[full] = Node(
+            id=full,
+            name=s.name,
+            parent=parent,
+            children=tuple(f"{full}.{c.name}" for c in s.states),
+            initial_child=initial_child,
+            canonical=canonical if not s.states else s.canonical,
+            final=s.final,
+            description=s.description,
+        )
+        _nodes(s.states, full, canonical, out)
+
+
+def build(chart: Chart) -> Graph:
+    """Extract the graph of ``chart`` (its ``ChartSpec``: states tree and transitions)."""
+    spec = chart.spec
+    nodes: dict[str, Node] = {}
+    _nodes(spec.states, None, None, nodes)
+    non_final = [s for s in chart.states if not nodes[s].final]
+    transitions = tuple(
+        Transition(
+            trigger=t.trigger,
+            sources=tuple(non_final if t.source == ["*"] else t.source),
+            target=t.dest,
+            guard=t.guard,
+            description=t.description,
+        )
+        for t in spec.transitions
+    )
+    return Graph(
+        name=spec.provider,
+        title=spec.title or spec.provider,
+        nodes=nodes,
+        roots=tuple(s.name for s in spec.states),
+        initial=tuple(spec.initial),
+        transitions=transitions,
+    )
+
+
+# ------------------------------------------------------------------------------ identifiers
+
+_NOT_WORD = re.compile(r"[^A-Za-z0-9_]")
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# Words that Mermaid's state-diagram lexer reads as keywords wherever an id may stand (checked
+# against mermaid 11 by the tests), plus a few more that are keywords elsewhere in Mermaid.
+_MERMAID_KEYWORDS = frozenset(
+    [
+        "state",
+        "note",
+        "class",
+        "classdef",
+        "style",
+        "click",
+        "href",
+        "default",
+        "scale",
+        "statediagram",
+        "end",
+        "as",
+        "left",
+        "right",
+        "of",
+        "direction",
+        "hide",
+        "acctitle",
+        "accdescr",
+        "call",
+        "callback",
+        "link",
+    ]
+)
+
+
+def _unique(ids: dict[str, str]) -> dict[str, str]:
+    """Make identifiers unique; names already equal to their identifier keep it."""
+    taken: set[str] = set()
+    out: dict[str, str] = {}
+    kept_first = sorted(ids, key=lambda n: ids[n] != n)  # stable: real names first
+    for name in kept_first:
+        ident = ids[name]
+        candidate, n = ident, 2
+        while candidate in taken or (candidate != ident and candidate in ids.values()):
+            candidate, n = f"{ident}_{n}", n + 1
+        taken.add(candidate)
+        out[name] = candidate
+    return {name: out[name] for name in ids}
+
+
+def word_ids(graph: Graph) -> dict[str, str]:
+    """Identifiers made of ``[A-Za-z0-9_]`` only, for Mermaid and XState: one per state.
+
+    ``open.unpaid`` becomes ``open_unpaid``, ``open-overdue`` becomes ``open_overdue``; a name
+    that starts with a digit or is a Mermaid keyword (``state``, ``end``, ``class``…) gets an
+    ``s_`` prefix; one that ends in ``_start``/``_end`` (Mermaid's own ids for a composite
+    state's ``[*]``) gets a trailing ``_``. Clashes get ``_2``, ``_3``….
+    """
+    ids: dict[str, str] = {}
+    for name in graph.nodes:
+        ident = _NOT_WORD.sub("_", name.replace(".", "_"))
+        if not ident or ident[0].isdigit() or ident.lower() in _MERMAID_KEYWORDS:
+            ident = "s_" + ident
+        if ident.endswith(("_start", "_end")):
+            ident += "_"
+        ids[name] = ident
+    return _unique(ids)
+
+
+def ncname_ids(graph: Graph) -> dict[str, str]:
+    """SCXML ids (XML NCNames): the chart's own name whenever it is one (``open.unpaid``).
+
+    Otherwise every character outside ``[A-Za-z0-9_.-]`` becomes ``_`` and a name that does not
+    start with a letter or ``_`` gets an ``s_`` prefix. Clashes get ``_2``, ``_3``….
+    """
+    ids: dict[str, str] = {}
+    for name in graph.nodes:
+        ident = name if _NCNAME.match(name) else re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
+        if not _NCNAME.match(ident):
+            ident = "s_" + ident
+        ids[name] = ident
+    return _unique(ids)

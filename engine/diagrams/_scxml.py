@@ -1,0 +1,153 @@
+"""W3C SCXML (https://www.w3.org/TR/scxml/) for any SCXML interpreter.
+
+The document behaves like the chart: events are the chart's triggers, each state's
+transitions are written in chart order (SCXML, like ``transitions``, takes the first enabled
+transition of the deepest state, then its parents'), ``*`` sources are expanded to every
+non-final leaf, internal transitions are targetless (legal, nothing exits or enters), and
+guards become ``cond`` expressions of the ECMAScript data model over ``_event.data`` — the
+webhook payload sent with the event; a missing field makes a guard false, as in the chart
+(see :func:`guard_to_ecmascript`).
+Canonical states and the other initial states ride along as attributes in our own namespace,
+which SCXML readers ignore; their names are not SCXML attribute names, because some readers
+(python-statemachine 3.2) drop the namespace of attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from xml.sax.saxutils import escape, quoteattr
+
+from .._expr import Guard
+from ..errors import DiagramError
+from ._model import Graph, Transition, ncname_ids
+
+SCXML_NS = "http://www.w3.org/2005/07/scxml"
+OUR_NS = "urn:invoice-engine:statechart"
+_JS_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_JS_OPS = {"==": "===", "!=": "!==", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+_JS_RESERVED = frozenset(
+    [
+        "break",
+        "case",
+        "catch",
+        "class",
+        "const",
+        "continue",
+        "debugger",
+        "default",
+        "delete",
+        "do",
+        "else",
+        "enum",
+        "export",
+        "extends",
+        "false",
+        "finally",
+        "for",
+        "function",
+        "if",
+        "import",
+        "in",
+        "instanceof",
+        "new",
+        "null",
+        "return",
+        "super",
+        "switch",
+        "this",
+        "throw",
+        "true",
+        "try",
+        "typeof",
+        "var",
+        "void",
+        "while",
+        "with",
+        "yield",
+        "let",
+        "static",
+        "await",
+    ]
+)
+
+
+def guard_to_ecmascript(guard: Guard, root: str = "_event.data") -> str:
+    """A guard as an ECMAScript ``cond``: ``$.amountDue == 0`` is ``_event.data.amountDue === 0``.
+
+    The first key is a property (``.amountDue``), deeper steps are subscripts (``["b"]``,
+    ``[0]``). A missing value compares false in ECMAScript except with ``!==``, so ``!=``
+    first checks the value is there (``!= null``): ``$.a != "x"`` is
+    ``_event.data.a != null && _event.data.a !== "x"``. (So a field that is present but
+    JSON ``null`` fails a ``!=`` guard here, where the chart would pass it.)
+
+    Raises:
+        DiagramError: the guard's path maps over a list (``[*]``), which a one-line
+            condition can't say.
+    """
+    access = root
+    for i, step in enumerate(guard.steps):
+        if step == "*":
+            raise DiagramError(
+                f"guard {str(guard)!r} reads a list with [*]; SCXML export can't write it"
+            )
+        if isinstance(step, int):
+            access += f"[{step}]" if step >= 0 else f".at({step})"
+        elif i == 0 and _JS_NAME.match(step) and step not in _JS_RESERVED:
+            access += f".{step}"
+        else:
+            access += f"[{json.dumps(step)}]"
+    compare = f"{access} {_JS_OPS[guard.op]} {json.dumps(guard.literal)}"
+    return f"{access} != null && {compare}" if guard.op == "!=" else compare
+
+
+def to_scxml(graph: Graph) -> str:
+    """The SCXML document for ``graph`` (UTF-8 text with an XML declaration)."""
+    ids = ncname_ids(graph)
+    outgoing: dict[str, list[Transition]] = {n: [] for n in graph.nodes}
+    for t in graph.transitions:
+        for s in t.sources:
+            outgoing[s].append(t)
+
+    lines = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f"<!-- {escape(graph.title)}: the {escape(graph.name)!s} chart of invoice-engine."
+        " Send the chart's triggers as events, with the webhook payload as event data. -->",
+        f'<scxml xmlns="{SCXML_NS}" xmlns:ie="{OUR_NS}" version="1.0" datamodel="ecmascript"'
+        f" name={quoteattr(graph.name)} initial={quoteattr(ids[graph.initial[0]])}"
+        f" ie:initial-states={quoteattr(' '.join(ids[i] for i in graph.initial))}>",
+    ]
+
+    def transition(pad: str, t: Transition) -> str:
+        attrs = f"event={quoteattr(t.trigger)}"
+        if t.guard is not None:
+            attrs += f" cond={quoteattr(guard_to_ecmascript(t.guard))}"
+        if t.target is not None:
+            attrs += f" target={quoteattr(ids[t.target])}"
+        return f"{pad}<transition {attrs}/>"
+
+    def state(pad: str, nid: str) -> None:
+        node = graph.nodes[nid]
+        attrs = f"id={quoteattr(ids[nid])}"
+        if node.canonical:
+            attrs += f" ie:canonical={quoteattr(node.canonical)}"
+        if node.initial_child is not None:
+            attrs += f" initial={quoteattr(ids[node.initial_child])}"
+        final = node.final and not outgoing[nid]  # SCXML finals have no transitions
+        tag = "final" if final else "state"
+        if node.final and not final:
+            attrs += ' ie:final-state="true"'
+        body = [transition(pad + "  ", t) for t in outgoing[nid]]
+        if not body and not node.children:
+            lines.append(f"{pad}<{tag} {attrs}/>")
+            return
+        lines.append(f"{pad}<{tag} {attrs}>")
+        for child in node.children:
+            state(pad + "  ", child)
+        lines.extend(body)
+        lines.append(f"{pad}</{tag}>")
+
+    for root in graph.roots:
+        state("  ", root)
+    lines.append("</scxml>")
+    return "\n".join(lines) + "\n"
