@@ -125,7 +125,7 @@ def stripe_stream(
     round_no = 0  # when the stream outlasts its invoices, later rounds come later in time
     while emitted < n_deliveries:
         queues: list[list[bytes]] = []
-        for _ in range(window):
+        for _ in range(min(window, n_invoices)):  # never one invoice twice in a window
             if invoice_no >= n_invoices:
                 invoice_no, round_no = 0, round_no + 1  # re-visits: mostly rejected
             iid = f"in_{invoice_no:08d}"

@@ -25,7 +25,6 @@ from typing import Any
 
 from transitions import Machine
 from transitions.core import Condition
-from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
 from .chart import ChartSpec, EventSpec, StateSpec, read_chart_file
 from .errors import TransitionNotAllowed, UnknownProvider, UnknownState, UnknownTrigger
@@ -35,12 +34,22 @@ __all__ = ["Chart", "available_charts", "bundled_chart_dir", "load_chart"]
 _Step = tuple[str | None, tuple[Condition, ...]]  # (dest leaf or None for internal, conditions)
 
 
-class _DotState(NestedState):
-    separator = "."
+@cache
+def _dot_machine() -> type[Machine]:
+    """transitions' nested machine with ``.`` as the separator.
 
+    Built on first use: importing ``transitions.extensions`` pulls in asyncio (~30 ms), which
+    flat charts, and a CLI command that only reads one, never need.
+    """
+    from transitions.extensions.nesting import HierarchicalMachine, NestedState
 
-class _DotMachine(HierarchicalMachine):
-    state_cls = _DotState
+    class _DotState(NestedState):
+        separator = "."
+
+    class _DotMachine(HierarchicalMachine):
+        state_cls = _DotState
+
+    return _DotMachine
 
 
 def _transitions_states(states: list[StateSpec]) -> list[dict[str, Any]]:
@@ -136,7 +145,7 @@ class Chart:
             }
             for t in self.spec.transitions
         ]
-        cls = _DotMachine if nested else Machine
+        cls = _dot_machine() if nested else Machine
         return cls(
             model=None,
             states=_transitions_states(self.spec.states),

@@ -27,8 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-import sqlite_utils
-
 from .errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "Store", "Synchronous"]
@@ -120,6 +118,10 @@ class Store:
             )
         self.conn = conn
         self._lock = threading.RLock()
+        # Imported here, not at the top: sqlite-utils (and pluggy, dateutil) cost the CLI
+        # ~40-80 ms of start-up, and commands that only read charts never open a store.
+        import sqlite_utils
+
         self.db = sqlite_utils.Database(conn)
         if version < SCHEMA_VERSION:
             # sqlite-utils commits its own DDL; every statement is IF NOT EXISTS, so two
