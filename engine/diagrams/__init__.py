@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FORMATS",
     "INSTALL_HINT",
+    "Direction",
     "HistoryEntry",
     "export",
     "format_for",
