@@ -73,6 +73,21 @@ _INVOICE_COLUMNS = {
 }
 INVOICE_FIELDS = tuple(_INVOICE_COLUMNS)
 
+_REVISION_COLUMNS = {
+    "id": int,
+    "seq": int,  # the event whose outcome changed
+    "cause_seq": int,  # the late event whose arrival changed it
+    "revised_at": str,
+    "old_outcome": str,
+    "new_outcome": str,
+    "old_from": str,
+    "old_to": str,
+    "new_from": str,
+    "new_to": str,
+    "old_reason": str,
+    "new_reason": str,
+}
+
 
 def _create_private(path: Path) -> None:
     """Create the database file readable by its owner only: raw bodies carry personal data."""
@@ -124,56 +139,49 @@ class Store:
 
         self.db = sqlite_utils.Database(conn)
         if version < SCHEMA_VERSION:
-            # sqlite-utils commits its own DDL; every statement is IF NOT EXISTS, so two
-            # processes creating one new file at once both end with the same schema.
-            self._create_schema()
+            with self.write():
+                self._create_schema()
 
     def _create_schema(self) -> None:
+        """Create the tables and indexes in one IMMEDIATE transaction.
+
+        sqlite-utils writes the CREATE TABLE statements (``create_table_sql``); they are run
+        here rather than through ``Table.create``, which commits on its own, so that two
+        processes opening one new file at once take turns instead of racing.
+        """
+        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+            return  # another process created it while we waited for the lock
         db = self.db
-        db["events"].create(  # type: ignore[union-attr]
-            _EVENT_COLUMNS,
-            pk="seq",
-            not_null={"provider", "live", "outcome", "received_at", "revisions"},
-            defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
-            if_not_exists=True,
-        )
-        db["invoices"].create(  # type: ignore[union-attr]
-            _INVOICE_COLUMNS,
-            pk=("provider", "invoice_id"),
-            not_null={"version"},  # state is NULL while only rejected events are known
-            if_not_exists=True,
-        )
-        db["revisions"].create(  # type: ignore[union-attr]
-            {
-                "id": int,
-                "seq": int,
-                "cause_seq": int,
-                "revised_at": str,
-                "old_outcome": str,
-                "new_outcome": str,
-                "old_from": str,
-                "old_to": str,
-                "new_from": str,
-                "new_to": str,
-                "old_reason": str,
-                "new_reason": str,
-            },
-            pk="id",
-            foreign_keys=[("seq", "events", "seq")],
-            if_not_exists=True,
-        )
+        tables = [
+            db.create_table_sql(
+                "events",
+                _EVENT_COLUMNS,
+                pk="seq",
+                not_null={"provider", "live", "outcome", "received_at", "revisions"},
+                defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
+                if_not_exists=True,
+            ),
+            db.create_table_sql(
+                "invoices",
+                _INVOICE_COLUMNS,
+                pk=("provider", "invoice_id"),
+                not_null={"version"},  # state is NULL while only rejected events are known
+                if_not_exists=True,
+            ),
+            db.create_table_sql("revisions", _REVISION_COLUMNS, pk="id", if_not_exists=True),
+        ]
         # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
-        self.conn.executescript(
-            """
-            CREATE UNIQUE INDEX IF NOT EXISTS events_live_event
-                ON events(provider, event_id) WHERE live = 1;
-            CREATE INDEX IF NOT EXISTS events_invoice_fold
-                ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1;
-            CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq);
-            CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id);
-            CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq);
-            """
-        )
+        indexes = [
+            "CREATE UNIQUE INDEX IF NOT EXISTS events_live_event"
+            " ON events(provider, event_id) WHERE live = 1",
+            "CREATE INDEX IF NOT EXISTS events_invoice_fold"
+            " ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1",
+            "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
+            "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
+            "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
+        ]
+        for sql in tables + indexes:
+            self.conn.execute(sql)
         self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
