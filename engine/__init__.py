@@ -3,10 +3,10 @@
 The public API is this list; everything else is private.
 """
 
-from . import diagrams as diagrams  # engine.diagrams: mermaid, dot/svg/png, scxml, xstate
+from typing import TYPE_CHECKING, Any
+
 from .chart import ChartSpec
 from .deliveries import Event, read_delivery
-from .engine import Engine
 from .errors import (
     ChartError,
     DeliveryError,
@@ -48,3 +48,25 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# Engine (SQLite) and diagrams (renderers) load on first use: a CLI command that only reads a
+# chart should not pay for them at start-up. Type checkers see plain imports.
+if TYPE_CHECKING:
+    from . import diagrams as diagrams  # mermaid, dot/svg/png, scxml, xstate
+    from .engine import Engine as Engine
+else:
+
+    def __getattr__(name: str) -> Any:
+        if name == "Engine":
+            from .engine import Engine
+
+            globals()["Engine"] = Engine
+            return Engine
+        if name == "diagrams":
+            from . import diagrams  # importing the submodule also sets it on this package
+
+            return diagrams
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), "Engine", "diagrams"})
