@@ -63,9 +63,10 @@ else:
             globals()["Engine"] = Engine
             return Engine
         if name == "diagrams":
-            from . import diagrams  # importing the submodule also sets it on this package
+            # not `from . import diagrams`: that asks this __getattr__ again, forever
+            import importlib
 
-            return diagrams
+            return importlib.import_module(f"{__name__}.diagrams")
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
     def __dir__() -> list[str]:
