@@ -14,7 +14,7 @@ import shutil
 import subprocess
 
 from ..errors import DiagramError
-from ._model import Graph, Highlight, colour_of
+from ._model import ANY, Graph, Highlight, colour_of
 
 _FONT = "Helvetica,Arial,sans-serif"
 _GREEN = "#1b5e20"
@@ -107,6 +107,14 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
             fixedsize="true",
         )
 
+    def any_box() -> str:
+        rows = ["<i>any non-final state</i>"]
+        rows += [f'<font point-size="9">↺ {_h(x)}</font>' for x in internal.get(ANY, [])]
+        label = "<" + "<br/>".join(rows) + ">"
+        return f"  {_q('..any')} " + _attrs(
+            label=label, style=_q("rounded,dashed"), color=_q("#777777")
+        )
+
     def entry(node_id: str) -> str:
         """The node an arrow *into* ``node_id`` ends at (a cluster's start dot)."""
         return f"{node_id}..start" if graph.nodes[node_id].compound else node_id
@@ -116,6 +124,8 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
     def exit_(node_id: str) -> str:
         """The node an arrow *out of* ``node_id`` starts at: a cluster's invisible exit point,
         ranked after all its states, so arrows leave the cluster on its far side."""
+        if node_id == ANY:
+            return "..any"
         return f"{node_id}..exit" if graph.nodes[node_id].compound else node_id
 
     def node_line(pad: str, nid: str) -> str:
@@ -205,6 +215,8 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 out.extend(rejected_lines(pad, cid))
 
     out.append(f"  {start_dot('..start')}")
+    if any(e.source == ANY for e in edges):
+        out.append(any_box())
     block(graph.roots, 1)
 
     for i in graph.initial:
@@ -229,9 +241,15 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
             continue
         attrs = {"label": "<" + "<br/>".join(_h(x) for x in e.labels) + ">"}
         tail, head = exit_(e.source), entry(e.target)
-        if graph.nodes[e.source].compound and not graph.contains(e.source, e.target):
+        if (
+            e.source != ANY
+            and graph.nodes[e.source].compound
+            and not graph.contains(e.source, e.target)
+        ):
             attrs["ltail"] = _q("cluster_" + e.source)
-        if graph.nodes[e.target].compound and not graph.contains(e.target, e.source):
+        if graph.nodes[e.target].compound and (
+            e.source == ANY or not graph.contains(e.target, e.source)
+        ):
             attrs["lhead"] = _q("cluster_" + e.target)
         if hl is not None:
             taken = hl.steps.get((e.source, e.target))

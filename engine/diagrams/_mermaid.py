@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 
-from ._model import Graph, Highlight, colour_of, word_ids
+from ._model import ANY, Graph, Highlight, colour_of, word_ids
 
 _ENTITIES = {
     "#": "#35;",
@@ -48,6 +48,11 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
     """The Mermaid text for ``graph``, with one invoice's path marked if ``highlight`` is given."""
     ids = word_ids(graph)
     edges = graph.edges()
+    if any(e.source == ANY for e in edges):  # one box stands for "from every non-final state"
+        any_id, n = "any_state", 2
+        while any_id in ids.values():
+            any_id, n = f"any_state_{n}", n + 1
+        ids = {**ids, ANY: any_id}
     hl = highlight
     lines = ["---", f"title: {json.dumps(graph.title, ensure_ascii=False)}", "---"]
     lines += ["stateDiagram-v2", f"    direction {direction}"]
@@ -55,6 +60,8 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
     canonicals = list(dict.fromkeys(n.canonical for n in graph.nodes.values() if n.canonical))
     for c in canonicals:
         lines.append(f"    classDef {_class_name(c)} fill:{colour_of(c)},stroke:#555,color:#000")
+    if any(e.source == ANY for e in edges):
+        lines.append("    classDef any fill:#ffffff,stroke:#777,stroke-dasharray:4 3,color:#333")
     if hl is not None:
         lines.append("    classDef visited stroke:#1b5e20,stroke-width:3px")
         lines.append("    classDef current stroke:#c62828,stroke-width:4px")
@@ -68,6 +75,8 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
 
     def home(a: str, b: str) -> str | None:
         """The innermost composite state holding both ends (None: the top level)."""
+        if a == ANY:
+            return None
         scope = graph.nodes[a].parent
         while scope is not None and not graph.contains(scope, b):
             scope = graph.nodes[scope].parent
@@ -124,6 +133,9 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
             if graph.nodes[cid].final:
                 lines.append(f"{pad}{ids[cid]} --> [*]")
 
+    if ANY in ids:
+        lines.append(f'    state "any non-final state" as {ids[ANY]}')
+        lines.extend(f"    {ids[ANY]} : ↺ {_text(x)}" for x in internal.get(ANY, []))
     block(None, list(graph.roots), 1)
     if hl is not None:
         for (frm, to), numbers in hl.extra.items():
@@ -135,6 +147,8 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
         members = [ids[n.id] for n in graph.nodes.values() if n.canonical == c and not n.compound]
         if members:
             lines.append(f"    class {','.join(members)} {_class_name(c)}")
+    if ANY in ids:
+        lines.append(f"    class {ids[ANY]} any")
     if hl is not None:
         visited = [ids[s] for s in graph.nodes if s in hl.states and s != hl.current]
         if visited:

@@ -28,7 +28,10 @@ from ..chart import StateSpec
 if TYPE_CHECKING:
     from ..machine import Chart
 
-__all__ = ["Edge", "Graph", "Highlight", "HistoryEntry", "Node", "Transition", "build"]
+__all__ = ["ANY", "Edge", "Graph", "Highlight", "HistoryEntry", "Node", "Transition", "build"]
+
+#: The source of a picture's edge for ``source: "*"`` transitions (no state can be named so).
+ANY = "*"
 
 #: Fill colours per canonical state (light fills, so black labels stay readable).
 CANONICAL_COLOURS = {
@@ -98,11 +101,16 @@ class Transition:
     target: str | None  # None: internal (legal, changes nothing)
     guard: Guard | None
     description: str
+    any_source: bool = False  # written as "*": from every non-final state
 
 
 @dataclass(frozen=True)
 class Edge:
-    """One arrow of a picture: from a state to a state, with every trigger that takes it."""
+    """One arrow of a picture: from a state to a state, with every trigger that takes it.
+
+    ``source`` is :data:`ANY` for a transition written with ``source: "*"``: pictures draw it
+    once, from an "any non-final state" box, instead of from every state.
+    """
 
     source: str
     target: str | None  # None: an internal transition, listed inside ``source``
@@ -184,7 +192,9 @@ class Graph:
         return node.canonical
 
     def contains(self, ancestor: str, node_id: str) -> bool:
-        """Whether ``node_id`` is ``ancestor`` or nested inside it."""
+        """Whether ``node_id`` is ``ancestor`` or nested inside it (:data:`ANY`: any non-final)."""
+        if ancestor == ANY:
+            return node_id in self.nodes and not self.nodes[node_id].final
         return node_id == ancestor or node_id.startswith(ancestor + ".")
 
     def cover(self, leaves: Iterable[str]) -> list[str]:
@@ -209,7 +219,7 @@ class Graph:
         for t in self.transitions:
             leaves = [leaf for s in t.sources for leaf in self.leaves(s)]
             label = t.trigger + (f" [{t.guard}]" if t.guard is not None else "")
-            for src in self.cover(leaves):
+            for src in [ANY] if t.any_source else self.cover(leaves):
                 parts = merged.setdefault((src, t.target), [])
                 if (t.trigger, label) not in parts:
                     parts.append((t.trigger, label))
@@ -301,6 +311,7 @@ def build(chart: Chart) -> Graph:
             target=t.dest,
             guard=t.guard,
             description=t.description,
+            any_source=t.source == ["*"],
         )
         for t in spec.transitions
     )

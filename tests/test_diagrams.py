@@ -1,0 +1,669 @@
+"""Diagrams are checked by the real tools, never by string comparison alone.
+
+* DOT: Graphviz's ``dot`` renders it with nothing on stderr (no warnings);
+* Mermaid: the ``mermaid`` npm package parses it (in node, with jsdom), and what it understood
+  — states, parents, labels, arrows — is compared with the chart;
+* SCXML: python-statemachine loads it and, on generated event sequences from every state,
+  accepts, rejects and moves exactly as the chart does;
+* XState: XState v5's ``createMachine`` accepts it and behaves like the chart the same way.
+
+Every bundled chart goes through all of them (the ``chart_name`` fixture), and so does an
+"awkward" chart whose names and guards are hostile to each format's syntax. Tools that are
+missing skip these tests on a developer's machine, never in CI (``CI`` set), where ``.ci/run``
+installs Graphviz and the node packages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from statemachine import StateChart
+from statemachine.exceptions import TransitionNotAllowed as SMNotAllowed
+from statemachine.io import load as load_statechart
+
+from engine import Chart, DiagramError, TransitionNotAllowed, diagrams, load_chart
+from engine.chart import load_yaml, parse_chart
+from engine.cli import main
+from engine.diagrams import _dot, _model
+from engine.diagrams._mermaid import _text
+from engine.diagrams._scxml import guard_to_ecmascript
+from engine.machine import bundled_chart_dir
+
+HERE = Path(__file__).resolve().parent
+JS = HERE / "js"
+IN_CI = bool(os.environ.get("CI"))
+SCXML = "{http://www.w3.org/2005/07/scxml}"
+
+AWKWARD = r"""
+provider: awkward
+title: 'Awkward "names"; #1: <a> & b %% direction LR'
+initial: [draft, with space]
+states:
+  - {name: draft, canonical: draft}
+  - {name: payment_pending, canonical: open}
+  - {name: open-overdue, canonical: open}
+  - {name: with space, canonical: open, description: 'a "quoted"; #description'}
+  - {name: end, canonical: void, final: true}
+  - {name: state, canonical: open}
+  - {name: class, canonical: open}
+  - {name: 1st, canonical: open}
+  - {name: root_start, canonical: open}
+  - {name: 'semi;colon:hash#', canonical: open}
+  - {name: 'quote"d', canonical: open}
+  - {name: direction LR, canonical: open}
+  - {name: déjà vu, canonical: open}
+  - {name: closed_start, canonical: open}
+  - name: closed
+    initial: start
+    states:
+      - {name: start, canonical: paid, final: true}
+      - {name: note, canonical: refunded}
+transitions:
+  - {trigger: go, source: draft, dest: payment_pending, guard: '$.note == "a;b:c#d"'}
+  - {trigger: go, source: draft, dest: open-overdue, guard: '$.amount >= 1.5'}
+  - {trigger: end, source: [payment_pending, open-overdue], dest: end}
+  - {trigger: ping, source: '*', internal: true}
+  - {trigger: go-now, source: draft, dest: with space}
+  - {trigger: close, source: [with space, state, class, 1st, root_start], dest: closed}
+  - {trigger: refund, source: '*', dest: closed.note, guard: '$.flag == true'}
+  - {trigger: skip, source: direction LR, dest: 'semi;colon:hash#', guard: '$.status != "void"'}
+  - {trigger: nest, source: 'quote"d', dest: déjà vu, guard: '$.a.b < 3'}
+  - {trigger: reopen, source: closed.note, dest: closed_start}
+  - {trigger: spread, source: closed_start, dest: state}
+  - {trigger: hop, source: payment_pending, dest: 'quote"d'}
+  - {trigger: hop, source: 'semi;colon:hash#', dest: direction LR}
+  - {trigger: hop, source: [déjà vu, 1st], dest: class}
+  - {trigger: hop, source: state, dest: 1st}
+delivery: {event_type: $.type, event_id: $.id, invoice_id: $.invoice}
+events: {e.go: go}
+"""
+# The module-scoped node runs need the names up front; per-chart tests use ``chart_name``.
+ALL = [*sorted(p.stem for p in bundled_chart_dir().glob("*.yaml")), "awkward"]
+
+
+@cache
+def chart_of(name: str) -> Chart:
+    if name == "awkward":
+        return Chart(parse_chart(load_yaml(AWKWARD), "awkward.yaml"))
+    return load_chart(name)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A history entry as the engine's Outcome has it (the diagrams' HistoryEntry protocol)."""
+
+    status: str
+    trigger: str | None
+    from_state: str | None
+    to_state: str | None
+    event_type: str | None
+
+
+STRIPE_HISTORY = [
+    Entry("applied", None, None, "draft", "invoice.created"),
+    Entry("unchanged", "notify", "draft", "draft", "invoice.sent"),
+    Entry("rejected", "pay", "draft", None, "invoice.paid"),
+    Entry("applied", "finalize", "draft", "open", "invoice.finalized"),
+    Entry("duplicate", "finalize", None, None, "invoice.finalized"),
+    Entry("applied", "pay", "open", "paid", "invoice.paid"),
+    Entry("rejected", "void", "paid", None, "invoice.voided"),
+]
+
+
+def require(ok: bool, what: str) -> None:
+    """Skip when a tool is truly missing on a developer's machine; in CI, fail instead."""
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is missing in CI; .ci/run must install it")
+    pytest.skip(f"{what} is not installed")
+
+
+def need_dot() -> None:
+    require(shutil.which("dot") is not None, "Graphviz (apt-get install graphviz)")
+
+
+def run_node(script: str, items: list[dict[str, Any]], tmp: Path) -> dict[str, dict[str, Any]]:
+    """Run one tests/js harness over ``items``; results by name."""
+    require(
+        shutil.which("node") is not None and (JS / "node_modules").is_dir(),
+        "node with tests/js/node_modules (npm ci --prefix tests/js)",
+    )
+    inp = tmp / f"{script}.json"
+    inp.write_text(json.dumps(items), encoding="utf-8")
+    proc = subprocess.run(
+        ["node", str(JS / script), str(inp)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    return {r["name"]: r for r in json.loads(proc.stdout)}
+
+
+# ------------------------------------------------------------------ behaviour: event sequences
+
+
+def guard_values(chart: Chart) -> dict[tuple[str, ...], list[Any]]:
+    """For each guard path, values on both sides of its literal (missing is left to chance).
+
+    No JSON ``null`` for ``!=`` guards and no booleans for number guards: the SCXML export
+    documents that its ECMAScript conditions treat those two corners differently (see
+    ``guard_to_ecmascript``), and Python's ``False == 0`` would blur the second.
+    """
+    out: dict[tuple[str, ...], list[Any]] = {}
+    for t in chart.spec.transitions:
+        g = t.guard
+        if g is None:
+            continue
+        lit = g.literal
+        if isinstance(lit, bool):
+            vals: list[Any] = [lit, not lit]
+        elif isinstance(lit, int | float):
+            vals = [lit, lit - 1, lit + 1, lit + 0.5]
+        elif isinstance(lit, str):
+            vals = [lit, lit + "x", ""]
+        else:
+            vals = [0, "x"]
+        if g.op != "!=":
+            vals.append(None)
+        key = tuple(str(s) for s in g.steps)
+        out.setdefault(key, []).extend(v for v in vals if v not in out.get(key, []))
+    return out
+
+
+def payload(rng: random.Random, pools: dict[tuple[str, ...], list[Any]]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for steps, values in pools.items():
+        if rng.random() < 0.15:
+            continue  # the field is missing
+        cur = body
+        for key in steps[:-1]:
+            cur = cur.setdefault(key, {})
+        cur[steps[-1]] = rng.choice(values)
+    return body
+
+
+def fold(chart: Chart, start: str, events: list[tuple[str, Any]]) -> list[tuple[bool, str]]:
+    """What the chart itself says after each event: (legal, state)."""
+    state, out = start, []
+    for trigger, body in events:
+        try:
+            state = chart.next_state(state, trigger, body)
+            out.append((True, state))
+        except TransitionNotAllowed:
+            out.append((False, state))
+    return out
+
+
+def event_runs(chart: Chart, per_state: int = 6, length: int = 8) -> list[tuple[str, list[Any]]]:
+    """Sequences from every leaf state, mostly legal triggers, some illegal ones."""
+    rng = random.Random(chart.name)
+    pools = guard_values(chart)
+    runs = []
+    for start in chart.states:
+        for _ in range(per_state):
+            state, events = start, []
+            for _ in range(length):
+                allowed = chart.allowed_triggers(state)
+                pick = allowed if allowed and rng.random() < 0.75 else chart.triggers
+                trigger, body = rng.choice(pick), payload(rng, pools)
+                events.append((trigger, body))
+                state = fold(chart, state, [(trigger, body)])[0][1]
+            runs.append((start, events))
+    return runs
+
+
+# ------------------------------------------------------------------------------------- DOT
+
+
+def check_dot(name: str, history: list[Entry] | None = None) -> None:
+    need_dot()
+    chart = chart_of(name)
+    text = diagrams.to_dot(chart, highlight=history)
+    proc = subprocess.run(["dot", "-Tsvg"], input=text.encode(), capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b"", proc.stderr.decode()  # not even a warning
+    svg = ET.fromstring(proc.stdout)
+    titles = {t.text for t in svg.iter("{http://www.w3.org/2000/svg}title")}
+    graph = _model.build(chart)
+    for nid, node in graph.nodes.items():
+        assert ("cluster_" + nid if node.compound else nid) in titles
+
+
+def test_dot_renders_without_warnings(chart_name: str) -> None:
+    check_dot(chart_name)
+    check_dot(chart_name, history=[])  # highlighting an empty history dims everything
+
+
+def test_dot_of_awkward_names_and_a_highlighted_path() -> None:
+    check_dot("awkward")
+    check_dot("stripe", STRIPE_HISTORY)
+    check_dot("awkward", [Entry("applied", "refund", "draft", "closed.note", None)])
+
+
+def test_broken_dot_is_an_error_naming_graphviz() -> None:
+    need_dot()
+    with pytest.raises(DiagramError, match=r"Graphviz dot failed.*syntax error"):
+        _dot.run_dot("digraph {", "svg")
+
+
+def test_without_dot_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    with pytest.raises(DiagramError, match="apt-get install graphviz"):
+        diagrams.to_image(chart_of("stripe"), "svg")
+    assert diagrams.to_mermaid(chart_of("stripe"))  # text formats need nothing
+
+
+def test_render_writes_svg_and_png(chart_name: str, tmp_path: Path) -> None:
+    need_dot()
+    chart = chart_of(chart_name)
+    svg = diagrams.render(chart, tmp_path / f"{chart_name}.svg")
+    assert ET.parse(svg).getroot().tag == "{http://www.w3.org/2000/svg}svg"
+    png = diagrams.render(chart, tmp_path / f"{chart_name}.png")
+    assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert diagrams.render(chart, tmp_path / "x.out", "png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --------------------------------------------------------------------------------- Mermaid
+
+
+def mermaid_expected(chart: Chart) -> tuple[dict[str, Any], set[tuple[str, str, str]]]:
+    """The states and arrows Mermaid must report for ``chart``, in Mermaid's own ids."""
+    graph = _model.build(chart)
+    ids = diagrams.state_ids(chart, "mermaid")
+    nodes = {}
+    for nid, node in graph.nodes.items():
+        note = graph.canonical_note(nid)
+        nodes[ids[nid]] = {
+            "label": node.name + (f" · {note}" if note else ""),
+            "parent": ids[node.parent] if node.parent else None,
+            "group": node.compound,
+        }
+    edges = set()
+    for e in graph.edges():
+        if e.target is not None and e.source != _model.ANY:
+            edges.add((ids[e.source], ids[e.target], "|".join(e.labels)))
+    for i in graph.initial:
+        edges.add(("root_start", ids[i], ""))
+    for nid, node in graph.nodes.items():
+        if node.final:
+            edges.add((ids[nid], f"{ids[node.parent]}_end" if node.parent else "root_end", ""))
+        if node.compound and graph.entered(nid):
+            assert node.initial_child
+            edges.add((f"{ids[nid]}_start", ids[node.initial_child], ""))
+    return nodes, edges
+
+
+@pytest.fixture(scope="module")
+def mermaid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    items = [{"name": n, "text": diagrams.to_mermaid(chart_of(n))} for n in ALL]
+    items.append(
+        {
+            "name": "stripe+history",
+            "text": diagrams.to_mermaid(chart_of("stripe"), highlight=STRIPE_HISTORY),
+        }
+    )
+    good = diagrams.to_mermaid(chart_of("chargeover"))
+    items.append({"name": "broken: arrow", "text": good.replace(" --> ", " -> ", 1)})
+    items.append({"name": "broken: brace", "text": good.replace("    }\n", "", 1)})
+    items.append({"name": "unescaped", "text": good.replace("become_overdue", "a; b", 1)})
+    return run_node("mermaid_check.mjs", items, tmp_path_factory.mktemp("mermaid"))
+
+
+def check_mermaid(res: dict[str, Any], name: str) -> None:
+    assert res["ok"], res["error"]
+    assert res["type"] == "stateDiagram"
+    assert not res["warnings"]
+    chart = chart_of(name)
+    nodes, edges = mermaid_expected(chart)
+    got = {n["id"]: n for n in res["nodes"] if n["shape"] not in ("stateStart", "stateEnd")}
+    for mid, want in nodes.items():
+        assert {k: got[mid][k] for k in want} == want, mid
+    extra = set(got) - set(nodes) - {"any_state"}
+    assert not extra, f"mermaid saw states we did not draw: {extra}"
+    seen = {
+        (e["start"], e["end"], "|".join(re.split(r"<br\s*/?>", e["label"])))
+        for e in res["edges"]
+        if e["start"] != "any_state"
+    }
+    assert seen == edges
+    graph = _model.build(chart)
+    ids = {**diagrams.state_ids(chart, "mermaid"), _model.ANY: "any_state"}
+    for e in graph.edges():
+        if e.target is None and (e.source == _model.ANY or not graph.nodes[e.source].compound):
+            shown = [d for d in got[ids[e.source]]["description"] if d.startswith("↺")]
+            assert shown == [f"↺ {x}" for x in e.labels]
+    for leaf in chart.states:
+        assert f"c_{chart.canonical(leaf)}" in got[ids[leaf]]["classes"]
+
+
+def test_mermaid_reads_the_chart_we_drew(mermaid: dict[str, Any], chart_name: str) -> None:
+    check_mermaid(mermaid[chart_name], chart_name)
+
+
+def test_mermaid_reads_awkward_names_as_written(mermaid: dict[str, Any]) -> None:
+    check_mermaid(mermaid["awkward"], "awkward")
+
+
+def test_mermaid_rejects_broken_diagrams(mermaid: dict[str, dict[str, Any]]) -> None:
+    assert not mermaid["broken: arrow"]["ok"]
+    assert "error on line 9" in mermaid["broken: arrow"]["error"]
+    assert not mermaid["broken: brace"]["ok"]
+
+
+def test_unescaped_text_would_be_caught(mermaid: dict[str, dict[str, Any]]) -> None:
+    """The ';' Mermaid ends a statement with turns a label into stray states: the structural
+    check sees it, which is why every label goes through ``_text``."""
+    res = mermaid["unescaped"]
+    assert res["ok"]
+    assert {"b"} <= {n["id"] for n in res["nodes"]}
+    assert _text("a; b") == "a#59; b"
+
+
+def test_mermaid_highlight_marks_the_invoice_path(mermaid: dict[str, dict[str, Any]]) -> None:
+    res = mermaid["stripe+history"]
+    assert res["ok"], res["error"]
+    nodes = {n["id"]: n for n in res["nodes"]}
+    assert "current" in nodes["paid"]["classes"]
+    assert "● current state" in nodes["paid"]["description"]
+    assert {"visited"} <= set(nodes["draft"]["classes"]) & set(nodes["open"]["classes"])
+    assert "visited" not in nodes["void"]["classes"]
+    assert "↺ notify \u00d71" in nodes["draft"]["description"]
+    labels = {(e["start"], e["end"]): e["label"] for e in res["edges"]}
+    assert labels[("root_start", "draft")] == "(1)"
+    assert re.split(r"<br\s*/?>", labels[("draft", "open")]) == ["finalize", "(2)"]
+    assert re.split(r"<br\s*/?>", labels[("open", "paid")]) == ["pay", "(3)"]
+    notes = [n["label"] for n in res["nodes"] if n["shape"] == "note"]
+    assert any("✗ rejected: invoice.paid (pay)" in n for n in notes)
+    assert any("✗ rejected: invoice.voided (void)" in n for n in notes)
+
+
+# ----------------------------------------------------------------------------------- SCXML
+
+
+def scxml_machine(chart: Chart, start: str) -> StateChart[Any]:
+    """Load our SCXML in python-statemachine, started in ``start``; unhandled events raise."""
+    root = ET.fromstring(diagrams.to_scxml(chart))
+    root.set("initial", diagrams.state_ids(chart, "scxml")[start])
+    cls = load_statechart(ET.tostring(root, encoding="unicode"), format="scxml")
+    cls.allow_event_without_transition = False  # so a rejected event raises, as in the chart
+    return cls()
+
+
+def check_scxml_document(name: str) -> None:
+    chart = chart_of(name)
+    text = diagrams.to_scxml(chart)
+    assert text.startswith('<?xml version="1.0" encoding="UTF-8"?>')
+    root = ET.fromstring(text)
+    assert root.tag == SCXML + "scxml"
+    assert root.get("version") == "1.0"
+    states = [e for e in root.iter() if e.tag in (SCXML + "state", SCXML + "final")]
+    ids = [e.get("id") for e in states]
+    assert len(ids) == len(set(ids)) == len(_model.build(chart).nodes)
+    ncname = re.compile(r"^[A-Za-z_][\w.\-]*$")
+    assert all(i and ncname.match(i) for i in ids)
+    for el in root.iter(SCXML + "transition"):
+        assert el.get("target") in (None, *ids)
+        assert el.get("event")
+    for el in root.iter(SCXML + "final"):
+        assert not list(el.iter(SCXML + "transition")), "a <final> has no transitions"
+    for el in [root, *states]:
+        if el.get("initial"):
+            inside = {d.get("id") for d in el.iter() if d is not el}
+            assert el.get("initial") in inside
+
+
+def check_scxml_behaviour(name: str) -> None:
+    chart = chart_of(name)
+    back = {v: k for k, v in diagrams.state_ids(chart, "scxml").items()}
+    assert (
+        scxml_leaf(scxml_machine(chart, chart.spec.initial[0]), back, chart)
+        == (chart.initial_states[0])
+    )
+    for start, events in event_runs(chart):
+        sm = scxml_machine(chart, start)
+        got = []
+        for trigger, body in events:
+            try:
+                StateChart.send(sm, trigger, **body)  # a "send" event would shadow sm.send
+                legal = True
+            except SMNotAllowed:
+                legal = False
+            got.append((legal, scxml_leaf(sm, back, chart)))
+        assert got == fold(chart, start, events), (start, events)
+
+
+def test_scxml_is_well_formed_w3c_scxml(chart_name: str) -> None:
+    check_scxml_document(chart_name)
+
+
+def test_scxml_behaves_like_the_chart(chart_name: str) -> None:
+    check_scxml_behaviour(chart_name)
+
+
+def test_scxml_of_awkward_names() -> None:
+    check_scxml_document("awkward")
+    check_scxml_behaviour("awkward")
+
+
+def scxml_leaf(sm: StateChart[Any], back: dict[str, str], chart: Chart) -> str:
+    active = [back[s.id] for s in sm.configuration if back[s.id] in chart.states]
+    assert len(active) == 1, active
+    return active[0]
+
+
+def test_scxml_guard_conditions_are_ecmascript() -> None:
+    spec = chart_of("awkward").spec
+    guards = {str(t.guard): guard_to_ecmascript(t.guard) for t in spec.transitions if t.guard}
+    assert guards['$.status != "void"'] == (
+        '_event.data.status != null && _event.data.status !== "void"'
+    )
+    assert guards["$.a.b < 3"] == '_event.data.a["b"] < 3'
+    assert guards["$.flag == true"] == "_event.data.flag === true"
+
+
+# ---------------------------------------------------------------------------------- XState
+
+
+@pytest.fixture(scope="module")
+def xstate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    items = []
+    for name in ALL:
+        chart = chart_of(name)
+        runs = [
+            {"start": start, "events": [{"type": t, "payload": b} for t, b in events]}
+            for start, events in event_runs(chart)
+        ]
+        items.append({"name": name, "config": diagrams.to_xstate(chart), "runs": runs})
+    broken = diagrams.to_xstate(chart_of("stripe"))
+    broken["states"]["draft"]["on"]["finalize"][0]["target"] = "#nowhere"
+    items.append({"name": "broken", "config": broken, "runs": []})
+    return run_node("xstate_check.mjs", items, tmp_path_factory.mktemp("xstate"))
+
+
+def check_xstate(res: dict[str, Any], name: str) -> None:
+    assert res["ok"], res["error"]
+    assert not res["warnings"]
+    chart = chart_of(name)
+    assert res["initial"] == chart.initial_states[0]
+    for (start, events), got in zip(event_runs(chart), res["runs"], strict=True):
+        want = fold(chart, start, events)
+        assert [(s["legal"], s["state"]) for s in got] == want, (start, events)
+
+
+def test_xstate_behaves_like_the_chart(xstate: dict[str, Any], chart_name: str) -> None:
+    check_xstate(xstate[chart_name], chart_name)
+
+
+def test_xstate_of_awkward_names(xstate: dict[str, Any]) -> None:
+    check_xstate(xstate["awkward"], "awkward")
+
+
+def test_xstate_rejects_a_broken_config(xstate: dict[str, dict[str, Any]]) -> None:
+    assert not xstate["broken"]["ok"]
+    assert "nowhere" in xstate["broken"]["error"]
+
+
+def test_xstate_config_is_json(chart_name: str) -> None:
+    config = diagrams.to_xstate(chart_of(chart_name))
+    assert json.loads(json.dumps(config)) == config
+
+
+# ---------------------------------------------------------------------- ids, formats, API
+
+
+@pytest.mark.parametrize("fmt", ["mermaid", "xstate", "scxml", "dot"])
+def test_state_ids_are_unique_valid_and_keep_plain_names(fmt: str) -> None:
+    chart = chart_of("awkward")
+    ids = diagrams.state_ids(chart, fmt)
+    assert set(ids) == set(_model.build(chart).nodes)
+    assert len(set(ids.values())) == len(ids)
+    assert ids["payment_pending"] == "payment_pending"
+    if fmt in ("mermaid", "xstate"):
+        assert all(re.fullmatch(r"[A-Za-z_]\w*", i) and i.isascii() for i in ids.values())
+        assert ids["state"] != "state"
+        assert ids["root_start"] != "root_start"
+    if fmt == "scxml":
+        assert ids["closed.note"] == "closed.note"
+        assert ids["open-overdue"] == "open-overdue"
+    with pytest.raises(DiagramError, match="unknown diagram format 'gif'"):
+        diagrams.state_ids(chart, "gif")
+
+
+def test_every_chart_exports_in_every_text_format(chart_name: str) -> None:
+    chart = chart_of(chart_name)
+    for fmt in ("mermaid", "dot", "scxml", "xstate"):
+        out = diagrams.export(chart, fmt)
+        assert isinstance(out, str)
+        assert chart.states[0].split(".")[-1] in out
+
+
+def test_format_from_suffix_and_bad_formats() -> None:
+    assert [diagrams.format_for(f"a{s}") for s in (".mmd", ".gv", ".SVG", ".scxml", ".json")] == [
+        "mermaid",
+        "dot",
+        "svg",
+        "scxml",
+        "xstate",
+    ]
+    with pytest.raises(DiagramError, match=r"'a\.txt'.*\.mmd \(mermaid\)"):
+        diagrams.format_for("a.txt")
+    chart = chart_of("stripe")
+    with pytest.raises(DiagramError, match="unknown diagram format 'gif'; choose one of mermaid"):
+        diagrams.export(chart, "gif")
+    with pytest.raises(DiagramError, match="for pictures, not 'scxml'"):
+        diagrams.export(chart, "scxml", highlight=STRIPE_HISTORY)
+    with pytest.raises(DiagramError, match="direction 'UP'"):
+        diagrams.to_dot(chart, direction="UP")  # type: ignore[arg-type]
+    assert "direction TB" in diagrams.to_mermaid(chart, direction="TB")
+
+
+def test_highlight_maps_history_onto_the_picture() -> None:
+    graph = _model.build(chart_of("stripe"))
+    hl = graph.highlight(STRIPE_HISTORY)
+    assert hl.current == "paid"
+    assert hl.states == {"draft", "open", "paid"}
+    assert hl.start_steps == {"draft": [1]}
+    assert hl.steps == {("draft", "open"): [2], ("open", "paid"): [3]}
+    assert hl.internal == {("draft", "notify"): 1}
+    assert hl.rejected == {"draft": ["invoice.paid (pay)"], "paid": ["invoice.voided (void)"]}
+    odd = graph.highlight([Entry("applied", "zap", "draft", "void", "x")])
+    assert odd.extra == {("draft", "void"): [1]}  # a move the chart does not have is still drawn
+    assert '"draft" -> "void"' in _dot.to_dot(graph, odd)
+
+
+def test_escaping_keeps_text_and_breaks_syntax() -> None:
+    assert _text('a "b"; c: #d <e> 100%') == "a #quot;b#quot;#59; c#58; #35;d #lt;e#gt; 100#37;"
+    assert "direction" not in _text("set direction LR now").replace("directio#110;", "")
+    assert _dot._q('a "b" \\c') == '"a \\"b\\" \\\\c"'
+
+
+# --------------------------------------------------------------------------------------- CLI
+
+
+def test_cli_prints_mermaid_by_default_and_guesses_from_the_suffix(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["diagram", "stripe"])
+    assert res.exit_code == 0
+    assert res.stdout == diagrams.to_mermaid(chart_of("stripe"))
+    for suffix, fmt in ((".scxml", "scxml"), (".json", "xstate"), (".gv", "dot")):
+        out = tmp_path / f"s{suffix}"
+        res = runner.invoke(main, ["diagram", "stripe", "-o", str(out)])
+        assert res.exit_code == 0
+        assert f"({fmt})" in res.stderr
+        assert out.read_text(encoding="utf-8") == diagrams.export(chart_of("stripe"), fmt)
+    res = runner.invoke(main, ["diagram", "moxie", "-f", "xstate", "--direction", "TB"])
+    assert json.loads(res.stdout)["id"] == "moxie"
+    res = runner.invoke(main, ["diagram", "stripe", "-f", "dot", "--direction", "TB"])
+    assert "rankdir=TB" in res.stdout
+
+
+def test_cli_images(tmp_path: Path) -> None:
+    need_dot()
+    runner = CliRunner()
+    res = runner.invoke(main, ["diagram", "chargeover", "-f", "png"])
+    assert res.exit_code == 0
+    assert res.stdout_bytes.startswith(b"\x89PNG")
+    res = runner.invoke(main, ["diagram", "chargeover", "-o", str(tmp_path / "c.svg")])
+    assert res.exit_code == 0
+    assert b"<svg" in (tmp_path / "c.svg").read_bytes()
+    res = runner.invoke(main, ["diagram", "stripe", "-f", "svg", "-o", str(tmp_path / "c.png")])
+    assert (tmp_path / "c.png").read_bytes().lstrip().startswith(b"<?xml")  # -f wins
+
+
+def test_cli_errors() -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["diagram", "stripe", "-o", "x.txt"])
+    assert res.exit_code == 2
+    assert "can't tell the diagram format of 'x.txt'" in res.stderr
+    res = runner.invoke(main, ["diagram", "stripe", "-f", "scxml", "--invoice", "in_1"])
+    assert res.exit_code == 2
+    assert "--invoice highlights a picture" in res.stderr
+    res = runner.invoke(main, ["diagram", "strpe"])
+    assert res.exit_code == 1
+    assert "Unknown provider 'strpe'" in res.stderr
+    res = runner.invoke(main, ["diagram", "stripe", "--invoice", "in_1", "--db", "/nope.db"])
+    assert res.exit_code == 1
+    assert "no database at '/nope.db'" in res.stderr
+
+
+def test_cli_highlights_an_invoice_from_the_database(tmp_path: Path) -> None:
+    from engine import Engine
+
+    db = str(tmp_path / "inv.db")
+
+    def event(n: int, kind: str, status: str) -> dict[str, Any]:
+        obj = {"id": "in_1", "status": status}
+        return {
+            "id": f"evt_{n}",
+            "type": kind,
+            "created": 1_700_000_000 + n,
+            "data": {"object": obj},
+        }
+
+    with Engine(db) as eng:
+        eng.apply("stripe", event(1, "invoice.created", "draft"))
+        eng.apply("stripe", event(2, "invoice.finalized", "open"))
+        eng.apply("stripe", event(3, "invoice.paid", "paid"))
+        eng.apply("stripe", event(4, "invoice.voided", "void"))
+        history = eng.history("stripe", "in_1")
+    runner = CliRunner()
+    res = runner.invoke(main, ["diagram", "stripe", "--invoice", "in_1", "--db", db])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == diagrams.to_mermaid(chart_of("stripe"), highlight=history)
+    assert "class paid current" in res.stdout
+    assert "finalize<br/>(2)" in res.stdout
+    assert "✗ rejected: invoice.voided (void)" in res.stdout
+    res = runner.invoke(main, ["diagram", "stripe", "--invoice", "in_404", "--db", db])
+    assert res.exit_code == 1
+    assert "no deliveries about 'stripe' invoice 'in_404'" in res.stderr
