@@ -71,8 +71,9 @@ states:
       - {name: start, canonical: paid, final: true}
       - {name: note, canonical: refunded}
 transitions:
-  - {trigger: go, source: draft, dest: payment_pending, guard: '$.note == "a;b:c#d"'}
-  - {trigger: go, source: draft, dest: open-overdue, guard: '$.amount >= 1.5'}
+  - {trigger: go, source: draft, dest: payment_pending, guard: '$.amount >= 1.5'}
+  - {trigger: go, source: draft, dest: open-overdue, guard: '$.amount > 1'}
+  - {trigger: go, source: draft, dest: with space, guard: '$.note == "a;b:c#d"'}
   - {trigger: end, source: [payment_pending, open-overdue], dest: end}
   - {trigger: ping, source: '*', internal: true}
   - {trigger: go-now, source: draft, dest: with space}
@@ -81,6 +82,7 @@ transitions:
   - {trigger: skip, source: direction LR, dest: 'semi;colon:hash#', guard: '$.status != "void"'}
   - {trigger: nest, source: 'quote"d', dest: déjà vu, guard: '$.a.b < 3'}
   - {trigger: reopen, source: closed.note, dest: closed_start}
+  - {trigger: reopen, source: closed, dest: draft}
   - {trigger: spread, source: closed_start, dest: state}
   - {trigger: hop, source: payment_pending, dest: 'quote"d'}
   - {trigger: hop, source: 'semi;colon:hash#', dest: direction LR}
@@ -205,7 +207,7 @@ def fold(chart: Chart, start: str, events: list[tuple[str, Any]]) -> list[tuple[
     return out
 
 
-def event_runs(chart: Chart, per_state: int = 6, length: int = 8) -> list[tuple[str, list[Any]]]:
+def event_runs(chart: Chart, per_state: int = 10, length: int = 8) -> list[tuple[str, list[Any]]]:
     """Sequences from every leaf state, mostly legal triggers, some illegal ones."""
     rng = random.Random(chart.name)
     pools = guard_values(chart)
