@@ -25,7 +25,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from ._expr import MISSING, Guard, Locator
-from ._testing_paths import Step, legal_steps, put_path
+from ._testing_paths import Step, illegal_steps, legal_steps, put_path
 from .errors import TransitionNotAllowed
 from .machine import Chart
 
@@ -50,6 +50,8 @@ class Delivery:
         occurred_at: when it happened, as the engine will read it (``None``: the chart has no
             occurrence time).
         seq: its place in its invoice's lifecycle, from 0.
+        legal: ``False`` for an event the chart refuses at that point of the lifecycle (with
+            ``deliveries(..., illegal=True)``); the engine must reject it and change nothing.
         duplicate: an earlier delivery in the list has the same event id (or derived key).
     """
 
@@ -63,6 +65,7 @@ class Delivery:
     dest: str
     occurred_at: datetime | None
     seq: int
+    legal: bool = True
     duplicate: bool = False
 
     @property
@@ -72,7 +75,8 @@ class Delivery:
 
     def __repr__(self) -> str:
         dup = " (duplicate)" if self.duplicate else ""
-        move = f"{self.source!r} -> {self.dest!r}" if self.source else f"born {self.dest!r}"
+        after = repr(self.dest) if self.legal else "rejected"
+        move = f"{self.source!r} -> {after}" if self.source else f"born {self.dest!r}"
         return f"Delivery({self.invoice_id} #{self.seq} {self.event_type}: {move}{dup})"
 
 
@@ -182,6 +186,9 @@ def _payload_values(draw: st.DrawFn, chart: Chart, step: Step) -> list[tuple[Gua
     """Values for the guards of ``step``'s transition, drawn, then checked with the chart."""
     if step.payload is None:
         return []
+    if not step.legal:
+        every = [c.func for _, conds in chart.steps(step.source, step.trigger) for c in conds]
+        return [(g, g.value(step.payload)) for g in every if isinstance(g, Guard)]
     guards = [
         c.func
         for dest, conds in chart.steps(step.source, step.trigger)
@@ -210,6 +217,12 @@ class _Move:
 
     event_type: str
     step: Step
+    #: The state the delivery's status snapshot names (the provider's view after the event).
+    snapshot: str = ""
+
+    @property
+    def status_of(self) -> str:
+        return self.snapshot or self.step.dest
 
 
 def _moves(shape: _Shape, state: str, last: Step | None) -> list[_Move]:
@@ -230,6 +243,25 @@ def _moves(shape: _Shape, state: str, last: Step | None) -> list[_Move]:
     return moves
 
 
+def _illegal_moves(shape: _Shape, state: str) -> list[_Move]:
+    """Events the chart refuses for an invoice in ``state`` (and that the engine rejects)."""
+    chart = shape.chart
+    moves: list[_Move] = []
+    for step in illegal_steps(chart, state):
+        if not chart.steps(state, step.trigger) and state in chart.destinations(step.trigger):
+            continue  # the trigger's effect already holds: `unchanged`, not rejected
+        claims = sorted(chart.destinations(step.trigger) - {state}) or [state]
+        moves.extend(_Move(t, step, claims[0]) for t in shape.by_trigger.get(step.trigger, ()))
+    nowhere = Step("", None, state, state, legal=False)
+    for target in chart.states:
+        if target != state and not chart.transitions_between(state, target):
+            moves.extend(_Move(t, nowhere, target) for t in shape.follows)
+    moves.extend(
+        _Move(t, nowhere) for t, states in shape.infos if states is not None and state not in states
+    )
+    return moves
+
+
 @dataclass
 class _Invoice:
     index: int
@@ -242,7 +274,7 @@ class _Invoice:
 @st.composite
 def _delivery(
     draw: st.DrawFn, shape: _Shape, inv: _Invoice, move: _Move, source: str | None, salt: int
-) -> tuple[Delivery, str]:
+) -> tuple[Delivery, str] | None:
     chart, dm = shape.chart, shape.dm
     body: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -263,7 +295,7 @@ def _delivery(
         value, occurred = shape.time_value(inv.when)
         shape.write(body, headers, dm.occurred_at.at, value)
     if dm.status is not None:
-        status = draw(st.sampled_from(shape.status_values[move.step.dest]))
+        status = draw(st.sampled_from(shape.status_values[move.status_of]))
         shape.write(body, headers, dm.status, status)
     for guard, value in draw(_payload_values(chart, move.step)):
         put_path(body, guard.steps, value)
@@ -274,6 +306,14 @@ def _delivery(
             free = inv.when.strftime("%Y-%m-%d %H:%M:%S") if timey else f"{salt:x}-{inv.index}-{n}"
             shape.write(body, headers, loc, free)
     spec = chart.spec.events[move.event_type]
+    step = move.step
+    if spec.trigger is not None and step.trigger:
+        # The body is what guards read: check the chart takes (or refuses) the step with it.
+        if step.legal and chart.steps(step.source, step.trigger):
+            if _next(chart, step.source, step.trigger, body) != step.dest:
+                return None
+        elif not step.legal and _next(chart, step.source, step.trigger, body) is not None:
+            return None
     made = Delivery(
         body=body,
         headers=headers,
@@ -285,13 +325,21 @@ def _delivery(
         dest=move.step.dest,
         occurred_at=occurred,
         seq=n,
+        legal=step.legal,
     )
     return made, shape.identity(body, headers)
 
 
+def _next(chart: Chart, state: str, trigger: str, payload: Any) -> str | None:
+    try:
+        return chart.next_state(state, trigger, payload)
+    except TransitionNotAllowed:
+        return None
+
+
 @st.composite
 def _lifecycle(
-    draw: st.DrawFn, shape: _Shape, inv: _Invoice, max_events: int, salt: int
+    draw: st.DrawFn, shape: _Shape, inv: _Invoice, max_events: int, illegal: bool, salt: int
 ) -> list[Delivery]:
     chart = shape.chart
     has_status = shape.dm.status is not None
@@ -300,26 +348,33 @@ def _lifecycle(
     last: Step | None = None
     if shape.creates:
         born = _Move(draw(st.sampled_from(shape.creates)), Step("", None, state, state))
-        made, key = draw(_delivery(shape, inv, born, None, salt))
-        inv.made.append(made)
-        inv.seen.add(key)
+        made = draw(_delivery(shape, inv, born, None, salt))
+        assert made is not None
+        inv.made.append(made[0])
+        inv.seen.add(made[1])
         source = state
     # Without a creating event, an invoice exists only once some event has been sent about it.
-    for _ in range(draw(st.integers(0 if shape.creates else 1, max(max_events, 1)))):
-        moves = _moves(shape, state, last)
+    low, high = (0, max_events) if shape.creates else (1, max(max_events, 1))
+    for _ in range(draw(st.integers(low, high))):
+        # Shrinks towards legal events: only a 3 asks for an illegal one.
+        wrong = illegal and source is not None and draw(st.integers(0, 3)) == 3
+        moves = _illegal_moves(shape, state) if wrong else _moves(shape, state, last)
         if not moves:
+            if wrong:
+                continue
             break
         move = draw(st.sampled_from(moves))
         inv.when += shape.tick * draw(
             st.integers(1, max(1, 172_800 // int(shape.tick.total_seconds())))
         )
-        made, key = draw(_delivery(shape, inv, move, source, salt))
-        if key in inv.seen:
-            continue  # would look like a duplicate of an earlier, different event
-        inv.made.append(made)
-        inv.seen.add(key)
-        source = state = move.step.dest
-        last = move.step if move.step.trigger else None
+        made = draw(_delivery(shape, inv, move, source, salt))
+        if made is None or made[1] in inv.seen:
+            continue  # no body tells this step, or it would pass for an earlier event's duplicate
+        inv.made.append(made[0])
+        inv.seen.add(made[1])
+        if move.step.legal:
+            source = state = move.step.dest
+            last = move.step if move.step.trigger else None
     return inv.made
 
 
@@ -338,6 +393,7 @@ def deliveries(
     max_events: int = 6,
     duplicates: bool = False,
     shuffle: bool = False,
+    illegal: bool = False,
     invoice_ids: st.SearchStrategy[str | int] | None = None,
 ) -> st.SearchStrategy[list[Delivery]]:
     """A strategy of webhook deliveries for a few invoices of ``chart``'s provider.
@@ -359,6 +415,10 @@ def deliveries(
         duplicates: also redeliver some deliveries (byte-identical copies), later in the list.
         shuffle: deliver in any order (by default invoices interleave, but each invoice's
             events arrive in the order they happened).
+        illegal: also send events the chart refuses at that point (a late ``invoice.voided``
+            for a paid invoice, a status the invoice can't reach from where it is), labelled
+            ``legal=False``. For a chart without occurrence times they are never duplicated,
+            as the engine decides again a redelivery of an event it rejected as retryable.
         invoice_ids: a strategy for invoice ids (default: a mix of integers, UUIDs and
             Stripe-style ``in_…`` strings).
 
@@ -387,7 +447,7 @@ def deliveries(
                 seconds=draw(st.integers(0, 300 * 86_400))
             )
             inv = _Invoice(index, raw, start, [], set())
-            lives.append(draw(_lifecycle(shape, inv, max_events, salt)))
+            lives.append(draw(_lifecycle(shape, inv, max_events, illegal, salt)))
         if shuffle:
             order = draw(st.permutations([d for life in lives for d in life]))
         else:
@@ -395,8 +455,11 @@ def deliveries(
             queues = [iter(life) for life in lives]
             order = [next(queues[i]) for i in owners]
         if duplicates and order:
-            for pick in draw(st.lists(st.integers(0, len(order) - 1), max_size=len(order))):
-                original = order[pick % len(order)]
+            timed = chart.spec.delivery.occurred_at is not None
+            copyable = [d for d in order if d.legal or timed]
+            picks = st.lists(st.integers(0, max(len(copyable) - 1, 0)), max_size=len(copyable))
+            for pick in draw(picks) if copyable else []:
+                original = copyable[pick]
                 low = 0 if shuffle else order.index(original) + 1
                 order.insert(draw(st.integers(low, len(order))), original)
         seen: set[str] = set()

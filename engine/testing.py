@@ -293,15 +293,16 @@ def _legal_in(allowed: dict[str, set[str]], trigger: str) -> Callable[[Any], boo
 
 
 def _make_rule(trigger: str, owner: str, payloads: Sequence[Any]) -> Any:
-    """A rule that prints as ``state.send(trigger='pay')`` (with ``payload=`` when guarded)."""
+    """A rule that prints as ``state.send(trigger='pay')`` (``with_payload=`` when guarded)."""
 
-    def send(self: Any, trigger: str, payload: Any = None) -> None:
-        self.step(trigger, payload)
+    # Hypothesis prints arguments in name order: ``with_payload`` sorts after ``trigger``.
+    def send(self: Any, trigger: str, with_payload: Any = None) -> None:
+        self.step(trigger, with_payload)
 
     send.__qualname__ = f"{owner}.send"
     send.__doc__ = f"Send {trigger!r} to the system and to the chart."
     if payloads:
-        return rule(trigger=st.just(trigger), payload=st.sampled_from(payloads))(send)
+        return rule(trigger=st.just(trigger), with_payload=st.sampled_from(payloads))(send)
     return rule(trigger=st.just(trigger))(send)
 
 
