@@ -21,6 +21,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from functools import cache
@@ -33,6 +34,7 @@ from statemachine import StateChart
 from statemachine.exceptions import TransitionNotAllowed as SMNotAllowed
 from statemachine.io import load as load_statechart
 
+import engine
 from engine import Chart, DiagramError, TransitionNotAllowed, diagrams, load_chart
 from engine.chart import load_yaml, parse_chart
 from engine.cli import main
@@ -669,3 +671,15 @@ def test_cli_highlights_an_invoice_from_the_database(tmp_path: Path) -> None:
     res = runner.invoke(main, ["diagram", "stripe", "--invoice", "in_404", "--db", db])
     assert res.exit_code == 1
     assert "no deliveries about 'stripe' invoice 'in_404'" in res.stderr
+
+
+def test_the_example_exports_every_chart_in_every_format(tmp_path: Path) -> None:
+    need_dot()
+    script = HERE.parent / "examples" / "export_diagrams.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    suffixes = (".mmd", ".dot", ".svg", ".png", ".scxml", ".xstate.json")
+    want = {f"{name}{s}" for name in engine.available_charts() for s in suffixes}
+    assert {p.name for p in tmp_path.iterdir()} == want
