@@ -113,6 +113,7 @@ class Entry:
     from_state: str | None
     to_state: str | None
     event_type: str | None
+    adopted: bool = False
 
 
 STRIPE_HISTORY = [
@@ -584,6 +585,26 @@ def test_highlight_maps_history_onto_the_picture() -> None:
     odd = graph.highlight([Entry("applied", "zap", "draft", "void", "x")])
     assert odd.extra == {("draft", "void"): [1]}  # a move the chart does not have is still drawn
     assert '"draft" -> "void"' in _dot.to_dot(graph, odd)
+
+
+def test_an_adopted_invoice_gets_its_own_first_arrow() -> None:
+    history = [
+        Entry("applied", None, None, "uncollectible", "invoice.updated", adopted=True),
+        Entry("applied", "pay", "uncollectible", "paid", "invoice.paid"),
+    ]
+    chart = chart_of("stripe")
+    assert "    [*] --> uncollectible : adopted (1)\n" in diagrams.to_mermaid(
+        chart, highlight=history
+    )
+    text = diagrams.to_dot(chart, highlight=history)
+    assert '"..start" -> "uncollectible" [label="adopted (1)", style=dashed' in text
+    check_dot("stripe", history)
+    born = _model.build(chart_of("chargeover")).births(
+        _model.build(chart_of("chargeover")).highlight(
+            [Entry("applied", None, None, "open.overdue", "insert", adopted=True)]
+        )
+    )
+    assert born == ({"open.overdue": "adopted (1)"}, {})  # an initial state: on its own arrow
 
 
 def test_escaping_keeps_text_and_breaks_syntax() -> None:

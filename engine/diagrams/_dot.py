@@ -219,22 +219,22 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
         out.append(any_box())
     block(graph.roots, 1)
 
+    born, adopted = graph.births(hl) if hl is not None else ({}, {})
     for i in graph.initial:
         attrs: dict[str, str] = {}
         if graph.nodes[i].compound:
             attrs["lhead"] = _q("cluster_" + i)
-        if hl is not None:
-            born = sorted(
-                n for leaf, ns in hl.start_steps.items() if graph.contains(i, leaf) for n in ns
-            )
-            if born:
-                attrs.update(
-                    label=_q(_steps(born)), color=_q(_GREEN), penwidth="2.5", fontcolor=_q(_GREEN)
-                )
-            else:
-                attrs.update(color=_q(_DIM))
+        if i in born:
+            attrs.update(label=_q(born[i]), color=_q(_GREEN), penwidth="2.5", fontcolor=_q(_GREEN))
+        elif hl is not None:
+            attrs.update(color=_q(_DIM))
         tail = f" {_attrs(**attrs)}" if attrs else ""
         out.append(f"  {_q('..start')} -> {_q(entry(i))}{tail}")
+    for state, label in adopted.items():
+        out.append(
+            f"  {_q('..start')} -> {_q(entry(state))} "
+            + _attrs(label=_q(label), style="dashed", color=_q(_GREEN), fontcolor=_q(_GREEN))
+        )
 
     for e in edges:
         if e.target is None:

@@ -114,15 +114,13 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
         if parent is not None:
             inner = graph.nodes[parent].initial_child
             initial = (inner,) if inner is not None and graph.entered(parent) else ()
+        born, adopted = graph.births(hl) if hl is not None else ({}, {})
         for i in initial:
-            labels = []
-            if hl is not None and parent is None:
-                born = sorted(
-                    n for leaf, ns in hl.start_steps.items() if graph.contains(i, leaf) for n in ns
-                )
-                if born:
-                    labels.append(_steps(born))
+            labels = [born[i]] if parent is None and i in born else []
             lines.append(edge_line(pad, "[*]", ids[i], labels))
+        if parent is None:
+            for state, label in adopted.items():
+                lines.append(edge_line(pad, "[*]", ids[state], [label]))
         for e in edges:
             if e.target is not None and home(e.source, e.target) == parent:
                 labels = e.labels

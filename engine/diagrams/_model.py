@@ -59,7 +59,9 @@ class HistoryEntry(Protocol):
     """What a picture needs from one history entry; :class:`engine.Outcome` is one.
 
     ``status`` is ``applied``, ``unchanged``, ``duplicate``, ``rejected`` or ``invalid``;
-    states are chart state names (``open.unpaid``); ``from_state`` is ``None`` at birth.
+    states are chart state names (``open.unpaid``); ``from_state`` is ``None`` at birth. An
+    optional ``adopted`` attribute (Outcome has it) marks an invoice first seen through a
+    non-creating event; the picture labels its first arrow "adopted".
     """
 
     @property
@@ -224,6 +226,29 @@ class Graph:
                 if (t.trigger, label) not in parts:
                     parts.append((t.trigger, label))
         return [Edge(src, dst, tuple(parts)) for (src, dst), parts in merged.items()]
+
+    def births(self, hl: Highlight) -> tuple[dict[str, str], dict[str, str]]:
+        """Labels for the start arrows of a highlighted picture: ``(1)`` on the chart's own
+        initial arrows, and extra arrows into the states an invoice was adopted in that are not
+        initial (``adopted (1)``), so every step number appears somewhere."""
+        steps: dict[str, list[int]] = {}
+        extra: dict[str, list[int]] = {}
+        adopted: set[str] = set()
+        for state, numbers in hl.start_steps.items():
+            home = next((i for i in self.initial if self.contains(i, state)), None)
+            key = home if home is not None else state
+            (steps if home is not None else extra).setdefault(key, []).extend(numbers)
+            if state in hl.adopted:
+                adopted.add(key)
+
+        def label(key: str, numbers: list[int]) -> str:
+            text = "(" + ", ".join(map(str, sorted(numbers))) + ")"
+            return f"adopted {text}" if key in adopted else text
+
+        return (
+            {k: label(k, v) for k, v in steps.items()},
+            {k: label(k, v) for k, v in extra.items()},
+        )
 
     def highlight(self, history: Iterable[HistoryEntry]) -> Highlight:
         """Where one invoice went: map each history entry onto the picture's edges and states."""
