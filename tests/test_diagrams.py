@@ -704,3 +704,9 @@ def test_the_example_exports_every_chart_in_every_format(tmp_path: Path) -> None
     suffixes = (".mmd", ".dot", ".svg", ".png", ".scxml", ".xstate.json")
     want = {f"{name}{s}" for name in engine.available_charts() for s in suffixes}
     assert {p.name for p in tmp_path.iterdir()} == want
+
+
+def test_the_readme_shows_the_real_stripe_diagram() -> None:
+    readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```mermaid\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
+    assert blocks == [diagrams.to_mermaid(chart_of("stripe"))]
