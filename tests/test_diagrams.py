@@ -127,6 +127,14 @@ STRIPE_HISTORY = [
 ]
 
 
+CHARGEOVER_HISTORY = [
+    Entry("applied", None, None, "open.overdue", "invoice.insert", adopted=True),
+    Entry("applied", "extend_due_date", "open.overdue", "open.unpaid", "invoice.status"),
+    Entry("rejected", "void", "open.unpaid", None, "invoice.status"),
+    Entry("applied", "pay", "open.unpaid", "closed.paid", "invoice.status"),
+]
+
+
 def require(ok: bool, what: str) -> None:
     """Skip when a tool is truly missing on a developer's machine; in CI, fail instead."""
     if ok:
@@ -282,10 +290,15 @@ def test_render_writes_svg_and_png(chart_name: str, tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------- Mermaid
 
 
-def mermaid_expected(chart: Chart) -> tuple[dict[str, Any], set[tuple[str, str, str]]]:
-    """The states and arrows Mermaid must report for ``chart``, in Mermaid's own ids."""
+Arrow = tuple[str, str, frozenset[str]]
+
+
+def mermaid_expected(chart: Chart) -> tuple[dict[str, Any], set[Arrow], dict[str, list[str]]]:
+    """What Mermaid must report for ``chart``, in Mermaid's ids: states, arrows (leaf to leaf:
+    a transition from a composite state leaves each of its leaves, one into it ends at the
+    leaf it enters; ``*`` leaves the "any" box), and the internal transitions of each leaf."""
     graph = _model.build(chart)
-    ids = diagrams.state_ids(chart, "mermaid")
+    ids = {**diagrams.state_ids(chart, "mermaid"), _model.ANY: "any_state"}
     nodes = {}
     for nid, node in graph.nodes.items():
         note = graph.canonical_note(nid)
@@ -294,19 +307,23 @@ def mermaid_expected(chart: Chart) -> tuple[dict[str, Any], set[tuple[str, str, 
             "parent": ids[node.parent] if node.parent else None,
             "group": node.compound,
         }
-    edges = set()
-    for e in graph.edges():
-        if e.target is not None and e.source != _model.ANY:
-            edges.add((ids[e.source], ids[e.target], "|".join(e.labels)))
-    for i in graph.initial:
-        edges.add(("root_start", ids[i], ""))
+    arrows: dict[tuple[str, str], set[str]] = {}
+    internal: dict[str, list[str]] = {}
+    for t in graph.transitions:
+        label = t.trigger + (f" [{t.guard}]" if t.guard is not None else "")
+        sources = [_model.ANY] if t.any_source else [x for s in t.sources for x in graph.leaves(s)]
+        for src in sources:
+            if t.target is None:
+                internal.setdefault(ids[src], []).append(f"↺ {label}")
+            else:
+                arrows.setdefault((ids[src], ids[graph.enter(t.target)]), set()).add(label)
+    edges = {(src, dst, frozenset(labels)) for (src, dst), labels in arrows.items()}
+    edges |= {("root_start", ids[graph.enter(i)], frozenset()) for i in graph.initial}
     for nid, node in graph.nodes.items():
         if node.final:
-            edges.add((ids[nid], f"{ids[node.parent]}_end" if node.parent else "root_end", ""))
-        if node.compound and graph.entered(nid):
-            assert node.initial_child
-            edges.add((f"{ids[nid]}_start", ids[node.initial_child], ""))
-    return nodes, edges
+            end = f"{ids[node.parent]}_end" if node.parent else "root_end"
+            edges.add((ids[nid], end, frozenset()))
+    return nodes, edges, internal
 
 
 @pytest.fixture(scope="module")
@@ -318,6 +335,8 @@ def mermaid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
             "text": diagrams.to_mermaid(chart_of("stripe"), highlight=STRIPE_HISTORY),
         }
     )
+    co = diagrams.to_mermaid(chart_of("chargeover"), highlight=CHARGEOVER_HISTORY)
+    items.append({"name": "chargeover+history", "text": co})
     good = diagrams.to_mermaid(chart_of("chargeover"))
     items.append({"name": "broken: arrow", "text": good.replace(" --> ", " -> ", 1)})
     items.append({"name": "broken: brace", "text": good.replace("    }\n", "", 1)})
@@ -330,24 +349,20 @@ def check_mermaid(res: dict[str, Any], name: str) -> None:
     assert res["type"] == "stateDiagram"
     assert not res["warnings"]
     chart = chart_of(name)
-    nodes, edges = mermaid_expected(chart)
+    nodes, edges, internal = mermaid_expected(chart)
     got = {n["id"]: n for n in res["nodes"] if n["shape"] not in ("stateStart", "stateEnd")}
     for mid, want in nodes.items():
         assert {k: got[mid][k] for k in want} == want, mid
     extra = set(got) - set(nodes) - {"any_state"}
     assert not extra, f"mermaid saw states we did not draw: {extra}"
     seen = {
-        (e["start"], e["end"], "|".join(re.split(r"<br\s*/?>", e["label"])))
+        (e["start"], e["end"], frozenset(x for x in re.split(r"<br\s*/?>", e["label"]) if x))
         for e in res["edges"]
-        if e["start"] != "any_state"
     }
     assert seen == edges
-    graph = _model.build(chart)
-    ids = {**diagrams.state_ids(chart, "mermaid"), _model.ANY: "any_state"}
-    for e in graph.edges():
-        if e.target is None and (e.source == _model.ANY or not graph.nodes[e.source].compound):
-            shown = [d for d in got[ids[e.source]]["description"] if d.startswith("↺")]
-            assert shown == [f"↺ {x}" for x in e.labels]
+    for mid, lines in internal.items():
+        assert sorted(d for d in got[mid]["description"] if d.startswith("↺")) == sorted(lines)
+    ids = diagrams.state_ids(chart, "mermaid")
     for leaf in chart.states:
         assert f"c_{chart.canonical(leaf)}" in got[ids[leaf]]["classes"]
 
@@ -446,6 +461,19 @@ def check_scxml_behaviour(name: str) -> None:
                 legal = False
             got.append((legal, scxml_leaf(sm, back, chart)))
         assert got == fold(chart, start, events), (start, events)
+
+
+def test_mermaid_highlight_through_composite_states(mermaid: dict[str, Any]) -> None:
+    res = mermaid["chargeover+history"]
+    assert res["ok"], res["error"]
+    labels = {(e["start"], e["end"]): re.split(r"<br\s*/?>", e["label"]) for e in res["edges"]}
+    assert labels[("root_start", "open_overdue")] == ["adopted (1)"]
+    assert labels[("open_overdue", "open_unpaid")] == ["extend_due_date", "(2)"]
+    assert labels[("open_unpaid", "closed_paid")] == ["pay", "(3)"]
+    assert labels[("open_overdue", "closed_paid")] == ["pay"]  # not this invoice's way
+    nodes = {n["id"]: n for n in res["nodes"]}
+    assert "current" in nodes["closed_paid"]["classes"]
+    assert any("✗ rejected: invoice.status (void)" in n["label"] for n in res["nodes"])
 
 
 def test_scxml_is_well_formed_w3c_scxml(chart_name: str) -> None:

@@ -66,12 +66,34 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
         lines.append("    classDef visited stroke:#1b5e20,stroke-width:3px")
         lines.append("    classDef current stroke:#c62828,stroke-width:4px")
 
+    # Mermaid's layout draws arrows that touch a composite state badly (cut at its border,
+    # labels adrift), so every arrow here runs between leaves: a transition from a composite
+    # state starts at each of its leaves, one into it ends at the leaf it enters.
     internal: dict[str, list[str]] = {}
+    arrows: dict[tuple[str, str], list[str]] = {}
     for e in edges:
-        if e.target is None:
-            for trigger, label in e.parts:
-                used = hl.internal.get((e.source, trigger), 0) if hl is not None else 0
-                internal.setdefault(e.source, []).append(label + (f" \u00d7{used}" if used else ""))
+        sources = [ANY] if e.source == ANY else graph.leaves(e.source)
+        for src in sources:
+            if e.target is None:
+                for trigger, label in e.parts:
+                    used = hl.internal.get((e.source, trigger), 0) if hl is not None else 0
+                    times = f" \u00d7{used}" if used else ""
+                    internal.setdefault(src, []).append(label + times)
+                continue
+            labels = arrows.setdefault((src, graph.enter(e.target)), [])
+            labels.extend(x for x in e.labels if x not in labels)
+
+    def steps_of(src: str, dst: str) -> list[int]:
+        if hl is None:
+            return []
+        if src != ANY:
+            return hl.leaf_steps.get((src, dst), [])
+        return sorted(  # moves no leaf's own arrow explains
+            n
+            for (f, t), ns in hl.leaf_steps.items()
+            if t == dst and (f, dst) not in arrows and graph.contains(ANY, f)
+            for n in ns
+        )
 
     def home(a: str, b: str) -> str | None:
         """The innermost composite state holding both ends (None: the top level)."""
@@ -97,36 +119,30 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
                 lines.append(f'{pad}state "{label}" as {ids[cid]} {{')
                 block(cid, list(node.children), depth + 1)
                 lines.append(f"{pad}}}")
-                if cid in internal:
-                    text = "<br/>".join("↺ " + _text(x) for x in internal[cid])
-                    lines.append(f"{pad}note right of {ids[cid]} : {text}")
-            else:
-                lines.append(f'{pad}state "{label}" as {ids[cid]}')
-                for x in internal.get(cid, []):
-                    lines.append(f"{pad}{ids[cid]} : ↺ {_text(x)}")
-                if hl is not None and hl.current == cid:
-                    lines.append(f"{pad}{ids[cid]} : ● current state")
+                continue
+            lines.append(f'{pad}state "{label}" as {ids[cid]}')
+            lines.extend(f"{pad}{ids[cid]} : ↺ {_text(x)}" for x in internal.get(cid, []))
+            if hl is not None and hl.current == cid:
+                lines.append(f"{pad}{ids[cid]} : ● current state")
             if hl is not None and cid in hl.rejected:
                 lines.append(f"{pad}note left of {ids[cid]}")
                 lines.extend(f"{pad}    ✗ rejected: {_text(ev)}" for ev in hl.rejected[cid])
                 lines.append(f"{pad}end note")
-        initial = graph.initial
-        if parent is not None:
-            inner = graph.nodes[parent].initial_child
-            initial = (inner,) if inner is not None and graph.entered(parent) else ()
-        born, adopted = graph.births(hl) if hl is not None else ({}, {})
-        for i in initial:
-            labels = [born[i]] if parent is None and i in born else []
-            lines.append(edge_line(pad, "[*]", ids[i], labels))
         if parent is None:
-            for state, label in adopted.items():
-                lines.append(edge_line(pad, "[*]", ids[state], [label]))
-        for e in edges:
-            if e.target is not None and home(e.source, e.target) == parent:
-                labels = e.labels
-                if hl is not None and (e.source, e.target) in hl.steps:
-                    labels.append(_steps(hl.steps[(e.source, e.target)]))
-                lines.append(edge_line(pad, ids[e.source], ids[e.target], labels))
+            born, adopted = graph.births(hl) if hl is not None else ({}, {})
+            for i in graph.initial:
+                labels = [born[i]] if i in born else []
+                lines.append(edge_line(pad, "[*]", ids[graph.enter(i)], labels))
+            for state, text in adopted.items():
+                lines.append(edge_line(pad, "[*]", ids[state], [text]))
+        for (src, dst), labels in arrows.items():
+            if home(src, dst) == parent:
+                numbers = steps_of(src, dst)
+                lines.append(
+                    edge_line(
+                        pad, ids[src], ids[dst], labels + ([_steps(numbers)] if numbers else [])
+                    )
+                )
         for cid in children:
             if graph.nodes[cid].final:
                 lines.append(f"{pad}{ids[cid]} --> [*]")

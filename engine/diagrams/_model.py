@@ -134,6 +134,7 @@ class Highlight:
     Attributes:
         states: every state the invoice was in.
         steps: for each edge taken, the step numbers (1-based) it was taken at.
+        leaf_steps: the same, by the (from, to) leaf states of each move.
         start_steps: the initial state the invoice was born in, and at which step.
         internal: internal transitions used: (state, trigger) -> how many times.
         rejected: per state, the events rejected while the invoice was in it.
@@ -143,6 +144,7 @@ class Highlight:
 
     states: set[str] = field(default_factory=set)
     steps: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
+    leaf_steps: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     start_steps: dict[str, list[int]] = field(default_factory=dict)
     internal: dict[tuple[str, str], int] = field(default_factory=dict)
     rejected: dict[str, list[str]] = field(default_factory=dict)
@@ -174,6 +176,12 @@ class Graph:
             else:
                 out.append(i)
         return out
+
+    def enter(self, node_id: str) -> str:
+        """The leaf an invoice is in after entering ``node_id`` (initial children, down)."""
+        while (child := self.nodes[node_id].initial_child) is not None:
+            node_id = child
+        return node_id
 
     def entered(self, node_id: str) -> bool:
         """Whether some transition (or birth) enters ``node_id`` itself, not only a child."""
@@ -287,6 +295,7 @@ class Graph:
                     hl.adopted.add(to)
                 hl.start_steps.setdefault(to, []).append(step)
                 continue
+            hl.leaf_steps.setdefault((frm, to), []).append(step)
             for e in edges:
                 if (
                     e.target is not None
