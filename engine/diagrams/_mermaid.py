@@ -54,7 +54,9 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
             any_id, n = f"any_state_{n}", n + 1
         ids = {**ids, ANY: any_id}
     hl = highlight
-    lines = ["---", f"title: {json.dumps(graph.title, ensure_ascii=False)}", "---"]
+    # The title is drawn as HTML, where Mermaid's entities don't apply: keep markup out of it.
+    title = graph.title.translate(str.maketrans({"<": "\u2039", ">": "\u203a", "&": "and"}))
+    lines = ["---", f"title: {json.dumps(title, ensure_ascii=False)}", "---"]
     lines += ["stateDiagram-v2", f"    direction {direction}"]
 
     canonicals = list(dict.fromkeys(n.canonical for n in graph.nodes.values() if n.canonical))
