@@ -639,6 +639,8 @@ def test_escaping_keeps_text_and_breaks_syntax() -> None:
     assert _text('a "b"; c: #d <e> 100%') == "a #quot;b#quot;#59; c#58; #35;d #lt;e#gt; 100#37;"
     assert "direction" not in _text("set direction LR now").replace("directio#110;", "")
     assert _dot._q('a "b" \\c') == '"a \\"b\\" \\\\c"'
+    title = diagrams.to_mermaid(chart_of("awkward")).splitlines()[1]
+    assert title == 'title: "Awkward \\"names\\"; #1: \u2039a\u203a and b %% direction LR"'
 
 
 # --------------------------------------------------------------------------------------- CLI
