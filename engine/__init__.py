@@ -3,7 +3,8 @@
 The public API is this list; everything else is private.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from .chart import ChartSpec
 from .deliveries import Event, read_delivery
@@ -51,12 +52,12 @@ __version__ = "0.1.0"
 
 # Engine (SQLite) and diagrams (renderers) load on first use: a CLI command that only reads a
 # chart should not pay for them at start-up. Type checkers see plain imports.
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from . import diagrams as diagrams  # mermaid, dot/svg/png, scxml, xstate
     from .engine import Engine as Engine
 else:
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> _Any:
         if name == "Engine":
             from .engine import Engine
 
