@@ -14,11 +14,11 @@ import engine
 
 def _public_names() -> set[str]:
     # Submodules become attributes of the package when imported (engine.chart, …); they are
-    # reached as modules, not re-exported names.
+    # reached as modules, not re-exported names. dir() includes the names loaded on first use.
     return {
         name
-        for name, value in vars(engine).items()
-        if not name.startswith("_") and not isinstance(value, ModuleType)
+        for name in dir(engine)
+        if not name.startswith("_") and not isinstance(getattr(engine, name), ModuleType)
     }
 
 
