@@ -46,7 +46,7 @@ try:
         rule,
         run_state_machine_as_test,
     )
-except ImportError as exc:  # pragma: no cover - depends on the environment
+except ImportError as exc:
     raise ImportError(
         "engine.testing needs hypothesis; install it with: pip install 'invoice-engine[testing]'"
     ) from exc

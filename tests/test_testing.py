@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -459,6 +460,15 @@ def test_voiding_a_paid_invoice_is_caught_with_the_shortest_sequence() -> None:
         "state.send(trigger='pay')",
         "state.send(trigger='void')",
     ]
+
+
+def test_hypothesis_is_needed_only_by_engine_testing() -> None:
+    plain = "import sys, engine; assert 'hypothesis' not in sys.modules"
+    subprocess.run([sys.executable, "-c", plain], check=True)
+    missing = "import sys; sys.modules['hypothesis'] = None; import engine.testing"
+    res = subprocess.run([sys.executable, "-c", missing], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "pip install 'invoice-engine[testing]'" in res.stderr
 
 
 def test_step_repr_is_readable() -> None:
