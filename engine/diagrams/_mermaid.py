@@ -55,7 +55,8 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
         ids = {**ids, ANY: any_id}
     hl = highlight
     # The title is drawn as HTML, where Mermaid's entities don't apply: keep markup out of it.
-    title = graph.title.translate(str.maketrans({"<": "\u2039", ">": "\u203a", "&": "and"}))
+    swaps: dict[str, str | int | None] = {"<": "\u2039", ">": "\u203a", "&": "and"}
+    title = graph.title.translate(str.maketrans(swaps))
     lines = ["---", f"title: {json.dumps(title, ensure_ascii=False)}", "---"]
     lines += ["stateDiagram-v2", f"    direction {direction}"]
 
