@@ -740,3 +740,12 @@ def test_the_readme_shows_the_real_stripe_diagram() -> None:
     readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```mermaid\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
     assert blocks == [diagrams.to_mermaid(chart_of("stripe"))]
+
+
+def test_cli_draws_a_users_own_chart_from_chart_dir(tmp_path: Path) -> None:
+    (tmp_path / "awkward.yaml").write_text(AWKWARD, encoding="utf-8")
+    res = CliRunner().invoke(main, ["diagram", "awkward", "--chart-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout == diagrams.to_mermaid(chart_of("awkward"))
+    res = CliRunner().invoke(main, ["diagram", "--help"])
+    assert "Example: invoice-engine diagram" in res.stdout
