@@ -337,6 +337,10 @@ def mermaid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     )
     co = diagrams.to_mermaid(chart_of("chargeover"), highlight=CHARGEOVER_HISTORY)
     items.append({"name": "chargeover+history", "text": co})
+    early = [Entry("rejected", "pay", None, None, "invoice.paid"), *STRIPE_HISTORY]
+    items.append(
+        {"name": "stripe+early", "text": diagrams.to_mermaid(chart_of("stripe"), highlight=early)}
+    )
     good = diagrams.to_mermaid(chart_of("chargeover"))
     items.append({"name": "broken: arrow", "text": good.replace(" --> ", " -> ", 1)})
     items.append({"name": "broken: brace", "text": good.replace("    }\n", "", 1)})
@@ -461,6 +465,13 @@ def check_scxml_behaviour(name: str) -> None:
                 legal = False
             got.append((legal, scxml_leaf(sm, back, chart)))
         assert got == fold(chart, start, events), (start, events)
+
+
+def test_mermaid_takes_a_note_for_events_before_birth(mermaid: dict[str, Any]) -> None:
+    res = mermaid["stripe+early"]
+    assert res["ok"], res["error"]
+    notes = [n["label"] for n in res["nodes"] if n["shape"] == "note"]
+    assert any("invoice.paid (pay), before it existed" in n for n in notes)
 
 
 def test_mermaid_highlight_through_composite_states(mermaid: dict[str, Any]) -> None:
@@ -633,6 +644,21 @@ def test_an_adopted_invoice_gets_its_own_first_arrow() -> None:
         )
     )
     assert born == ({"open.overdue": "adopted (1)"}, {})  # an initial state: on its own arrow
+
+
+def test_events_rejected_before_birth_are_shown() -> None:
+    history = [
+        Entry("rejected", "pay", None, None, "invoice.paid"),
+        Entry("applied", None, None, "draft", "invoice.created"),
+    ]
+    chart = chart_of("stripe")
+    mermaid = diagrams.to_mermaid(chart, highlight=history)
+    assert (
+        "note left of draft\n        ✗ rejected: invoice.paid (pay), before it existed" in mermaid
+    )
+    dot = diagrams.to_dot(chart, highlight=history)
+    assert '"..start" -> "..rejected"' in dot
+    check_dot("stripe", history)
 
 
 def test_escaping_keeps_text_and_breaks_syntax() -> None:

@@ -154,7 +154,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
     def rejected_lines(pad: str, nid: str) -> list[str]:
         if hl is None or nid not in hl.rejected:
             return []
-        note = f"{nid}..rejected"
+        note = f"{nid}..rejected"  # nid "": before the invoice existed, noted at the start
         text = "<br/>".join(f"✗ {_h(ev)}" for ev in hl.rejected[nid])
         return [
             f"{pad}{_q(note)} "
@@ -167,7 +167,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 fontsize="9",
                 label=f"<<i>rejected</i><br/>{text}>",
             ),
-            f"{pad}{_q(nid)} -> {_q(note)} "
+            f"{pad}{_q(nid or '..start')} -> {_q(note)} "
             + _attrs(style="dashed", color=_q(_RED), arrowhead="none"),
         ]
 
@@ -215,6 +215,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 out.extend(rejected_lines(pad, cid))
 
     out.append(f"  {start_dot('..start')}")
+    out.extend(rejected_lines("  ", ""))
     if any(e.source == ANY for e in edges):
         out.append(any_box())
     block(graph.roots, 1)

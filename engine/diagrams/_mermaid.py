@@ -98,6 +98,13 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
             for n in ns
         )
 
+    def rejected_at(leaf: str) -> list[str]:
+        """Events rejected in ``leaf``; those rejected before birth go on the first initial."""
+        if hl is None:
+            return []
+        before = hl.rejected.get("", []) if leaf == graph.enter(graph.initial[0]) else []
+        return hl.rejected.get(leaf, []) + [f"{ev}, before it existed" for ev in before]
+
     def home(a: str, b: str) -> str | None:
         """The innermost composite state holding both ends (None: the top level)."""
         if a == ANY:
@@ -127,9 +134,9 @@ def to_mermaid(graph: Graph, highlight: Highlight | None = None, direction: str 
             lines.extend(f"{pad}{ids[cid]} : ↺ {_text(x)}" for x in internal.get(cid, []))
             if hl is not None and hl.current == cid:
                 lines.append(f"{pad}{ids[cid]} : ● current state")
-            if hl is not None and cid in hl.rejected:
+            if hl is not None and (refused := rejected_at(cid)):
                 lines.append(f"{pad}note left of {ids[cid]}")
-                lines.extend(f"{pad}    ✗ rejected: {_text(ev)}" for ev in hl.rejected[cid])
+                lines.extend(f"{pad}    ✗ rejected: {_text(ev)}" for ev in refused)
                 lines.append(f"{pad}end note")
         if parent is None:
             born, adopted = graph.births(hl) if hl is not None else ({}, {})

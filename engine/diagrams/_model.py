@@ -137,7 +137,8 @@ class Highlight:
         leaf_steps: the same, by the (from, to) leaf states of each move.
         start_steps: the initial state the invoice was born in, and at which step.
         internal: internal transitions used: (state, trigger) -> how many times.
-        rejected: per state, the events rejected while the invoice was in it.
+        rejected: per state, the events rejected while the invoice was in it (``""``: before
+            it existed, when the engine refuses unseen invoices).
         current: the state the invoice is in now.
         adopted: states the invoice was first seen in without a creating event.
     """
@@ -268,9 +269,8 @@ class Graph:
             what = entry.event_type or trig or "?"
             if trig and trig != entry.event_type and entry.event_type:
                 what += f" ({trig})"
-            if entry.status == "rejected":
-                where = frm or "(none)"
-                hl.rejected.setdefault(where, []).append(what)
+            if entry.status == "rejected":  # "": before the invoice existed (reject policy)
+                hl.rejected.setdefault(frm or "", []).append(what)
                 continue
             if entry.status not in ("applied", "unchanged"):
                 continue  # duplicates and unreadable deliveries change nothing and have no state
