@@ -83,14 +83,20 @@ def raw_bytes(body: bytes | str | Mapping[str, Any]) -> bytes:
         return body
     if isinstance(body, str):
         return body.encode("utf-8", "surrogatepass")
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    try:
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+    except (ValueError, RecursionError):  # a circular or absurdly deep dict built in code
+        return b"<a dict body that can't be written as JSON: circular or nested too deeply>"
 
 
 def _parse_body(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(body, Mapping):
         return dict(body)
-    if len(body) > MAX_BODY_BYTES:
-        raise DeliveryError(f"body is {len(body):,} bytes; the limit is {MAX_BODY_BYTES:,}")
+    size = len(body)
+    if isinstance(body, str) and size * 4 > MAX_BODY_BYTES:  # characters may be multi-byte
+        size = len(body.encode("utf-8", "surrogatepass"))
+    if size > MAX_BODY_BYTES:
+        raise DeliveryError(f"body is {size:,} bytes; the limit is {MAX_BODY_BYTES:,}")
     if isinstance(body, bytes):
         try:
             text = body.decode("utf-8")

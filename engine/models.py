@@ -46,7 +46,7 @@ class Outcome(BaseModel):
 
     def __str__(self) -> str:
         who = f"{self.provider}/{self.invoice_id}" if self.invoice_id else self.provider
-        what = self.event_type or "?"
+        what = self.event_type or "(unreadable delivery)"
         if self.trigger and self.trigger != self.event_type:
             what += f" ({self.trigger})"
         move = ""

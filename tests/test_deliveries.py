@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+import engine
 from engine import DeliveryError, load_chart, read_delivery
 from engine.cli._run import read_jsonl
 
@@ -153,3 +154,30 @@ def test_delivery_error_carries_path_and_value() -> None:
     assert info.value.value == "sideways"
     assert info.value.path is not None
     assert "status" in info.value.path
+
+
+def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised() -> None:
+    eng = engine.Engine(":memory:")
+    circular: dict[str, object] = {}
+    circular["self"] = circular
+    deep: dict[str, object] = {}
+    cur = deep
+    for _ in range(3_000):
+        nxt: dict[str, object] = {}
+        cur["a"] = nxt
+        cur = nxt
+    for body in (circular, deep):
+        out = eng.apply("stripe", body)
+        assert out.status == "invalid"
+        assert "unreadable" in str(out)
+    stored = [r[0] for r in eng.store.conn.execute("SELECT body FROM events")]
+    assert all(b.startswith(b"<a dict body") for b in stored)
+
+
+def test_body_size_limit_counts_bytes_for_text_bodies() -> None:
+    from engine.deliveries import MAX_BODY_BYTES
+
+    text = "é" * (MAX_BODY_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
+    out = engine.Engine(":memory:").apply("stripe", text)
+    assert out.status == "invalid"
+    assert f"{MAX_BODY_BYTES:,}" in (out.reason or "")
