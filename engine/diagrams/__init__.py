@@ -116,6 +116,8 @@ def to_scxml(chart: Chart) -> str:
 
     Send the chart's triggers as events with the webhook payload as event data; guards read
     it as ``_event.data`` (ECMAScript data model). State ids are :func:`state_ids` ``"scxml"``.
+    With python-statemachine: ``sm = statemachine.io.load(text, format="scxml")()``, then
+    ``StateChart.send(sm, "pay", **body)`` (an event named ``send`` would shadow ``sm.send``).
     """
     return _to_scxml(build(chart))
 
