@@ -274,9 +274,9 @@ def _stored_event(chart: Chart, r: tuple[Any, ...]) -> Event:
             payload = json.loads(r[13])
         except ValueError:
             payload = {}
-    return Event.model_construct(
-        provider=chart.name, event_id=r[1], derived_id=False, invoice_id="?", event_type=r[2],
-        trigger=spec.trigger if spec else None, status=r[3],
+    return construct(
+        Event, provider=chart.name, event_id=r[1], derived_id=False, invoice_id="?",
+        event_type=r[2], trigger=spec.trigger if spec else None, status=r[3],
         status_state=chart.state_for_status(r[3]), occurred_at=None, payload=payload,
     )  # fmt: skip
 
