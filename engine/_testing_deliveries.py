@@ -188,7 +188,8 @@ def _payload_values(draw: st.DrawFn, chart: Chart, step: Step) -> list[tuple[Gua
         return []
     if not step.legal:
         every = [c.func for _, conds in chart.steps(step.source, step.trigger) for c in conds]
-        return [(g, g.value(step.payload)) for g in every if isinstance(g, Guard)]
+        found = [(g, g.value(step.payload)) for g in every if isinstance(g, Guard)]
+        return [(g, v) for g, v in found if v is not MISSING]
     guards = [
         c.func
         for dest, conds in chart.steps(step.source, step.trigger)

@@ -115,11 +115,14 @@ def event_sequences(
             (a trigger not legal in the state, or a guard that fails) are mixed in.
         illegal_rate: with ``legal_only=False``, about how often a step is illegal (0 to 1).
 
-    Example:
-        >>> @given(event_sequences(chart, legal_only=False))
-        ... def test_mine(steps):
-        ...     for step in steps:
-        ...         assert my_system.send(step.trigger) == step.legal
+    Example::
+
+        @given(event_sequences(chart, legal_only=False))
+        def test_mine(steps):
+            system = MySystem()
+            for step in steps:
+                assert system.send(step.trigger, step.payload) == step.legal
+                assert system.state == step.dest
     """
     if not 0 <= min_size <= max_size:
         raise ValueError(f"need 0 <= min_size <= max_size, got {min_size=!r}, {max_size=!r}")
@@ -136,7 +139,7 @@ def event_sequences(
         state, out = first, []
         for _ in range(size):
             # Shrinks towards legal steps: small numbers mean "legal".
-            wants_illegal = draw(st.integers(0, 99)) >= 100 - rate
+            wants_illegal = rate > 0 and draw(st.integers(0, 99)) >= 100 - rate
             options = illegal[state] if wants_illegal else legal[state]
             if not options and not legal_only:
                 options = legal[state] or illegal[state]
