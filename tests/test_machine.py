@@ -27,7 +27,8 @@ def test_illegal_step_names_state_trigger_and_allowed() -> None:
         chart.next_state("paid", "void")
     err = info.value
     assert (err.state, err.trigger, err.allowed) == ("paid", "void", [])
-    assert "'void'" in str(err) and "'paid'" in str(err)
+    assert "'void'" in str(err)
+    assert "'paid'" in str(err)
     with pytest.raises(engine.TransitionNotAllowed) as info:
         chart.check(["finalize", "finalize"])
     assert info.value.allowed == chart.allowed_triggers("open")
@@ -36,11 +37,11 @@ def test_illegal_step_names_state_trigger_and_allowed() -> None:
 
 def test_unknown_names_list_the_choices() -> None:
     chart = engine.load_chart("stripe")
-    with pytest.raises(engine.UnknownState, match="payed.*draft, open"):
+    with pytest.raises(engine.UnknownState, match=r"payed.*draft, open"):
         chart.next_state("payed", "pay")
-    with pytest.raises(engine.UnknownTrigger, match="paye.*finalize"):
+    with pytest.raises(engine.UnknownTrigger, match=r"paye.*finalize"):
         chart.next_state("open", "paye")
-    with pytest.raises(engine.UnknownProvider, match="strpe.*stripe"):
+    with pytest.raises(engine.UnknownProvider, match=r"strpe.*stripe"):
         engine.load_chart("strpe")
 
 
