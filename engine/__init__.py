@@ -3,8 +3,7 @@
 The public API is this list; everything else is private.
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+import typing as _typing  # private: __all__ stays exactly the public names
 
 from .chart import ChartSpec
 from .deliveries import Event, read_delivery
@@ -51,13 +50,14 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Engine (SQLite) and diagrams (renderers) load on first use: a CLI command that only reads a
-# chart should not pay for them at start-up. Type checkers see plain imports.
-if _TYPE_CHECKING:
+# chart should not pay for them at start-up. Type checkers see plain imports (mypy needs the
+# spelling `typing.TYPE_CHECKING`; an alias would show it the __getattr__, typing every name Any).
+if _typing.TYPE_CHECKING:
     from . import diagrams as diagrams  # mermaid, dot/svg/png, scxml, xstate
     from .engine import Engine as Engine
 else:
 
-    def __getattr__(name: str) -> _Any:
+    def __getattr__(name: str) -> _typing.Any:
         if name == "Engine":
             from .engine import Engine
 

@@ -118,3 +118,10 @@ def test_cli_start_up_leaves_heavy_modules_unimported() -> None:
     code = f"import sys, engine.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_lazy_names_resolve_in_a_fresh_interpreter() -> None:
+    # Nothing imported beforehand: the lazy path itself must work (it once recursed forever).
+    code = "import engine; print(engine.diagrams.__name__, engine.Engine.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["engine.diagrams", "Engine"]
