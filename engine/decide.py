@@ -152,12 +152,22 @@ def fold_rank(chart: Chart, event: Event) -> int:
     Creating events come first; then events by how far from birth the state they lead to is.
     (Equal ranks fall back to the event id, so the order never depends on arrival.)
     """
-    spec = chart.event(event.event_type)
-    if spec is None or spec.create:
-        return 0
-    if spec.trigger is not None:
-        dests = chart.destinations(spec.trigger)
-        return 1 + min((chart.depth(d) for d in dests), default=0)
-    if event.status_state is not None:
-        return 1 + chart.depth(event.status_state)
-    return 1
+    key = (chart, event.event_type, event.status_state)
+    rank = _RANKS.get(key)
+    if rank is None:
+        spec = chart.event(event.event_type)
+        if spec is None or spec.create:
+            rank = 0
+        elif spec.trigger is not None:
+            dests = chart.destinations(spec.trigger)
+            rank = 1 + min((chart.depth(d) for d in dests), default=0)
+        elif event.status_state is not None:
+            rank = 1 + chart.depth(event.status_state)
+        else:
+            rank = 1
+        _RANKS[key] = rank
+    return rank
+
+
+#: fold_rank's answers: a few per (chart, event type, status), computed once.
+_RANKS: dict[tuple[Chart, str, str | None], int] = {}

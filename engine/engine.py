@@ -93,6 +93,7 @@ class _Batch:
         self.dirty: set[str] = set()
         self.rows: list[tuple[Any, ...]] = []
         self.live: dict[str, tuple[int, str, bool]] = {}  # event id -> (seq, outcome, retryable)
+        self.absent: set[str] = set()  # event ids known not to be live in the database
 
     # ------------------------------------------------------------------ memory
 
@@ -111,9 +112,39 @@ class _Batch:
             self.invoices[invoice_id] = inv
         return inv
 
+    def _prefetch(self, events: list[Event]) -> None:
+        """Look up a chunk's event ids and invoices in two queries per 500, not two per delivery."""
+        ids = list({ev.event_id for ev in events if ev.event_id not in self.live})
+        invoice_ids = list(
+            {ev.invoice_id for ev in events if ev.invoice_id is not None} - self.invoices.keys()
+        )
+        for i in range(0, len(ids), 500):
+            part = ids[i : i + 500]
+            rows = self.conn.execute(
+                "SELECT event_id, seq, outcome, retryable FROM events WHERE provider = ?"
+                f" AND live = 1 AND event_id IN ({', '.join('?' * len(part))})",
+                (self.provider, *part),
+            ).fetchall()
+            self.absent.update(part)
+            for r in rows:
+                self.absent.discard(r[0])
+                self.live[r[0]] = (r[1], r[2], bool(r[3]))
+        for i in range(0, len(invoice_ids), 500):
+            part = invoice_ids[i : i + 500]
+            rows = self.conn.execute(
+                "SELECT invoice_id, state, version, created_at, last_time, last_rank,"
+                " last_event_id FROM invoices WHERE provider = ?"
+                f" AND invoice_id IN ({', '.join('?' * len(part))})",
+                (self.provider, *part),
+            ).fetchall()
+            for iid in part:
+                self.invoices[iid] = _Invoice(None, 0, None, (-1, -1, ""))
+            for r in rows:
+                self.invoices[r[0]] = _Invoice(r[1], r[2], r[3], (r[4], r[5], r[6]))
+
     def _known(self, event_id: str) -> tuple[int, str, bool] | None:
         hit = self.live.get(event_id)
-        if hit is None:
+        if hit is None and event_id not in self.absent:
             row = self.conn.execute(
                 "SELECT seq, outcome, retryable FROM events "
                 "WHERE provider = ? AND event_id = ? AND live = 1",
@@ -144,16 +175,29 @@ class _Batch:
 
     # ------------------------------------------------------------------- apply
 
-    def apply(self, body: Body, headers: Mapping[str, Any] | None) -> Outcome:
-        now = self.engine._now()
-        seq = self.seq
-        self.seq += 1
+    def run(self, chunk: list[tuple[Body, Mapping[str, Any] | None]]) -> list[Outcome]:
+        """Read every delivery of the chunk, prefetch what they touch, then apply in order."""
+        read = [self._read(body, headers) for body, headers in chunk]
+        self._prefetch([r[2] for r in read if isinstance(r[2], Event)])
+        return [self._apply(*r) for r in read]
+
+    def _read(
+        self, body: Body, headers: Mapping[str, Any] | None
+    ) -> tuple[bytes, str | None, Event | DeliveryError]:
         hdrs = normalize_headers(headers)
         raw = raw_bytes(body)
         stored_headers = json.dumps(redact_headers(hdrs)) if hdrs else None
         try:
-            ev = read_delivery(self.chart, body, hdrs)
+            return raw, stored_headers, read_delivery(self.chart, body, hdrs)
         except DeliveryError as exc:
+            return raw, stored_headers, exc
+
+    def _apply(self, raw: bytes, stored_headers: str | None, ev: Event | DeliveryError) -> Outcome:
+        now = self.engine._now()
+        seq = self.seq
+        self.seq += 1
+        if isinstance(ev, DeliveryError):
+            exc = ev
             self.rows.append(
                 (seq, self.provider, None, 0, None, None, None, None, "invalid", str(exc),
                  None, None, 0, 0, None, None, None, now.isoformat(), 0, stored_headers, raw)
@@ -254,10 +298,11 @@ class _Batch:
         placeholder = Decision("rejected", None, None, reason="late: being re-folded")
         self._record(ev, seq, now, raw, headers, "rejected", placeholder, key=key, live=1)
         self.flush()
-        inv.state, inv.key, mine = refold(self.engine, self.chart, ev.invoice_id, cause=seq)
+        inv.state, inv.key, mine = refold(
+            self.engine, self.chart, ev.invoice_id, cause=seq, live=self.live
+        )
         inv.version += 1
         self.dirty.add(ev.invoice_id)
-        self.live.clear()  # the re-fold may have changed outcomes cached here; the DB is current
         return mine
 
 
@@ -282,12 +327,19 @@ def _stored_event(chart: Chart, r: tuple[Any, ...]) -> Event:
 
 
 def refold(
-    engine: Engine, chart: Chart, invoice_id: str, *, cause: int | None, write: bool = True
+    engine: Engine,
+    chart: Chart,
+    invoice_id: str,
+    *,
+    cause: int | None,
+    write: bool = True,
+    live: dict[str, tuple[int, str, bool]] | None = None,
 ) -> tuple[str | None, tuple[int, int, str], Outcome]:
     """Fold one invoice's live events in fold order, revising outcomes that change.
 
     Returns the final state, the last fold key, and the outcome of event ``cause`` (or of the
-    last event when ``cause`` is None).
+    last event when ``cause`` is None). ``live``, a batch's cache of live events, is updated
+    with each event's new outcome.
     """
     conn = engine.store.conn
     rows = conn.execute(_FOLD_ROWS, (chart.name, invoice_id)).fetchall()
@@ -317,6 +369,8 @@ def refold(
             )
         state = d.state_after
         key = (r[4], r[5], r[1])
+        if live is not None:
+            live[r[1]] = (r[0], d.status, d.retryable)
         if cause is None or r[0] == cause:
             result = Outcome.model_construct(
                 status=d.status, provider=chart.name, event_id=r[1], invoice_id=invoice_id,
@@ -379,7 +433,7 @@ class Engine:
         chart = self.chart(provider)
         with self.store.write():
             batch = _Batch(self, chart)
-            out = batch.apply(body, headers)
+            out = batch.run([(body, headers)])[0]
             batch.flush()
         return out
 
@@ -398,7 +452,7 @@ class Engine:
                 return
             with self.store.write():
                 batch = _Batch(self, chart)
-                outs = [batch.apply(body, headers) for body, headers in chunk]
+                outs = batch.run(chunk)
                 batch.flush()
             yield from outs
 
