@@ -32,7 +32,7 @@ sys.path.insert(0, str(HERE))
 from workload import stripe_lifecycles, stripe_stream  # noqa: E402
 
 from engine import Engine, load_chart  # noqa: E402
-from engine.engine import _FOLD_ROWS  # noqa: E402
+from engine._fold import FOLD_ROWS  # noqa: E402
 from engine.store import EVENT_FIELDS, Store  # noqa: E402
 
 Row = dict[str, Any]
@@ -349,7 +349,7 @@ def bench_late(quick: bool, folder: str) -> list[Row]:
             peers[f"history {k}: late"] = cost * 1e3
             per_event[f"history {k}"] = cost / (k + 1) * 1e6
         # A late event re-reads one invoice's events through an index, never the whole table.
-        plan = eng.store.conn.execute("EXPLAIN QUERY PLAN " + _FOLD_ROWS, ("stripe", "x"))
+        plan = eng.store.conn.execute("EXPLAIN QUERY PLAN " + FOLD_ROWS, ("stripe", "x"))
         plan_text = "; ".join(str(r[3]) for r in plan)
     return [
         {

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._construct import construct
+from ._fold import FOLD_ROWS, refold, stored_event
 from .decide import Decision, OnUnknown, decide, fold_rank
 from .deliveries import Event, normalize_headers, raw_bytes, read_delivery, redact_headers
 from .errors import DeliveryError, EngineError
@@ -51,12 +52,6 @@ ON CONFLICT (provider, invoice_id) DO UPDATE SET
   state = excluded.state, canonical = excluded.canonical, version = excluded.version,
   updated_at = excluded.updated_at, last_time = excluded.last_time,
   last_rank = excluded.last_rank, last_event_id = excluded.last_event_id
-"""
-_FOLD_ROWS = """
-SELECT seq, event_id, event_type, status, fold_time, fold_rank, outcome, reason, from_state,
-       to_state, trigger, retryable, adopted, body, occurred_at, received_at, revisions
-FROM events WHERE provider = ? AND invoice_id = ? AND live = 1
-ORDER BY fold_time, fold_rank, event_id
 """
 
 
@@ -299,88 +294,11 @@ class _Batch:
         self._record(ev, seq, now, raw, headers, "rejected", placeholder, key=key, live=1)
         self.flush()
         inv.state, inv.key, mine = refold(
-            self.engine, self.chart, ev.invoice_id, cause=seq, live=self.live
+            self.conn, self.chart, ev.invoice_id, self.engine.on_unknown, cause=seq, live=self.live
         )
         inv.version += 1
         self.dirty.add(ev.invoice_id)
         return mine
-
-
-def _decision_row(d: Decision) -> tuple[Any, ...]:
-    return (d.status, d.reason, d.from_state, d.to_state, d.trigger, int(d.retryable),
-            int(d.adopted))  # fmt: skip
-
-
-def _stored_event(chart: Chart, r: tuple[Any, ...]) -> Event:
-    spec = chart.event(r[2])
-    payload: dict[str, Any] = {}
-    if chart.has_guards and r[13] is not None:
-        try:
-            payload = json.loads(r[13])
-        except ValueError:
-            payload = {}
-    return construct(
-        Event, provider=chart.name, event_id=r[1], derived_id=False, invoice_id="?",
-        event_type=r[2], trigger=spec.trigger if spec else None, status=r[3],
-        status_state=chart.state_for_status(r[3]), occurred_at=None, payload=payload,
-    )  # fmt: skip
-
-
-def refold(
-    engine: Engine,
-    chart: Chart,
-    invoice_id: str,
-    *,
-    cause: int | None,
-    write: bool = True,
-    live: dict[str, tuple[int, str, bool]] | None = None,
-) -> tuple[str | None, tuple[int, int, str], Outcome]:
-    """Fold one invoice's live events in fold order, revising outcomes that change.
-
-    Returns the final state, the last fold key, and the outcome of event ``cause`` (or of the
-    last event when ``cause`` is None). ``live``, a batch's cache of live events, is updated
-    with each event's new outcome.
-    """
-    conn = engine.store.conn
-    rows = conn.execute(_FOLD_ROWS, (chart.name, invoice_id)).fetchall()
-    state: str | None = None
-    now = engine._now_text()
-    result: Outcome | None = None
-    key: tuple[int, int, str] = (-1, -1, "")
-    for r in rows:
-        ev = _stored_event(chart, r)
-        d = decide(chart, state, ev, engine.on_unknown)
-        new, old = _decision_row(d), (r[6], r[7], r[8], r[9], r[10], r[11], r[12])
-        revisions = r[16]
-        if new != old and write:
-            if r[0] != cause:
-                revisions += 1
-                conn.execute(
-                    "INSERT INTO revisions (seq, cause_seq, revised_at, old_outcome, new_outcome,"
-                    " old_from, old_to, new_from, new_to, old_reason, new_reason)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (r[0], cause, now, r[6], d.status, r[8], r[9], d.from_state, d.to_state,
-                     r[7], d.reason),
-                )  # fmt: skip
-            conn.execute(
-                "UPDATE events SET outcome = ?, reason = ?, from_state = ?, to_state = ?,"
-                " trigger = ?, retryable = ?, adopted = ?, revisions = ? WHERE seq = ?",
-                (*new, revisions, r[0]),
-            )
-        state = d.state_after
-        key = (r[4], r[5], r[1])
-        if live is not None:
-            live[r[1]] = (r[0], d.status, d.retryable)
-        if cause is None or r[0] == cause:
-            result = Outcome.model_construct(
-                status=d.status, provider=chart.name, event_id=r[1], invoice_id=invoice_id,
-                event_type=r[2], trigger=d.trigger or ev.trigger, from_state=d.from_state,
-                to_state=d.to_state, reason=d.reason, retryable=d.retryable, adopted=d.adopted,
-                occurred_at=datetime.fromisoformat(r[14]) if r[14] else None,
-                received_at=datetime.fromisoformat(r[15]), seq=r[0], revisions=revisions,
-            )  # fmt: skip
-    assert result is not None
-    return state, key, result
 
 
 class Engine:
@@ -544,11 +462,11 @@ class Engine:
         events = 0
         for prov, iid in pairs:
             chart = self.chart(prov)
-            rows = self.store.conn.execute(_FOLD_ROWS, (prov, iid)).fetchall()
+            rows = self.store.conn.execute(FOLD_ROWS, (prov, iid)).fetchall()
             events += len(rows)
             state: str | None = None
             for r in rows:
-                d = decide(chart, state, _stored_event(chart, r), self.on_unknown)
+                d = decide(chart, state, stored_event(chart, r), self.on_unknown)
                 if d.status != r[6] or d.to_state != r[9]:
                     mismatches.append(
                         Mismatch(provider=prov, invoice_id=iid, what=f"event #{r[0]} outcome",
@@ -567,7 +485,7 @@ class Engine:
             with self.store.write():
                 for prov, iid in {(m.provider, m.invoice_id) for m in mismatches}:
                     chart = self.chart(prov)
-                    state, key, _ = refold(self, chart, iid, cause=None)
+                    state, key, _ = refold(self.store.conn, chart, iid, self.on_unknown, cause=None)
                     self.store.conn.execute(
                         "UPDATE invoices SET state = ?, canonical = ?, last_time = ?,"
                         " last_rank = ?, last_event_id = ?, version = version + 1"
