@@ -115,7 +115,7 @@ def _summary(counts: Counter[str], problems: list[tuple[int, Outcome]], dropped:
 
 
 def _who(o: Outcome) -> str:
-    what = o.event_type or "?"
+    what = o.event_type or "(unreadable delivery)"
     return f"{o.invoice_id} {what}" if o.invoice_id else what
 
 
