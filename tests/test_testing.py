@@ -429,21 +429,6 @@ def test_the_state_machine_runs_as_a_unittest_case() -> None:
     machine.TestCase("runTest").runTest()
 
 
-def test_a_dead_end_starts_over_with_a_fresh_system() -> None:
-    made: list[billing.MyInvoice] = []
-
-    def fresh() -> Adapter:
-        made.append(billing.MyInvoice())
-        return billing.stripe_adapter(made[-1])
-
-    machine: Any = chart_state_machine(load_chart("stripe"), fresh)()
-    machine.step("delete", None)
-    assert (machine.chart_state, made[-1].status) == ("deleted", "deleted")
-    machine._restart(system="fresh")
-    assert machine.chart_state == "draft"
-    assert [m.status for m in made] == ["deleted", "draft"]
-
-
 # ------------------------------------------------------------------- the README example
 
 
