@@ -207,11 +207,8 @@ def chart_state_machine(
     (``state.send(trigger='finalize')``, ``state.send(trigger='pay')``, …). Each step sends the
     trigger to a fresh system (made by calling ``system()`` at the start of every example) and
     to the chart, and fails at once if they disagree: the system accepted what the chart
-    forbids, refused what it allows, or is in another state afterwards. Once the chart is in
-    a state nothing leaves, a step may start over with another fresh system
-    (``state.start_over(system='fresh')``), so one example walks the lifecycle several times.
-    Use the returned class's ``TestCase`` for unittest/pytest collection, or call
-    :func:`check_against_chart`.
+    forbids, refused what it allows, or is in another state afterwards. Use the returned
+    class's ``TestCase`` for unittest/pytest collection, or call :func:`check_against_chart`.
 
     Args:
         chart: the chart your system should follow.
@@ -286,7 +283,6 @@ def chart_state_machine(
         body[f"_rule_{i:04d}_legal"] = precondition(_legal_in(allowed, trigger))(
             _make_rule(trigger, cls_name, payloads)
         )
-    body["_restart"] = precondition(_dead_end(allowed))(_restart_rule(first, system, cls_name))
     machine = type(cls_name, (RuleBasedStateMachine,), body)
     machine.__doc__ = f"{chart.name}: the chart and your system, step by step."
     return machine
@@ -297,33 +293,6 @@ def _legal_in(allowed: dict[str, set[str]], trigger: str) -> Callable[[Any], boo
         return trigger in allowed[machine.chart_state]
 
     return legal_here
-
-
-def _dead_end(allowed: dict[str, set[str]]) -> Callable[[Any], bool]:
-    def nothing_leaves(machine: Any) -> bool:
-        return not allowed[machine.chart_state]
-
-    return nothing_leaves
-
-
-def _restart_rule(first: str, system: Callable[[], SystemAdapter], owner: str) -> Any:
-    """``state.start_over(system='fresh')``: from a state nothing leaves, begin again.
-
-    Random walks end in final states early (a deleted draft, a voided invoice); starting over
-    lets one example walk the lifecycle several times, so deep states are reached far more
-    often. (Its name and argument sort it after the ``send`` rules: hypothesis orders rules
-    by argument count, then name, and shrinks towards the first; a restart sorted first was
-    seen to leave needless steps in shrunk examples.)
-    """
-
-    def start_over(self: Any, system: str) -> None:
-        self.chart_state = first
-        self.system = make()
-        self.check_state("after starting over")
-
-    make = system
-    start_over.__qualname__ = f"{owner}.start_over"
-    return rule(system=st.just("fresh"))(start_over)
 
 
 def _make_rule(trigger: str, owner: str, payloads: Sequence[Any]) -> Any:
