@@ -108,9 +108,11 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
         if target == state:
             return Decision("unchanged", state, state, reason=f"already {state!r}")
         for route in chart.transitions_between(state, target):
-            legal = chart.may(state, route, event.payload)
-            if legal and chart.next_state(state, route, event.payload) == target:
-                return Decision("applied", state, target, trigger=route)
+            try:  # one evaluation of the route's guards, not a may() and then a next_state()
+                if chart.next_state(state, route, event.payload) == target:
+                    return Decision("applied", state, target, trigger=route)
+            except TransitionNotAllowed:
+                continue
         return Decision(
             "rejected",
             state,

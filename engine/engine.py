@@ -302,6 +302,14 @@ class _Batch:
         return mine
 
 
+def _invoice_state(r: tuple[Any, ...]) -> InvoiceState:
+    """An ``invoices`` row (provider, invoice_id, state, canonical, version, created, updated)."""
+    return InvoiceState(
+        provider=r[0], invoice_id=r[1], state=r[2], canonical=r[3], version=r[4],
+        created_at=r[5], updated_at=r[6],
+    )  # fmt: skip
+
+
 class Engine:
     """Applies webhook deliveries to invoices, recording everything in SQLite.
 
@@ -392,12 +400,7 @@ class Engine:
             "WHERE provider = ? AND invoice_id = ? AND state IS NOT NULL",
             (provider, str(invoice_id)),
         ).fetchone()
-        if row is None:
-            return None
-        return InvoiceState(
-            provider=provider, invoice_id=str(invoice_id), state=row[0], canonical=row[1],
-            version=row[2], created_at=row[3], updated_at=row[4],
-        )  # fmt: skip
+        return None if row is None else _invoice_state((provider, str(invoice_id), *row))
 
     def history(self, provider: str, invoice_id: str | int) -> list[Outcome]:
         """Every delivery about the invoice: the events in fold order (the order they count
@@ -431,10 +434,7 @@ class Engine:
             sql += " AND provider = ?"
             args = (provider,)
         for r in self.store.conn.execute(sql + " ORDER BY provider, invoice_id", args):
-            yield InvoiceState(
-                provider=r[0], invoice_id=r[1], state=r[2], canonical=r[3], version=r[4],
-                created_at=r[5], updated_at=r[6],
-            )  # fmt: skip
+            yield _invoice_state(r)
 
     def counts(self, provider: str | None = None) -> dict[str, int]:
         """How many deliveries ended in each outcome."""
