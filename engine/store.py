@@ -97,6 +97,19 @@ def _create_private(path: Path) -> None:
         os.close(fd)
 
 
+def _set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. Two processes opening one new file can both try at once, and SQLite
+    reports "locked" for the loser without calling the busy handler: retry with back-off."""
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(min(0.005 * 2**attempt, 0.5))
+
+
 class Store:
     """A connection to one database file, with the schema in place."""
 
@@ -117,7 +130,7 @@ class Store:
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not memory:
-                conn.execute("PRAGMA journal_mode = WAL")
+                _set_wal(conn)
             if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
                 raise StoreError(
                     f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA"
