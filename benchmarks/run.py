@@ -32,8 +32,8 @@ sys.path.insert(0, str(HERE))
 from workload import stripe_lifecycles, stripe_stream  # noqa: E402
 
 from engine import Engine, load_chart  # noqa: E402
-from engine._fold import FOLD_ROWS  # noqa: E402
-from engine.store import EVENT_FIELDS, Store  # noqa: E402
+from engine.runtime.fold import FOLD_ROWS  # noqa: E402
+from engine.store.sqlite import EVENT_FIELDS, Store  # noqa: E402
 
 Row = dict[str, Any]
 
@@ -126,7 +126,7 @@ def _validator(name: str, lives: list[list[str]], quick: bool) -> Row:
 
 
 def _nested(chart: Any) -> list[Any]:
-    from engine.machine import _transitions_states
+    from engine.chart.compiled import _transitions_states
 
     return _transitions_states(chart.spec.states)
 

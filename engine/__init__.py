@@ -5,8 +5,7 @@ The public API is this list; everything else is private.
 
 import typing as _typing  # private: __all__ stays exactly the public names
 
-from .chart import ChartSpec
-from .deliveries import Event, read_delivery
+from .chart import Chart, ChartSpec, Finding, available_charts, lint, load_chart
 from .errors import (
     ChartError,
     DeliveryError,
@@ -18,9 +17,8 @@ from .errors import (
     UnknownState,
     UnknownTrigger,
 )
-from .lint import Finding, lint
-from .machine import Chart, available_charts, load_chart
 from .models import InvoiceState, Mismatch, Outcome, ReplayReport
+from .runtime.delivery import Event, read_delivery
 
 __all__ = [
     "Chart",
@@ -54,12 +52,12 @@ __version__ = "0.1.0"
 # spelling `typing.TYPE_CHECKING`; an alias would show it the __getattr__, typing every name Any).
 if _typing.TYPE_CHECKING:
     from . import diagrams as diagrams  # mermaid, dot/svg/png, scxml, xstate
-    from .engine import Engine as Engine
+    from .runtime.engine import Engine as Engine
 else:
 
     def __getattr__(name: str) -> _typing.Any:
         if name == "Engine":
-            from .engine import Engine
+            from .runtime.engine import Engine
 
             globals()["Engine"] = Engine
             return Engine

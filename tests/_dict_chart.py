@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.chart import load_yaml
+from engine.chart.load import load_yaml
 
 _MISSING = object()
 _OPS = ("==", "!=", "<=", ">=", "<", ">")

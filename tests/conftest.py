@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from engine.machine import bundled_chart_dir
+from engine.chart import bundled_chart_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_FILES = sorted(bundled_chart_dir().glob("*.yaml"))

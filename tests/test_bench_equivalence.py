@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from engine import Engine, Outcome
-from engine._construct import construct
+from engine.runtime._construct import construct
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
@@ -99,22 +99,22 @@ def test_construct_falls_back_when_fields_are_missing_or_wrong() -> None:
 def test_lazy_public_names_are_the_real_ones() -> None:
     import engine
     import engine.diagrams
-    import engine.engine
+    import engine.runtime.engine
 
-    assert engine.Engine is engine.engine.Engine
+    assert engine.Engine is engine.runtime.engine.Engine
     assert engine.diagrams is sys.modules["engine.diagrams"]
     assert {"Engine", "diagrams"} <= set(dir(engine))
     namespace: dict[str, Any] = {}
     exec_star = __import__("engine", fromlist=["*"])
     namespace.update({name: getattr(exec_star, name) for name in engine.__all__})
-    assert namespace["Engine"] is engine.engine.Engine
+    assert namespace["Engine"] is engine.runtime.engine.Engine
     with pytest.raises(AttributeError, match="no attribute 'Engin'"):
         _ = engine.Engin  # type: ignore[attr-defined]
 
 
 def test_cli_start_up_leaves_heavy_modules_unimported() -> None:
     # The benchmark times `invoice-engine check`; these imports are what made it slow.
-    heavy = ["sqlite_utils", "engine.engine", "transitions.extensions"]
+    heavy = ["sqlite_utils", "engine.runtime.engine", "transitions.extensions"]
     code = f"import sys, engine.cli; print(','.join(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -16,7 +16,8 @@ import jsonschema
 import pytest
 
 import engine
-from engine.chart import ChartSpec, load_yaml, parse_chart, read_chart_file
+from engine.chart.load import load_yaml, parse_chart, read_chart_file
+from engine.chart.spec import ChartSpec
 
 HERE = Path(__file__).resolve().parent
 BROKEN = sorted((HERE / "charts_broken").glob("*.yaml"))

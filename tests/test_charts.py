@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import engine
-from engine.chart import CANONICAL_STATES
-from engine.machine import Chart
+from engine.chart import Chart
+from engine.chart.spec import CANONICAL_STATES
 
 STREAMS = Path(__file__).resolve().parent.parent / "examples" / "streams"
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import engine
-from engine.chart import ChartSpec
+from engine.chart.spec import ChartSpec
 from engine.cli import main
 
 HERE = Path(__file__).resolve().parent

@@ -175,7 +175,7 @@ def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised() -> 
 
 
 def test_body_size_limit_counts_bytes_for_text_bodies() -> None:
-    from engine.deliveries import MAX_BODY_BYTES
+    from engine.runtime.delivery import MAX_BODY_BYTES
 
     text = "é" * (MAX_BODY_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
     out = engine.Engine(":memory:").apply("stripe", text)

@@ -36,12 +36,12 @@ from statemachine.io import load as load_statechart
 
 import engine
 from engine import Chart, DiagramError, TransitionNotAllowed, diagrams, load_chart
-from engine.chart import load_yaml, parse_chart
+from engine.chart import bundled_chart_dir
+from engine.chart.load import load_yaml, parse_chart
 from engine.cli import main
 from engine.diagrams import _dot, _model
 from engine.diagrams._mermaid import _text
 from engine.diagrams._scxml import guard_to_ecmascript
-from engine.machine import bundled_chart_dir
 
 HERE = Path(__file__).resolve().parent
 JS = HERE / "js"

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine import Engine
 from engine.cli._run import read_jsonl
-from engine.engine import Delivery
+from engine.runtime.engine import Delivery
 
 STREAMS = Path(__file__).resolve().parent.parent / "examples" / "streams"
 PROVIDERS = ["stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind"]

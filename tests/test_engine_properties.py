@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 from engine import Chart, Engine, Outcome, TransitionNotAllowed, load_chart
-from engine._testing_paths import illegal_steps, legal_steps
-from engine.chart import CANONICAL_STATES
-from engine.machine import bundled_chart_dir
+from engine.chart import bundled_chart_dir
+from engine.chart.spec import CANONICAL_STATES
 from engine.testing import Delivery, deliveries, event_sequences, expected_states
+from engine.testing._paths import illegal_steps, legal_steps
 
 FIXTURE_OK = settings(
     suppress_health_check=[*settings().suppress_health_check, HealthCheck.function_scoped_fixture]

@@ -21,10 +21,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import Engine
-from engine._expr import Locator
-from engine.chart import load_yaml, read_chart_file
+from engine.chart import Chart, bundled_chart_dir, load_chart
+from engine.chart.expr import Locator
+from engine.chart.load import load_yaml, read_chart_file
 from engine.errors import ChartError
-from engine.machine import Chart, bundled_chart_dir, load_chart
 from engine.testing import deliveries
 
 CHART_NAMES = sorted(p.stem for p in bundled_chart_dir().glob("*.yaml"))

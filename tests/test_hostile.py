@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from engine import Engine
-from engine.deliveries import MAX_BODY_BYTES
-from engine.machine import bundled_chart_dir, load_chart
+from engine.chart import bundled_chart_dir, load_chart
+from engine.runtime.delivery import MAX_BODY_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART_NAMES = sorted(p.stem for p in bundled_chart_dir().glob("*.yaml"))

@@ -9,9 +9,10 @@ import pytest
 from pydantic import ValidationError
 
 import engine
-from engine.chart import ChartSpec, parse_chart
-from engine.lint import RULES, Finding, lint
-from engine.machine import Chart
+from engine.chart import Chart
+from engine.chart.lint import RULES, Finding, lint
+from engine.chart.load import parse_chart
+from engine.chart.spec import ChartSpec
 
 
 def _data(transitions: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

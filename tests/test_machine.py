@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import engine
-from engine.machine import Chart
+from engine.chart import Chart
 
 
 def test_stripe_validator_basics() -> None:

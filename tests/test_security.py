@@ -34,8 +34,8 @@ from hypothesis import strategies as st
 
 import engine
 from engine import Engine
-from engine._expr import Guard
-from engine.chart import load_yaml
+from engine.chart.expr import Guard
+from engine.chart.load import load_yaml
 from engine.errors import ChartError
 
 ENGINE_DIR = Path(engine.__file__).resolve().parent

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from engine import Engine, StoreError
-from engine.store import SCHEMA_VERSION, Store
+from engine.store.sqlite import SCHEMA_VERSION, Store
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {

@@ -364,7 +364,7 @@ def test_a_system_ending_in_another_state_is_caught(chart_file: Path) -> None:
 
 
 def test_a_wrong_start_is_caught_at_once() -> None:
-    path = engine.machine.bundled_chart_dir() / "stripe.yaml"
+    path = engine.chart.bundled_chart_dir() / "stripe.yaml"
     with pytest.raises(AssertionError, match="at the start, your system is in 'open'"):
         check_against_chart(load_chart("stripe"), _dict_system(path, start="open"))
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..chart import available_charts, load_chart
 from ..errors import ChartError, TransitionNotAllowed
-from ..machine import available_charts, load_chart
 from ._base import chart_dir_option, emit_json, json_option, main, table
 
 if TYPE_CHECKING:
-    from ..chart import EventSpec, StateSpec
-    from ..lint import Finding
-    from ..machine import Chart
+    from ..chart import Chart
+    from ..chart.lint import Finding
+    from ..chart.spec import EventSpec, StateSpec
 
 
 @main.command()
@@ -187,7 +187,7 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
 
 
 def _lint_one(target: str, chart_dir: str | None) -> tuple[str, str, list[Finding]]:
-    from ..lint import Finding, lint
+    from ..chart.lint import Finding, lint
 
     try:
         chart = load_chart(target, chart_dir)
@@ -262,7 +262,7 @@ def schema(output: str | None) -> None:
 
     Example: invoice-engine schema -o statechart.schema.json
     """
-    from ..chart import ChartSpec
+    from ..chart.spec import ChartSpec
 
     text = json.dumps(ChartSpec.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
     if output is None:

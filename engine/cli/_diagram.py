@@ -9,9 +9,9 @@ from typing import cast
 
 import click
 
+from ..chart import load_chart
 from ..diagrams import FORMATS, Direction, HistoryEntry, export, format_for
 from ..errors import DiagramError
-from ..machine import load_chart
 from ._base import chart_dir_option, db_option, main
 
 _PICTURES = ("mermaid", "dot", "svg", "png")
@@ -104,7 +104,7 @@ def diagram(
 def _history(
     db_path: str, chart_dir: str | None, provider: str, invoice_id: str
 ) -> list[HistoryEntry]:
-    from ..engine import Engine
+    from ..runtime.engine import Engine
 
     if db_path != ":memory:" and not Path(db_path).exists():
         raise click.ClickException(

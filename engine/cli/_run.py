@@ -17,12 +17,12 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from ..machine import available_charts
+from ..chart import available_charts
 from ..models import Outcome
 from ._base import chart_dir_option, db_option, emit_json, json_option, main, table
 
 if TYPE_CHECKING:  # imported where used: chart-only commands start faster without SQLite
-    from ..engine import Delivery, Engine
+    from ..runtime.engine import Delivery, Engine
 
 __all__ = ["example_streams_dir", "read_jsonl"]
 
@@ -124,7 +124,7 @@ def _engine(db_path: str, chart_dir: str | None, *, must_exist: bool, **kw: Any)
         raise click.ClickException(
             f"no database at {db_path!r}; run `invoice-engine apply` first, or pass --db"
         )
-    from ..engine import Engine
+    from ..runtime.engine import Engine
 
     return Engine(db_path, chart_dir=chart_dir, **kw)
 
@@ -314,7 +314,7 @@ def demo(db_path: str | None, as_json: bool) -> None:
     if not files:
         raise click.ClickException(f"no example streams found in {streams}")
     results: dict[str, Any] = {}
-    from ..engine import Engine
+    from ..runtime.engine import Engine
 
     with Engine(db_path) as eng:
         for path in files:

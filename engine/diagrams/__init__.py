@@ -38,7 +38,7 @@ from ._scxml import to_scxml as _to_scxml
 from ._xstate import to_xstate as _to_xstate
 
 if TYPE_CHECKING:
-    from ..machine import Chart
+    from ..chart import Chart
 
 __all__ = [
     "FORMATS",

@@ -22,11 +22,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from .._expr import Guard
-from ..chart import StateSpec
+from ..chart.expr import Guard
+from ..chart.spec import StateSpec
 
 if TYPE_CHECKING:
-    from ..machine import Chart
+    from ..chart import Chart
 
 __all__ = ["ANY", "Edge", "Graph", "Highlight", "HistoryEntry", "Node", "Transition", "build"]
 

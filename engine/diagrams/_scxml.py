@@ -18,7 +18,7 @@ import json
 import re
 from xml.sax.saxutils import escape, quoteattr
 
-from .._expr import Guard
+from ..chart.expr import Guard
 from ..errors import DiagramError
 from ._model import Graph, Transition, ncname_ids
 

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from engine.chart import load_yaml
+from engine.chart.load import load_yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent

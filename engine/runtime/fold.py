@@ -16,11 +16,11 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
+from ..chart.compiled import Chart
+from ..models import Outcome
 from ._construct import construct
 from .decide import Decision, OnUnknown, decide
-from .deliveries import Event
-from .machine import Chart
-from .models import Outcome
+from .delivery import Event
 
 __all__ = ["FOLD_ROWS", "refold", "stored_event"]
 

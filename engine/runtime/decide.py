@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .deliveries import Event
-from .errors import TransitionNotAllowed
-from .machine import Chart
+from ..chart.compiled import Chart
+from ..errors import TransitionNotAllowed
+from .delivery import Event
 
 __all__ = ["Decision", "OnUnknown", "decide", "fold_rank"]
 

@@ -1,23 +1,14 @@
-"""The chart file: pydantic models for ``statecharts/*.yaml``, and loading them with real errors.
+"""The chart file's structure: pydantic models for ``statecharts/*.yaml``.
 
-A chart is validated twice. First its *structure*, by the pydantic models below (the same models
-give ``invoice-engine schema``). Then its *meaning*, by :func:`_check_meaning`: the initial
-states, every source and dest, every trigger named by the delivery map and every status mapping
-must exist; every state must have a canonical lifecycle state. Either way a broken chart raises
-:class:`~engine.errors.ChartError` naming the file, the place inside it and what was wrong.
-
-YAML is read with a safe loader that keeps ``on``/``off``/``yes``/``no`` as strings (YAML 1.1
-would turn them into booleans, silently changing a state called ``on`` into ``True``) and that
-refuses duplicate keys (PyYAML would otherwise keep the last one without a word).
+These models are the first of a chart's two validations (structure; :mod:`engine.chart.load`
+checks meaning) and give ``invoice-engine schema`` its JSON Schema.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -25,7 +16,6 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
-    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -33,9 +23,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from ._chart_messages import key_path, locate, pydantic_problem
-from ._expr import Guard, Locator
-from .errors import ChartError
+from .expr import Guard, Locator
 
 __all__ = [
     "CANONICAL_STATES",
@@ -46,8 +34,6 @@ __all__ = [
     "StateSpec",
     "TimeSpec",
     "TransitionSpec",
-    "parse_chart",
-    "read_chart_file",
 ]
 
 #: The canonical lifecycle every provider's states map to. A provider may add its own
@@ -285,190 +271,3 @@ class ChartSpec(_Model):
     delivery: DeliveryMap
     events: dict[str, EventSpec]
     lint_exceptions: list[LintException] = Field(default_factory=list)
-
-
-# --------------------------------------------------------------------------------------- YAML
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe, YAML-1.2-ish booleans (only true/false), and no duplicate keys."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            first = seen[key].start_mark
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first at line {first.line + 1}); YAML would keep "
-                "only the last one",
-                key_node.start_mark,
-            )
-        seen[key] = key_node
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,
-)
-
-
-def load_yaml(text: str, source: str = "<string>") -> Any:
-    """YAML to Python, safely; a YAML error becomes a :class:`ChartError` with the line."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start is not None and start is not mark:
-            # The mistake is often where the construct began (an unclosed bracket), not here.
-            problem += f" ({context} at line {start.line + 1})"
-        raise ChartError(source, where, f"not valid YAML: {problem}") from None
-
-
-# --------------------------------------------------------------------------------- meaning
-
-
-def _leaf_names(states: list[StateSpec], prefix: str = "") -> list[str]:
-    out: list[str] = []
-    for s in states:
-        full = prefix + s.name
-        out.extend(_leaf_names(s.states, full + ".") if s.states else [full])
-    return out
-
-
-def _all_names(states: list[StateSpec], prefix: str = "") -> dict[str, StateSpec]:
-    out: dict[str, StateSpec] = {}
-    for s in states:
-        full = prefix + s.name
-        out[full] = s
-        out.update(_all_names(s.states, full + "."))
-    return out
-
-
-def _unknown(kind: str, name: str, valid: list[str]) -> str:
-    shown = ", ".join(valid[:15]) + (", …" if len(valid) > 15 else "")
-    return f"unknown {kind} {name!r}; {kind}s are: {shown}"
-
-
-def _check_states(spec: ChartSpec, source: str) -> None:
-    def walk(states: list[StateSpec], where: str, inherited: str | None) -> None:
-        names = [s.name for s in states]
-        for i, s in enumerate(states):
-            loc = f"{where}[{i}]"
-            if names.count(s.name) > 1:
-                raise ChartError(source, f"{loc}.name", f"state {s.name!r} is defined twice")
-            if s.parallel:
-                raise ChartError(
-                    source, f"{loc}.parallel", "parallel regions are not supported yet"
-                )
-            canonical = s.canonical or inherited
-            if not s.states:
-                if canonical is None:
-                    raise ChartError(
-                        source,
-                        loc,
-                        f"state {s.name!r} has no canonical lifecycle state: add canonical: "
-                        f"one of {', '.join(CANONICAL_STATES)} (here or on its parent)",
-                    )
-                if s.initial is not None:
-                    raise ChartError(source, f"{loc}.initial", "only compound states have initial")
-            else:
-                if s.final:
-                    raise ChartError(source, f"{loc}.final", "a compound state can't be final")
-                if s.initial is not None and s.initial not in [c.name for c in s.states]:
-                    raise ChartError(
-                        source,
-                        f"{loc}.initial",
-                        _unknown("state", s.initial, [c.name for c in s.states]),
-                    )
-                walk(s.states, f"{loc}.states", canonical)
-
-    walk(spec.states, "states", None)
-
-
-def _check_meaning(spec: ChartSpec, source: str) -> None:
-    _check_states(spec, source)
-    names = list(_all_names(spec.states))
-    leaves = _leaf_names(spec.states)
-
-    def state(name: str, loc: str) -> None:
-        if name not in names:
-            raise ChartError(source, loc, _unknown("state", name, names))
-
-    for i, name in enumerate(spec.initial):
-        state(name, f"initial[{i}]" if len(spec.initial) > 1 else "initial")
-    triggers: list[str] = []
-    for i, t in enumerate(spec.transitions):
-        for j, src in enumerate(t.source):
-            if src != "*":
-                state(src, f"transitions[{i}].source" + (f"[{j}]" if len(t.source) > 1 else ""))
-        if t.dest is not None:
-            state(t.dest, f"transitions[{i}].dest")
-        if t.trigger not in triggers:
-            triggers.append(t.trigger)
-    for event_type, ev in spec.events.items():
-        loc = key_path("events", event_type)
-        if ev.trigger is not None and ev.trigger not in triggers:
-            raise ChartError(source, f"{loc}.trigger", _unknown("trigger", ev.trigger, triggers))
-        for j, s in enumerate(ev.states or []):
-            state(s, f"{loc}.states[{j}]")
-        if ev.follow_status and spec.delivery.status is None:
-            raise ChartError(source, loc, "follow_status needs delivery.status")
-    for value, target in spec.delivery.statuses.items():
-        if target not in leaves:
-            raise ChartError(
-                source, key_path("delivery.statuses", value), _unknown("state", target, leaves)
-            )
-
-
-def parse_chart(data: Any, source: str = "<string>") -> ChartSpec:
-    """Validate already-loaded YAML data as a chart: structure, then meaning.
-
-    Raises:
-        ChartError: naming ``source``, the location inside it and the problem.
-    """
-    if data is None:
-        raise ChartError(source, "", "the chart is empty; it needs provider, initial, states, …")
-    if not isinstance(data, dict):
-        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
-        raise ChartError(source, "", f"a chart is a mapping (provider: …, states: …), got {kind}")
-    try:
-        spec = ChartSpec.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = pydantic_problem(first, ChartSpec)
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise ChartError(source, locate(first["loc"]), msg + more) from None
-    _check_meaning(spec, source)
-    return spec
-
-
-def read_chart_file(path: str | Path) -> ChartSpec:
-    """Read, parse and check a chart file."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ChartError(str(p), "", f"can't read the file: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ChartError(str(p), "", f"not UTF-8 text: {exc.reason}") from None
-    return parse_chart(load_yaml(text, str(p)), str(p))

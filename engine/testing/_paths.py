@@ -15,10 +15,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._expr import Guard
-from ._expr import Step as PathStep
-from .errors import TransitionNotAllowed
-from .machine import Chart
+from ..chart import Chart
+from ..chart.expr import Guard
+from ..chart.expr import Step as PathStep
+from ..errors import TransitionNotAllowed
 
 __all__ = ["Path", "Step", "covering_paths", "illegal_steps", "legal_steps", "shortest_paths"]
 

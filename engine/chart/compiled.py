@@ -26,10 +26,10 @@ from typing import Any
 from transitions import Machine
 from transitions.core import Condition
 
-from .chart import ChartSpec, EventSpec, StateSpec, read_chart_file
-from .errors import TransitionNotAllowed, UnknownProvider, UnknownState, UnknownTrigger
+from ..errors import TransitionNotAllowed, UnknownState, UnknownTrigger
+from .spec import ChartSpec, EventSpec, StateSpec
 
-__all__ = ["Chart", "available_charts", "bundled_chart_dir", "load_chart"]
+__all__ = ["Chart"]
 
 _Step = tuple[str | None, tuple[Condition, ...]]  # (dest leaf or None for internal, conditions)
 
@@ -301,57 +301,3 @@ class Chart:
 
     def __repr__(self) -> str:
         return f"<Chart {self.name!r}: {len(self.states)} states, {len(self.triggers)} triggers>"
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-def bundled_chart_dir() -> Path:
-    """The folder of the charts shipped with the package.
-
-    In a wheel the charts sit inside the package (``engine/statecharts``); in a source checkout
-    (and an editable install) they are the repository's top-level ``statecharts/``.
-    """
-    here = Path(__file__).resolve().parent
-    inside = here / "statecharts"
-    return inside if inside.is_dir() else here.parent / "statecharts"
-
-
-def _chart_files(chart_dir: str | Path | None) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for folder in [bundled_chart_dir(), *([Path(chart_dir)] if chart_dir else [])]:
-        for p in sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.yml")):
-            found[p.stem] = p
-    return found
-
-
-def available_charts(chart_dir: str | Path | None = None) -> list[str]:
-    """Names of the bundled charts, plus those in ``chart_dir`` (which win on a name clash)."""
-    return sorted(_chart_files(chart_dir))
-
-
-@cache
-def _load_path(path: Path, mtime: float) -> Chart:
-    return Chart(read_chart_file(path), path)
-
-
-def load_chart(name_or_path: str | Path, chart_dir: str | Path | None = None) -> Chart:
-    """A chart by bundled name (``"stripe"``), by name in ``chart_dir``, or by file path.
-
-    Charts are cached per file and modification time, so loading one twice is free.
-
-    Raises:
-        UnknownProvider: no chart of that name; the message lists those available.
-        ChartError: the chart file is broken.
-    """
-    text = str(name_or_path)
-    as_path = Path(text)
-    if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
-        resolved = as_path.resolve()
-        mtime = resolved.stat().st_mtime if resolved.exists() else 0.0
-        return _load_path(resolved, mtime)
-    files = _chart_files(chart_dir)
-    if text not in files:
-        raise UnknownProvider(text, files)
-    path = files[text].resolve()
-    return _load_path(path, path.stat().st_mtime)

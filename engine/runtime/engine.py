@@ -27,14 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..chart import Chart, load_chart
+from ..errors import DeliveryError, EngineError
+from ..models import InvoiceState, Mismatch, Outcome, OutcomeStatus, ReplayReport
+from ..store.sqlite import EVENT_FIELDS, Store, Synchronous
 from ._construct import construct
-from ._fold import FOLD_ROWS, refold, stored_event
 from .decide import Decision, OnUnknown, decide, fold_rank
-from .deliveries import Event, normalize_headers, raw_bytes, read_delivery, redact_headers
-from .errors import DeliveryError, EngineError
-from .machine import Chart, load_chart
-from .models import InvoiceState, Mismatch, Outcome, OutcomeStatus, ReplayReport
-from .store import EVENT_FIELDS, Store, Synchronous
+from .delivery import Event, normalize_headers, raw_bytes, read_delivery, redact_headers
+from .fold import FOLD_ROWS, refold, stored_event
 
 __all__ = ["Body", "Delivery", "Engine"]
 

@@ -27,9 +27,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from .chart import CANONICAL_STATES, ChartSpec, StateSpec
-from .errors import ChartError
-from .machine import Chart
+from ..errors import ChartError
+from .compiled import Chart
+from .spec import CANONICAL_STATES, ChartSpec, StateSpec
 
 __all__ = ["RULES", "Finding", "lint"]
 

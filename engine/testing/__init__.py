@@ -51,8 +51,10 @@ except ImportError as exc:
         "engine.testing needs hypothesis; install it with: pip install 'invoice-engine[testing]'"
     ) from exc
 
-from ._testing_deliveries import Delivery, deliveries, expected_states
-from ._testing_paths import (
+from ..chart import Chart
+from ..errors import TransitionNotAllowed, UnknownTrigger
+from ._deliveries import Delivery, deliveries, expected_states
+from ._paths import (
     Path,
     Step,
     covering_paths,
@@ -60,8 +62,6 @@ from ._testing_paths import (
     legal_steps,
     shortest_paths,
 )
-from .errors import TransitionNotAllowed, UnknownTrigger
-from .machine import Chart
 
 __all__ = [
     "Adapter",

@@ -17,10 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from ..chart.compiled import Chart
+from ..chart.expr import MISSING, Locator
+from ..errors import DeliveryError
 from ._construct import construct
-from ._expr import MISSING, Locator
-from .errors import DeliveryError
-from .machine import Chart
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from .errors import StoreError
+from ..errors import StoreError
 
 __all__ = ["SCHEMA_VERSION", "Store", "Synchronous"]
 

@@ -24,10 +24,10 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from ._expr import MISSING, Guard, Locator
-from ._testing_paths import Step, illegal_steps, legal_steps, put_path
-from .errors import TransitionNotAllowed
-from .machine import Chart
+from ..chart import Chart
+from ..chart.expr import MISSING, Guard, Locator
+from ..errors import TransitionNotAllowed
+from ._paths import Step, illegal_steps, legal_steps, put_path
 
 __all__ = ["Delivery", "deliveries", "expected_states"]
 

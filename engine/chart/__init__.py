@@ -1,0 +1,28 @@
+"""Charts: the YAML format (:mod:`.spec`), loading it (:mod:`.load`), guard and path expressions
+(:mod:`.expr`), the compiled :class:`Chart` over the shared ``transitions`` machine
+(:mod:`.compiled`) and lint (:mod:`.lint`).
+
+The compiled :class:`Chart` is the one reader of the state tree: everything else (lint,
+diagrams, the testing helpers, the CLI) asks it, never the spec, for leaves, initial children
+and what ``*`` expands to.
+"""
+
+from .compiled import Chart
+from .lint import Finding, lint
+from .load import available_charts, bundled_chart_dir, load_chart, load_yaml, parse_chart
+from .spec import CANONICAL_STATES, ChartSpec, EventSpec, StateSpec
+
+__all__ = [
+    "CANONICAL_STATES",
+    "Chart",
+    "ChartSpec",
+    "EventSpec",
+    "Finding",
+    "StateSpec",
+    "available_charts",
+    "bundled_chart_dir",
+    "lint",
+    "load_chart",
+    "load_yaml",
+    "parse_chart",
+]

@@ -1,0 +1,1 @@
+"""Persistence: the only place SQL is written. :mod:`.sqlite` is the embedded default."""
