@@ -32,8 +32,7 @@ sys.path.insert(0, str(HERE))
 from workload import stripe_lifecycles, stripe_stream  # noqa: E402
 
 from engine import Engine, load_chart  # noqa: E402
-from engine.runtime.fold import FOLD_ROWS  # noqa: E402
-from engine.store.sqlite import EVENT_FIELDS, Store  # noqa: E402
+from engine.store.sqlite import SqliteStore  # noqa: E402
 
 Row = dict[str, Any]
 
@@ -168,22 +167,18 @@ def bench_batch(quick: bool, folder: str) -> list[Row]:
         statuses: dict[str, int] = {}
         for o in outs:
             statuses[o.status] = statuses.get(o.status, 0) + 1
-        revised = eng.store.conn.execute("SELECT COUNT(*) FROM revisions").fetchone()[0]
-        rows = eng.store.conn.execute(
-            f"SELECT {', '.join(EVENT_FIELDS)} FROM events ORDER BY seq"
-        ).fetchall()
+        with eng.store.read() as tx:
+            revised = sum(1 for _ in tx.revision_rows())
+            rows = list(tx.event_rows())
 
-    # The storage limit: the same rows, the same table and indexes, the same transactions.
+    # The storage limit: the same rows, the same table and indexes, the same transactions —
+    # one executemany of the engine's own INSERT per batch.
     raw_path = _fresh_db(folder, "raw.db")
-    store = Store(raw_path)
-    insert = (
-        f"INSERT INTO events ({', '.join(EVENT_FIELDS)}) "
-        f"VALUES ({', '.join('?' * len(EVENT_FIELDS))})"
-    )
+    store = SqliteStore(raw_path)
     t0 = time.perf_counter()
     for i in range(0, len(rows), 2000):
-        with store.write() as conn:
-            conn.executemany(insert, rows[i : i + 2000])
+        with store.write() as raw:
+            raw.insert_events(rows[i : i + 2000])
     t_raw = time.perf_counter() - t0
     store.close()
     engine_rate, raw_rate = _rate(n, t_engine), _rate(n, t_raw)
@@ -349,8 +344,8 @@ def bench_late(quick: bool, folder: str) -> list[Row]:
             peers[f"history {k}: late"] = cost * 1e3
             per_event[f"history {k}"] = cost / (k + 1) * 1e6
         # A late event re-reads one invoice's events through an index, never the whole table.
-        plan = eng.store.conn.execute("EXPLAIN QUERY PLAN " + FOLD_ROWS, ("stripe", "x"))
-        plan_text = "; ".join(str(r[3]) for r in plan)
+        assert isinstance(eng.store, SqliteStore)
+        plan_text = "; ".join(eng.store.explain_fold())
     return [
         {
             "name": f"late event (table holds {background:,} other deliveries)",

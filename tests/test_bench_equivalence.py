@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 
 from engine import Engine, Outcome
@@ -23,27 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from workload import Mix, stripe_stream
 
-_EVENT_COLS = (
-    "seq, event_id, live, invoice_id, event_type, trigger, status, outcome, reason, from_state,"
-    " to_state, retryable, adopted, occurred_at, fold_time, fold_rank, revisions, body"
-)
-
 
 def _comparable(o: Outcome) -> dict[str, Any]:
     return o.model_dump(exclude={"received_at"})
 
 
 def _tables(eng: Engine) -> tuple[list[Any], list[Any], list[Any]]:
-    conn = eng.store.conn
-    events = conn.execute(f"SELECT {_EVENT_COLS} FROM events ORDER BY seq").fetchall()
-    invoices = conn.execute(
-        "SELECT provider, invoice_id, state, canonical, version, last_time, last_rank,"
-        " last_event_id FROM invoices ORDER BY provider, invoice_id"
-    ).fetchall()
-    revisions = conn.execute(
-        "SELECT seq, cause_seq, old_outcome, new_outcome, old_from, old_to, new_from, new_to,"
-        " old_reason, new_reason FROM revisions ORDER BY id"
-    ).fetchall()
+    # everything but the processing times (received_at, created_at, updated_at, revised_at)
+    events = [r._replace(received_at="", headers=r.headers) for r in _db.events(eng)]
+    invoices = [r._replace(created_at="", updated_at="") for r in _db.invoices(eng)]
+    revisions = [r._replace(revised_at="") for r in _db.revisions(eng)]
     return events, invoices, revisions
 
 

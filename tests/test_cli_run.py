@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
+import _db
 import pytest
 from click.testing import CliRunner
 
@@ -46,11 +46,9 @@ def test_bad_line_reported_with_number_and_stored(db: str, tmp_path: Path) -> No
     res = CliRunner().invoke(main, ["apply", "stripe", str(src), "--db", db])
     assert res.exit_code == 0, res.output
     assert "line 3: invalid" in res.output
-    conn = sqlite3.connect(db)
-    rows = conn.execute("SELECT outcome, body FROM events ORDER BY seq").fetchall()
-    conn.close()
-    assert [r[0] for r in rows] == ["applied", "invalid"]
-    assert rows[1][1] == b"{oops not json"
+    rows = _db.events(db)
+    assert [r.outcome for r in rows] == ["applied", "invalid"]
+    assert rows[1].body == b"{oops not json"
 
 
 def test_on_unknown_reject(db: str, tmp_path: Path) -> None:
@@ -87,10 +85,7 @@ def test_state_history_replay(db: str) -> None:
 def test_replay_exit_code_on_mismatch_and_repair(db: str) -> None:
     r = CliRunner()
     r.invoke(main, ["apply", "stripe", str(STRIPE), "--db", db])
-    conn = sqlite3.connect(db)
-    conn.execute("UPDATE invoices SET state = 'draft' WHERE invoice_id = 'in_1PqA8sDemo0001'")
-    conn.commit()
-    conn.close()
+    _db.set_state_behind_the_engine(db, "in_1PqA8sDemo0001", "draft")
     res = r.invoke(main, ["replay", "stripe", "--db", db])
     assert res.exit_code == 1
     assert "in_1PqA8sDemo0001" in res.output

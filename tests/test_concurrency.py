@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 
 from engine import Engine
@@ -51,23 +51,17 @@ def _streams(n: int, writers: int, seed: int) -> list[list[bytes]]:
 
 
 def _snapshot(db: Path) -> dict[str, Any]:
-    conn = sqlite3.connect(db)
-    try:
-        invoices = conn.execute(
-            "SELECT invoice_id, state, canonical FROM invoices ORDER BY invoice_id"
-        ).fetchall()
-        live = conn.execute(
-            "SELECT event_id, invoice_id, outcome, from_state, to_state, reason FROM events"
-            " WHERE live = 1 ORDER BY event_id"
-        ).fetchall()
-        doubled = conn.execute(
-            "SELECT event_id FROM events WHERE live = 1 GROUP BY event_id HAVING COUNT(*) > 1"
-        ).fetchall()
-        rows = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-        check = conn.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        conn.close()
-    return {"invoices": invoices, "live": live, "doubled": doubled, "rows": rows, "ok": check}
+    invoices = sorted((i.invoice_id, i.state, i.canonical) for i in _db.invoices(db))
+    live = sorted(
+        (r.event_id or "", r.invoice_id, r.outcome, r.from_state, r.to_state, r.reason)
+        for r in _db.live_events(db)
+    )
+    doubled = _db.doubled_live_events(db)
+    rows = len(_db.events(db))
+    return {
+        "invoices": invoices, "live": live, "doubled": doubled, "rows": rows,
+        "ok": _db.integrity(db),
+    }  # fmt: skip
 
 
 def _sequential(tmp_path: Path, streams: list[list[bytes]]) -> dict[str, Any]:

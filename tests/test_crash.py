@@ -14,13 +14,13 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 
 from engine import Engine
@@ -47,14 +47,7 @@ def _apply(stream: Path, db: Path) -> subprocess.Popen[bytes]:
 
 
 def _rows(db: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # not created yet, or the schema not yet in place
-        return 0
+    return _db.count_rows_read_only(db) or 0
 
 
 def _kill_at(stream: Path, db: Path, rows: int, extra: float) -> bool:
@@ -93,23 +86,21 @@ def _snapshot(db: Path) -> dict[str, Any]:
       (or ``invalid`` for the malformed lines) — which is exactly the redelivery contract.
     - ``revisions``: the audit trail of re-folded outcomes, as (event id, old, new) triples.
     """
-    conn = sqlite3.connect(db)
-    try:
-        invoices = conn.execute(
-            "SELECT invoice_id, state, canonical, version, last_time, last_rank, last_event_id"
-            " FROM invoices ORDER BY invoice_id"
-        ).fetchall()
-        live = conn.execute(
-            "SELECT event_id, invoice_id, event_type, outcome, from_state, to_state, reason,"
-            " retryable, adopted, fold_time, fold_rank, revisions"
-            " FROM events WHERE live = 1 ORDER BY event_id"
-        ).fetchall()
-        revisions = conn.execute(
-            "SELECT e.event_id, r.old_outcome, r.new_outcome, r.old_to, r.new_to"
-            " FROM revisions r JOIN events e ON e.seq = r.seq ORDER BY e.event_id, r.id"
-        ).fetchall()
-    finally:
-        conn.close()
+    invoices = sorted(
+        (i.invoice_id, i.state, i.canonical, i.version, *i.key) for i in _db.invoices(db)
+    )
+    events = _db.events(db)
+    live = sorted(
+        (r.event_id or "", r.invoice_id, r.event_type, r.outcome, r.from_state, r.to_state,
+         r.reason, r.retryable, r.adopted, r.fold_time, r.fold_rank, r.revisions)
+        for r in events if r.live
+    )  # fmt: skip
+    event_id = {r.seq: r.event_id or "" for r in events}
+    revisions = sorted(  # a stable sort: by event id, then in the order written
+        ((event_id[v.seq], v.old_outcome, v.new_outcome, v.old_to, v.new_to)
+         for v in _db.revisions(db)),
+        key=lambda t: t[0],
+    )  # fmt: skip
     return {"invoices": invoices, "live": live, "revisions": revisions}
 
 
@@ -131,25 +122,12 @@ def _check_crashes(tmp_path: Path, n: int, kills: int, seed: int) -> None:
 
     info = f"seed={seed}"
     assert _snapshot(crashed) == _snapshot(ref), info
-    conn = sqlite3.connect(crashed)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        doubled = conn.execute(
-            "SELECT event_id FROM events WHERE live = 1 GROUP BY event_id HAVING COUNT(*) > 1"
-        ).fetchall()
-        assert doubled == [], info
-        # Every line of the final run is accounted for, in order: as in the reference run, or
-        # a duplicate of an event a killed run had committed.
-        final = conn.execute(
-            "SELECT outcome, event_id FROM events WHERE seq > ? ORDER BY seq", (start,)
-        ).fetchall()
-    finally:
-        conn.close()
-    conn = sqlite3.connect(ref)
-    try:
-        expected = conn.execute("SELECT outcome, event_id FROM events ORDER BY seq").fetchall()
-    finally:
-        conn.close()
+    assert _db.integrity(crashed) == "ok"
+    assert _db.doubled_live_events(crashed) == [], info
+    # Every line of the final run is accounted for, in order: as in the reference run, or
+    # a duplicate of an event a killed run had committed.
+    final = [(r.outcome, r.event_id) for r in _db.events(crashed) if r.seq > start]
+    expected = [(r.outcome, r.event_id) for r in _db.events(ref)]
     assert len(final) == len(expected) == lines, info
     for (got, got_id), (want, want_id) in zip(final, expected, strict=True):
         assert got_id == want_id, info

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 
 import engine
@@ -170,7 +171,7 @@ def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised() -> 
         out = eng.apply("stripe", body)
         assert out.status == "invalid"
         assert "unreadable" in str(out)
-    stored = [r[0] for r in eng.store.conn.execute("SELECT body FROM events")]
+    stored = _db.bodies(eng)
     assert all(b.startswith(b"<a dict body") for b in stored)
 
 

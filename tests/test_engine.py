@@ -6,6 +6,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -31,16 +32,14 @@ def states(eng: Engine, provider: str) -> dict[str, str]:
 
 def live_outcomes(eng: Engine, provider: str) -> dict[str, tuple[Any, ...]]:
     """Each event's outcome as it counts in the fold (the live row), by event id."""
-    rows = eng.store.conn.execute(
-        "SELECT event_id, outcome, from_state, to_state, trigger FROM events"
-        " WHERE provider = ? AND live = 1",
-        (provider,),
-    ).fetchall()
-    return {r[0]: tuple(r[1:]) for r in rows}
+    rows = _db.live_events(eng, provider)
+    return {r.event_id or "": (r.outcome, r.from_state, r.to_state, r.trigger) for r in rows}
 
 
-def run(provider: str, deliveries: list[Delivery], **kw: Any) -> Engine:
-    eng = Engine(":memory:", **kw)
+def run(
+    provider: str, deliveries: list[Delivery], db: str | Path = ":memory:", **kw: Any
+) -> Engine:
+    eng = Engine(db, **kw)
     for d in deliveries:
         body, headers = d if isinstance(d, tuple) else (d, None)
         eng.apply(provider, body, headers)
@@ -116,7 +115,7 @@ def test_late_event_refolds_and_records_revisions() -> None:
     assert state.state == "paid"
     revised = [o for o in eng.history("stripe", "in_x") if o.revisions]
     assert [(o.event_id, o.status) for o in revised] == [("evt_3", "applied")]
-    rows = eng.store.conn.execute("SELECT old_outcome, new_outcome FROM revisions").fetchall()
+    rows = [(r.old_outcome, r.new_outcome) for r in _db.revisions(eng)]
     assert rows == [("rejected", "applied")]
 
 
@@ -138,11 +137,9 @@ def test_untimed_retry_of_retryable_rejection() -> None:
     retry = eng.apply("chargeover", _co("closed-paid"))
     assert retry.status == "applied"
     assert (retry.from_state, retry.to_state) == ("open.unpaid", "closed.paid")
-    superseded = eng.store.conn.execute(
-        "SELECT live, reason FROM events WHERE seq = ?", (first.seq,)
-    ).fetchone()
-    assert superseded[0] == 0
-    assert "superseded" in superseded[1]
+    superseded = next(r for r in _db.events(eng) if r.seq == first.seq)
+    assert superseded.live == 0
+    assert "superseded" in (superseded.reason or "")
     assert eng.apply("chargeover", _co("closed-paid")).status == "duplicate"
     assert eng.replay().ok
 
@@ -174,21 +171,20 @@ def test_apply_many_equals_one_by_one(provider: str) -> None:
         [getattr(o, f) for f in fields] for o in singles
     ]
     assert states(many, provider) == states(one, provider)
-    cols = "seq, provider, event_id, live, invoice_id, outcome, reason, from_state, to_state, body"
-    q = f"SELECT {cols} FROM events ORDER BY seq"
-    assert many.store.conn.execute(q).fetchall() == one.store.conn.execute(q).fetchall()
+    cols = ("seq", "provider", "event_id", "live", "invoice_id", "outcome", "reason", "from_state",
+            "to_state", "body")  # fmt: skip
+    assert [[getattr(r, c) for c in cols] for r in _db.events(many)] == [
+        [getattr(r, c) for c in cols] for r in _db.events(one)
+    ]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_replay_reproduces_and_detects_tampering(provider: str) -> None:
-    eng = run(provider, stream(provider))
+def test_replay_reproduces_and_detects_tampering(provider: str, tmp_path: Path) -> None:
+    eng = run(provider, stream(provider), db=tmp_path / "t.db")
     assert eng.replay(provider).ok
     invoice = next(iter(eng.invoices(provider)))
     bogus = next(s for s in eng.chart(provider).states if s != invoice.state)
-    eng.store.conn.execute(
-        "UPDATE invoices SET state = ? WHERE provider = ? AND invoice_id = ?",
-        (bogus, provider, invoice.invoice_id),
-    )
+    _db.set_state_behind_the_engine(tmp_path / "t.db", invoice.invoice_id, bogus)
     report = eng.replay(provider)
     assert not report.ok
     assert [(m.invoice_id, m.what, m.stored) for m in report.mismatches] == [
@@ -207,8 +203,8 @@ def test_bad_input_never_raises_and_is_stored_raw(provider: str, body: bytes | s
     eng = Engine(":memory:")
     out = eng.apply(provider, body, {"X-Event-Type": "PaymentReceived", "X-Webhook-ID": "w"})
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
-    stored = eng.store.conn.execute("SELECT body FROM events WHERE seq = ?", (out.seq,)).fetchone()
-    assert stored[0] == raw
+    stored = next(r for r in _db.events(eng) if r.seq == out.seq)
+    assert stored.body == raw
     assert out.status in {"invalid", "rejected", "applied", "unchanged"}
 
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 
 from engine import Engine
@@ -89,9 +90,8 @@ def _envelope(path: Path) -> tuple[str, dict[str, str] | None]:
 
 def _stored(eng: Engine, seq: int | None) -> tuple[bytes, str | None]:
     assert seq is not None
-    row = eng.store.conn.execute("SELECT body, headers FROM events WHERE seq = ?", (seq,))
-    body, headers = row.fetchone()
-    return bytes(body), headers
+    row = next(r for r in _db.events(eng) if r.seq == seq)
+    return bytes(row.body), row.headers
 
 
 def _provider_cases(provider: str) -> list[Path]:
@@ -247,7 +247,7 @@ def test_good_lines_around_hostile_ones(chart_name: str, tmp_path: Path) -> None
     assert [o["reason"] for o in result["outcomes"]] == [o.reason for o in outs]
     with Engine(db) as stored:
         assert _states(stored, chart_name) == expected
-        raws = [bytes(r[0]) for r in stored.store.conn.execute("SELECT body FROM events")]
+        raws = _db.bodies(stored)
     assert len(raws) == len(mixed)
     assert mixed[0] != raws[0]  # a stored envelope is its body, not the line
     assert _DEEP_LINE in raws  # not an envelope for json (too deep): the line, as received

@@ -20,7 +20,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -125,30 +125,7 @@ def test_any_guard_is_a_path_and_a_json_scalar(text: str) -> None:
 # --------------------------------------------------------------- parameterized SQL only
 
 
-class _Recorder:
-    """A sqlite3 connection that records the SQL text of every statement."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-        self.sql: list[str] = []
-
-    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        self.sql.append(sql)
-        return self._conn.execute(sql, *args)
-
-    def executemany(self, sql: str, *args: Any) -> sqlite3.Cursor:
-        self.sql.append(sql)
-        return self._conn.executemany(sql, *args)
-
-    def executescript(self, sql: str) -> sqlite3.Cursor:
-        self.sql.append(sql)
-        return self._conn.executescript(sql)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-def test_delivery_values_never_reach_sql_text() -> None:
+def test_delivery_values_never_reach_sql_text(tmp_path: Path) -> None:
     body = {
         "id": "evt_" + SQLI,
         "type": "invoice.created",
@@ -156,9 +133,8 @@ def test_delivery_values_never_reach_sql_text() -> None:
         "data": {"object": {"id": "in_" + SQLI, "status": "draft", "note": SQLI}},
     }
     late = dict(body, id="evt_2" + SQLI, created=1_717_100_000, type="invoice.finalized")
-    with Engine(":memory:") as eng:
-        rec = _Recorder(eng.store.conn)
-        eng.store.conn = rec  # type: ignore[assignment]
+    with Engine(tmp_path / "t.db") as eng:
+        sql = _db.record_sql(eng)
         outs = [eng.apply("stripe", json.dumps(b)) for b in (body, body, late)]
         outs += eng.apply_many("stripe", [json.dumps(body), (SQLI, {"X-" + SQLI: SQLI})])
         assert eng.state("stripe", "in_" + SQLI) is not None
@@ -166,11 +142,11 @@ def test_delivery_values_never_reach_sql_text() -> None:
         assert eng.state("stripe", SQLI) is None
         assert eng.replay("stripe").mismatches == []
         assert list(eng.invoices("stripe"))
-        tables = {r[0] for r in rec.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = _db.tables(tmp_path / "t.db")
     assert [o.status for o in outs] == ["applied", "duplicate", "applied", "duplicate", "invalid"]
     assert {"events", "invoices"} <= tables
-    assert rec.sql
-    assert [s for s in rec.sql if "MARK" in s] == []
+    assert sql
+    assert [s for s in sql if "MARK" in s] == []
 
 
 # ----------------------------------------------------------------------- private files
@@ -253,8 +229,9 @@ def test_header_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
     for secret in [*_SECRETS.values(), "BODYSECRET7"]:
         assert secret.encode() not in shown, secret
 
-    with Engine(db) as eng:
-        headers, body = eng.store.conn.execute("SELECT headers, body FROM events").fetchone()
+    row = _db.events(db)[0]
+    headers, body = row.headers, row.body
+    assert headers is not None
     stored = json.loads(headers)
     assert {k: stored[k.lower()] for k in _SECRETS} == dict.fromkeys(_SECRETS, "[redacted]")
     assert stored["content-type"] == "application/json"

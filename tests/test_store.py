@@ -9,10 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 
 from engine import Engine, StoreError
-from engine.store.sqlite import SCHEMA_VERSION, Store
+from engine.store.sqlite import SCHEMA_VERSION, SqliteStore
 
 ROOT = Path(__file__).resolve().parent.parent
 BODY = {
@@ -24,32 +25,28 @@ BODY = {
 
 
 def test_schema_version_recorded(tmp_path: Path) -> None:
-    Store(tmp_path / "a.db").close()
-    conn = sqlite3.connect(tmp_path / "a.db")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    conn.close()
+    SqliteStore(tmp_path / "a.db").close()
+    assert _db.pragma(tmp_path / "a.db", "user_version") == SCHEMA_VERSION
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
+    _db.set_user_version(path, SCHEMA_VERSION + 1)
     with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_not_a_database_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(StoreError, match=r"junk\.db"):
-        Store(path)
+        SqliteStore(path)
 
 
 def test_wal_and_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "w.db"
-    store = Store(path)
-    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store = SqliteStore(path)
+    assert _db.pragma(path, "journal_mode") == "wal"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     store.close()
 
@@ -57,16 +54,15 @@ def test_wal_and_owner_only(tmp_path: Path) -> None:
 def test_both_rows_or_neither(tmp_path: Path) -> None:
     eng = Engine(tmp_path / "t.db")
     # make the invoice upsert fail inside the transaction, after the event row is inserted
-    eng.store.conn.execute(
-        "CREATE TRIGGER boom BEFORE INSERT ON invoices BEGIN SELECT RAISE(ABORT, 'boom'); END"
-    )
-    with pytest.raises(sqlite3.IntegrityError, match="boom"):
+    with (
+        _db.invoice_writes_fail(tmp_path / "t.db"),
+        pytest.raises(sqlite3.IntegrityError, match="boom"),
+    ):
         eng.apply("stripe", BODY)
-    assert eng.store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 0
-    assert eng.store.conn.execute("SELECT COUNT(*) FROM invoices").fetchone()[0] == 0
-    eng.store.conn.execute("DROP TRIGGER boom")
+    assert _db.events(eng) == []
+    assert _db.invoices(eng) == []
     assert eng.apply("stripe", BODY).status == "applied"
-    assert eng.store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1
+    assert len(_db.events(eng)) == 1
 
 
 _WORKER = """
@@ -94,13 +90,10 @@ def _snapshot(db: Path, provider: str) -> tuple[Any, ...]:
     eng = Engine(db)
     states = {i.invoice_id: i.state for i in eng.invoices(provider)}
     live = sorted(
-        eng.store.conn.execute(
-            "SELECT event_id, outcome, from_state, to_state FROM events"
-            " WHERE live = 1 AND provider = ?",
-            (provider,),
-        ).fetchall()
+        (r.event_id or "", r.outcome, r.from_state, r.to_state)
+        for r in _db.live_events(eng, provider)
     )
-    total = eng.store.conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    total = len(_db.events(eng))
     ok = eng.replay().ok
     eng.close()
     return states, live, total, ok

@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -25,9 +25,11 @@ from ._construct import construct
 __all__ = [
     "MAX_BODY_BYTES",
     "Event",
+    "Received",
     "normalize_headers",
     "raw_bytes",
     "read_delivery",
+    "receive",
     "redact_headers",
 ]
 
@@ -39,7 +41,6 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_CLOCK_SKEW = timedelta(days=1)
 #: Header names whose values are secrets: stored and printed as ``[redacted]``.
 _SECRET_WORDS = ("signature", "hmac", "secret", "token", "key", "authorization", "cookie")
-_JSON_SCALARS = (str, int, float)
 
 
 class Event(BaseModel):
@@ -140,7 +141,9 @@ def _text(loc: Locator, value: Any, what: str) -> str:
     return text
 
 
-def _time(chart: Chart, payload: dict[str, Any], headers: dict[str, str]) -> datetime | None:
+def _time(
+    chart: Chart, payload: dict[str, Any], headers: dict[str, str], now: datetime | None
+) -> datetime | None:
     spec = chart.spec.delivery.occurred_at
     if spec is None:
         return None
@@ -165,7 +168,7 @@ def _time(chart: Chart, payload: dict[str, Any], headers: dict[str, str]) -> dat
             f"occurrence time at {where} is {_short(value)}, expected {spec.format}", where, value
         ) from None
     when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-    if when > datetime.now(UTC) + MAX_CLOCK_SKEW:
+    if when > (now or datetime.now(UTC)) + MAX_CLOCK_SKEW:
         raise DeliveryError(f"occurrence time at {where} is in the future: {value!r}", where, value)
     return when
 
@@ -183,8 +186,13 @@ def read_delivery(
     chart: Chart,
     body: bytes | str | Mapping[str, Any],
     headers: Mapping[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> Event:
     """Read one delivery of ``chart``'s provider.
+
+    ``now`` (default: the current time) is when it was received: an occurrence time more than
+    a day after it is refused.
 
     Raises:
         DeliveryError: naming the path or header and the value that could not be read.
@@ -242,6 +250,37 @@ def read_delivery(
         trigger=spec.trigger,
         status=status,
         status_state=status_state,
-        occurred_at=_time(chart, payload, hdrs),
+        occurred_at=_time(chart, payload, hdrs, now),
         payload=payload,
     )
+
+
+class Received(NamedTuple):
+    """A delivery as the engine records it: its bytes, its stored headers, and what it says."""
+
+    raw: bytes
+    #: The headers as JSON, secrets redacted (``None`` when there were none).
+    headers: str | None
+    #: The event read from it, or why it could not be read.
+    event: Event | DeliveryError
+    received_at: datetime
+
+
+def receive(
+    chart: Chart,
+    body: bytes | str | Mapping[str, Any],
+    headers: Mapping[str, Any] | None,
+    now: datetime,
+) -> Received:
+    """Read one delivery for recording; never raises for what is in it.
+
+    The engine calls this before it takes the write lock: parsing is the costly part of a
+    delivery, and no other writer needs to wait for it.
+    """
+    hdrs = normalize_headers(headers)
+    stored_headers = json.dumps(redact_headers(hdrs)) if hdrs else None
+    try:
+        event: Event | DeliveryError = read_delivery(chart, body, hdrs, now=now)
+    except DeliveryError as exc:
+        event = exc
+    return Received(raw_bytes(body), stored_headers, event, now)

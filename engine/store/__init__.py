@@ -1,1 +1,20 @@
-"""Persistence: the only place SQL is written. :mod:`.sqlite` is the embedded default."""
+"""Persistence: the only place SQL is written.
+
+:mod:`.base` is the interface the runtime talks to (typed rows, read and write transactions);
+:mod:`.sqlite` is the embedded default. :func:`open_store` picks the store a database name asks
+for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .base import Store
+from .sqlite import SqliteStore, Synchronous
+
+__all__ = ["Store", "open_store"]
+
+
+def open_store(db: str | Path, *, synchronous: Synchronous = "NORMAL") -> Store:
+    """The store for ``db``: a SQLite file path, or ``":memory:"``."""
+    return SqliteStore(db, synchronous=synchronous)

@@ -1,5 +1,8 @@
 """The SQLite store: an embedded file (WAL) or ``:memory:``, shaped with sqlite-utils.
 
+This module holds all of the engine's SQLite SQL; the runtime reaches it only through the
+:class:`~engine.store.base.Store` interface.
+
 Three tables, readable as they are in Datasette or ``sqlite-utils``:
 
 - ``invoices``: one row per (provider, invoice id): state, canonical state, version, timestamps,
@@ -22,14 +25,22 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 from ..errors import StoreError
+from .base import (
+    EventRow,
+    FoldKey,
+    InvoiceRow,
+    LiveEvent,
+    RevisedOutcome,
+    RevisionRow,
+)
 
-__all__ = ["SCHEMA_VERSION", "Store", "Synchronous"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "Synchronous"]
 
 SCHEMA_VERSION = 1
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
@@ -57,7 +68,6 @@ _EVENT_COLUMNS = {
     "headers": str,
     "body": bytes,
 }
-EVENT_FIELDS = tuple(_EVENT_COLUMNS)
 
 _INVOICE_COLUMNS = {
     "provider": str,
@@ -71,7 +81,6 @@ _INVOICE_COLUMNS = {
     "last_rank": int,
     "last_event_id": str,
 }
-INVOICE_FIELDS = tuple(_INVOICE_COLUMNS)
 
 _REVISION_COLUMNS = {
     "id": int,
@@ -110,8 +119,183 @@ def _set_wal(conn: sqlite3.Connection) -> None:
             time.sleep(min(0.005 * 2**attempt, 0.5))
 
 
-class Store:
-    """A connection to one database file, with the schema in place."""
+def _in(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """SQLite caps bound parameters per statement: IN lists go 500 at a time."""
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+_EVENT_NAMES = ", ".join(EventRow._fields)
+_INSERT_EVENT = f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_in(len(EventRow._fields))})"
+_INVOICE_NAMES = ", ".join(InvoiceRow._fields)
+_UPSERT_INVOICE = f"""
+INSERT INTO invoices ({_INVOICE_NAMES}) VALUES ({_in(len(InvoiceRow._fields))})
+ON CONFLICT (provider, invoice_id) DO UPDATE SET
+  state = excluded.state, canonical = excluded.canonical, version = excluded.version,
+  updated_at = excluded.updated_at, last_time = excluded.last_time,
+  last_rank = excluded.last_rank, last_event_id = excluded.last_event_id
+"""
+_REVISION_NAMES = ", ".join(RevisionRow._fields)
+_INSERT_REVISION = (
+    f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_in(len(RevisionRow._fields))})"
+)
+_FOLD_SQL = f"""
+SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ? AND live = 1
+ORDER BY fold_time, fold_rank, event_id
+"""
+
+
+class _Tx:
+    """Reads and writes on the store's connection, inside a transaction the store opened."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    # ------------------------------------------------------------------- reads
+
+    def invoice(self, provider: str, invoice_id: str) -> InvoiceRow | None:
+        row = self._conn.execute(
+            f"SELECT {_INVOICE_NAMES} FROM invoices WHERE provider = ? AND invoice_id = ?",
+            (provider, invoice_id),
+        ).fetchone()
+        return None if row is None else InvoiceRow._make(row)
+
+    def invoices_by_id(self, provider: str, invoice_ids: Sequence[str]) -> dict[str, InvoiceRow]:
+        found: dict[str, InvoiceRow] = {}
+        for part in _chunks(invoice_ids):
+            for row in self._conn.execute(
+                f"SELECT {_INVOICE_NAMES} FROM invoices WHERE provider = ?"
+                f" AND invoice_id IN ({_in(len(part))})",
+                (provider, *part),
+            ):
+                inv = InvoiceRow._make(row)
+                found[inv.invoice_id] = inv
+        return found
+
+    def invoice_rows(
+        self, provider: str | None = None, *, unborn: bool = False
+    ) -> Iterator[InvoiceRow]:
+        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
+        born = "1 = 1" if unborn else "state IS NOT NULL"
+        sql = f"SELECT {_INVOICE_NAMES} FROM invoices WHERE {born} {where}"
+        for row in self._conn.execute(sql + " ORDER BY provider, invoice_id", args):
+            yield InvoiceRow._make(row)
+
+    def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
+        row = self._conn.execute(
+            "SELECT seq, outcome, retryable FROM events"
+            " WHERE provider = ? AND event_id = ? AND live = 1",
+            (provider, event_id),
+        ).fetchone()
+        return None if row is None else LiveEvent(row[0], row[1], bool(row[2]))
+
+    def live_events(self, provider: str, event_ids: Sequence[str]) -> dict[str, LiveEvent]:
+        found: dict[str, LiveEvent] = {}
+        for part in _chunks(event_ids):
+            for event_id, seq, outcome, retryable in self._conn.execute(
+                "SELECT event_id, seq, outcome, retryable FROM events WHERE provider = ?"
+                f" AND live = 1 AND event_id IN ({_in(len(part))})",
+                (provider, *part),
+            ):
+                found[event_id] = LiveEvent(seq, outcome, bool(retryable))
+        return found
+
+    def fold_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
+        # read through the events_invoice_fold index: O(this invoice's events)
+        return [
+            EventRow._make(row) for row in self._conn.execute(_FOLD_SQL, (provider, invoice_id))
+        ]
+
+    def explain_fold(self) -> list[str]:
+        rows = self._conn.execute(f"EXPLAIN QUERY PLAN {_FOLD_SQL}", ("?", "?")).fetchall()
+        return [str(r[3]) for r in rows]
+
+    def history_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
+        return [
+            EventRow._make(row)
+            for row in self._conn.execute(
+                f"SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ?"
+                " ORDER BY live DESC, fold_time, fold_rank, event_id, seq",
+                (provider, invoice_id),
+            )
+        ]
+
+    def folded_invoices(self, provider: str | None = None) -> list[tuple[str, str]]:
+        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
+        rows = self._conn.execute(
+            "SELECT DISTINCT provider, invoice_id FROM events"
+            f" WHERE live = 1 AND invoice_id IS NOT NULL {where}",
+            args,
+        ).fetchall()
+        return [(p, i) for p, i in rows]
+
+    def outcome_counts(self, provider: str | None = None) -> dict[str, int]:
+        where, args = ("WHERE provider = ?", (provider,)) if provider is not None else ("", ())
+        rows = self._conn.execute(
+            f"SELECT outcome, COUNT(*) FROM events {where} GROUP BY outcome", args
+        )
+        return {outcome: n for outcome, n in rows}
+
+    def event_rows(self) -> Iterator[EventRow]:
+        for row in self._conn.execute(f"SELECT {_EVENT_NAMES} FROM events ORDER BY seq"):
+            yield EventRow._make(row)
+
+    def revision_rows(self) -> Iterator[RevisionRow]:
+        for row in self._conn.execute(f"SELECT {_REVISION_NAMES} FROM revisions ORDER BY id"):
+            yield RevisionRow._make(row)
+
+    # ------------------------------------------------------------------ writes
+
+    def next_seq(self) -> int:
+        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
+        return int(row[0])
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        self._conn.executemany(_INSERT_EVENT, rows)
+
+    def upsert_invoices(self, rows: Sequence[InvoiceRow]) -> None:
+        self._conn.executemany(_UPSERT_INVOICE, rows)
+
+    def supersede(self, seq: int, by_seq: int) -> None:
+        self._conn.execute(
+            "UPDATE events SET live = 0, reason = reason || ? WHERE seq = ?",
+            (f"; superseded by #{by_seq}", seq),
+        )
+
+    def revise(self, outcome: RevisedOutcome, revision: RevisionRow | None) -> None:
+        if revision is not None:
+            self._conn.execute(_INSERT_REVISION, revision)
+        self._conn.execute(
+            "UPDATE events SET outcome = ?, reason = ?, from_state = ?, to_state = ?,"
+            " trigger = ?, retryable = ?, adopted = ?, revisions = ? WHERE seq = ?",
+            (outcome.outcome, outcome.reason, outcome.from_state, outcome.to_state,
+             outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions, outcome.seq),
+        )  # fmt: skip
+
+    def set_invoice_state(
+        self, provider: str, invoice_id: str, state: str | None, canonical: str | None, key: FoldKey
+    ) -> None:
+        self._conn.execute(
+            "UPDATE invoices SET state = ?, canonical = ?, last_time = ?, last_rank = ?,"
+            " last_event_id = ?, version = version + 1 WHERE provider = ? AND invoice_id = ?",
+            (state, canonical, *key, provider, invoice_id),
+        )
+
+
+class SqliteStore:
+    """One SQLite database file (or ``:memory:``) with the schema in place.
+
+    Args:
+        path: the file; created owner-only (raw bodies carry personal data).
+        synchronous: SQLite's durability setting for commits.
+        busy_timeout: seconds a writer waits for another process's lock.
+    """
 
     def __init__(
         self,
@@ -122,6 +306,8 @@ class Store:
     ) -> None:
         self.path = str(path)
         memory = self.path == ":memory:"
+        if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError(f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA")
         if not memory:
             _create_private(Path(self.path))
         try:
@@ -131,10 +317,6 @@ class Store:
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not memory:
                 _set_wal(conn)
-            if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-                raise StoreError(
-                    f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA"
-                )
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -144,13 +326,14 @@ class Store:
                 f"{self.path!r} has schema version {version}; this invoice-engine knows up to "
                 f"{SCHEMA_VERSION}. Upgrade invoice-engine."
             )
-        self.conn = conn
+        self._conn = conn
+        self._tx = _Tx(conn)
         self._lock = threading.RLock()
         # Imported here, not at the top: sqlite-utils (and pluggy, dateutil) cost the CLI
         # ~40-80 ms of start-up, and commands that only read charts never open a store.
         import sqlite_utils
 
-        self.db = sqlite_utils.Database(conn)
+        self._db = sqlite_utils.Database(conn)
         if version < SCHEMA_VERSION:
             with self.write():
                 self._create_schema()
@@ -162,9 +345,9 @@ class Store:
         here rather than through ``Table.create``, which commits on its own, so that two
         processes opening one new file at once take turns instead of racing.
         """
-        if self.conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
             return  # another process created it while we waited for the lock
-        db = self.db
+        db = self._db
         tables = [
             db.create_table_sql(
                 "events",
@@ -194,40 +377,47 @@ class Store:
             "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
         ]
         for sql in tables + indexes:
-            self.conn.execute(sql)
-        self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._conn.execute(sql)
+        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self) -> Iterator[_Tx]:
         """One write transaction, taken up front so concurrent writers wait instead of fail.
 
         ``BEGIN IMMEDIATE`` waits up to the busy timeout; if SQLite still reports the database
         busy (a checkpoint in another process), it is retried with a short back-off. Threads
-        sharing one Engine take turns through a lock (one connection, one transaction).
+        sharing one store take turns through a lock (one connection, one transaction).
         """
         with self._lock:
-            yield from self._transaction()
+            yield from self._transaction("BEGIN IMMEDIATE")
 
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    @contextmanager
+    def read(self) -> Iterator[_Tx]:
+        """A read transaction: in WAL mode, one snapshot of committed data for all its reads."""
+        with self._lock:
+            yield from self._transaction("BEGIN")
+
+    def _transaction(self, begin: str) -> Iterator[_Tx]:
         for attempt in range(50):
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(begin)
                 break
             except sqlite3.OperationalError as exc:
                 if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 49:
-                    raise StoreError(f"can't write to {self.path!r}: {exc}") from None
+                    raise StoreError(f"can't use {self.path!r}: {exc}") from None
                 time.sleep(min(0.005 * 2**attempt, 0.5))
         try:
-            yield self.conn
+            yield self._tx
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._conn.execute("ROLLBACK")
             raise
         else:
-            self.conn.execute("COMMIT")
+            self._conn.execute("COMMIT")
 
-    def next_seq(self) -> int:
-        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
-        return int(row[0])
+    def explain_fold(self) -> list[str]:
+        """SQLite's query plan for reading one invoice's fold (it must search an index)."""
+        with self.read() as tx:
+            return tx.explain_fold()
 
     def close(self) -> None:
-        self.conn.close()
+        self._conn.close()

@@ -1,0 +1,230 @@
+"""The store interface: everything the runtime asks of persistence, in typed records.
+
+The runtime never writes SQL and never holds a connection: it opens a transaction on a
+:class:`Store` — :meth:`Store.read` for a consistent snapshot of committed data,
+:meth:`Store.write` for one atomic write — and talks to it in the records below. Rows are
+``NamedTuple``\\ s: read by name, and handed to the database driver as they are (a row *is* the
+tuple of its columns, in column order), so the per-delivery path builds no second copy.
+
+``events.status`` is the provider's status snapshot; ``events.outcome`` is the engine's verdict.
+The *fold key* of a live event — ``(fold_time, fold_rank, event_id)`` — is the order it counts
+in: occurrence time in microseconds since the epoch and the lifecycle rank for charts with
+event times, the arrival sequence number for charts without.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import NamedTuple, Protocol
+
+__all__ = [
+    "NO_KEY",
+    "EventRow",
+    "FoldKey",
+    "InvoiceRow",
+    "LiveEvent",
+    "ReadTx",
+    "RevisedOutcome",
+    "RevisionRow",
+    "Store",
+    "WriteTx",
+]
+
+
+class FoldKey(NamedTuple):
+    """Where an event sorts in its invoice's fold."""
+
+    time: int
+    rank: int
+    event_id: str
+
+
+#: The key before every event: an invoice nothing has been folded into yet.
+NO_KEY = FoldKey(-1, -1, "")
+
+
+class LiveEvent(NamedTuple):
+    """The row that stands for an event id in its invoice's fold, as dedup needs it."""
+
+    seq: int
+    outcome: str
+    retryable: bool
+
+
+class EventRow(NamedTuple):
+    """One row of ``events``: one delivery, whatever its outcome, with its raw bytes."""
+
+    seq: int
+    provider: str
+    event_id: str | None
+    #: 1 for the row that counts for its event id; 0 for duplicates, invalid, superseded rows.
+    live: int
+    invoice_id: str | None
+    event_type: str | None
+    trigger: str | None
+    #: The provider's status snapshot carried by the delivery (not the engine's outcome).
+    status: str | None
+    #: The engine's verdict: applied, unchanged, duplicate, rejected or invalid.
+    outcome: str
+    reason: str | None
+    from_state: str | None
+    to_state: str | None
+    retryable: int
+    adopted: int
+    occurred_at: str | None
+    fold_time: int | None
+    fold_rank: int | None
+    received_at: str
+    revisions: int
+    headers: str | None
+    body: bytes
+
+    @property
+    def key(self) -> FoldKey:
+        """The event's fold key (live rows about an invoice always have one)."""
+        return FoldKey(self.fold_time or 0, self.fold_rank or 0, self.event_id or "")
+
+
+class InvoiceRow(NamedTuple):
+    """One row of ``invoices``. ``state`` is ``None`` while only rejected events are known."""
+
+    provider: str
+    invoice_id: str
+    state: str | None
+    canonical: str | None
+    #: Bumped every time an event is folded into the invoice.
+    version: int
+    created_at: str
+    updated_at: str
+    #: The fold key of the last event folded in, to tell a late arrival in O(1).
+    last_time: int
+    last_rank: int
+    last_event_id: str
+
+    @property
+    def key(self) -> FoldKey:
+        return FoldKey(self.last_time, self.last_rank, self.last_event_id)
+
+
+class RevisedOutcome(NamedTuple):
+    """An event's outcome as a re-fold decided it anew."""
+
+    seq: int
+    outcome: str
+    reason: str | None
+    from_state: str | None
+    to_state: str | None
+    trigger: str | None
+    retryable: int
+    adopted: int
+    revisions: int
+
+
+class RevisionRow(NamedTuple):
+    """One row of ``revisions``: an outcome a late event's re-fold changed, before and after."""
+
+    seq: int
+    cause_seq: int | None
+    revised_at: str
+    old_outcome: str
+    new_outcome: str
+    old_from: str | None
+    old_to: str | None
+    new_from: str | None
+    new_to: str | None
+    old_reason: str | None
+    new_reason: str | None
+
+
+class ReadTx(Protocol):
+    """Reads inside one transaction: every answer comes from the same committed snapshot."""
+
+    def invoice(self, provider: str, invoice_id: str) -> InvoiceRow | None:
+        """The invoice's row, or ``None``."""
+        ...
+
+    def invoices_by_id(self, provider: str, invoice_ids: Sequence[str]) -> dict[str, InvoiceRow]:
+        """The rows of those invoices that exist, by invoice id."""
+        ...
+
+    def invoice_rows(
+        self, provider: str | None = None, *, unborn: bool = False
+    ) -> Iterator[InvoiceRow]:
+        """Every invoice with a known state (of one provider), by provider and id; with
+        ``unborn``, also those only seen through rejected events (``state`` is ``None``)."""
+        ...
+
+    def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
+        """The live row of an event id, or ``None``."""
+        ...
+
+    def live_events(self, provider: str, event_ids: Sequence[str]) -> dict[str, LiveEvent]:
+        """The live rows of those event ids that have one, by event id."""
+        ...
+
+    def fold_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
+        """The invoice's live events in fold order."""
+        ...
+
+    def history_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
+        """Every row about the invoice: live ones in fold order, then the others by arrival."""
+        ...
+
+    def folded_invoices(self, provider: str | None = None) -> list[tuple[str, str]]:
+        """Every (provider, invoice id) that has live events."""
+        ...
+
+    def outcome_counts(self, provider: str | None = None) -> dict[str, int]:
+        """How many rows ended in each outcome."""
+        ...
+
+    def event_rows(self) -> Iterator[EventRow]:
+        """Every event row, by arrival."""
+        ...
+
+    def revision_rows(self) -> Iterator[RevisionRow]:
+        """Every revision, in the order they were written."""
+        ...
+
+
+class WriteTx(ReadTx, Protocol):
+    """One atomic write: everything done through it commits together or not at all."""
+
+    def next_seq(self) -> int:
+        """The arrival number the next event row gets."""
+        ...
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+
+    def upsert_invoices(self, rows: Sequence[InvoiceRow]) -> None:
+        """Insert or update; an existing row keeps its ``created_at``."""
+        ...
+
+    def supersede(self, seq: int, by_seq: int) -> None:
+        """Retire live row ``seq``: a retry (``by_seq``) of the same event now stands for it."""
+        ...
+
+    def revise(self, outcome: RevisedOutcome, revision: RevisionRow | None) -> None:
+        """Rewrite an event's outcome after a re-fold, recording the revision when given."""
+        ...
+
+    def set_invoice_state(
+        self, provider: str, invoice_id: str, state: str | None, canonical: str | None, key: FoldKey
+    ) -> None:
+        """Correct an invoice's folded state (``replay --repair``); bumps its version."""
+        ...
+
+
+class Store(Protocol):
+    """A database the engine records into."""
+
+    def read(self) -> AbstractContextManager[ReadTx]:
+        """A read-only transaction over a consistent snapshot of committed data."""
+        ...
+
+    def write(self) -> AbstractContextManager[WriteTx]:
+        """A write transaction; it commits when the block ends and rolls back on an error."""
+        ...
+
+    def close(self) -> None: ...
