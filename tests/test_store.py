@@ -118,3 +118,13 @@ def test_two_processes_equal_a_sequential_run(tmp_path: Path, provider: str) -> 
     text = (ROOT / "examples" / "streams" / f"{provider}.jsonl").read_text(encoding="utf-8")
     lines = sum(1 for line in text.splitlines() if line.strip())
     assert total == 2 * 3 * lines  # every delivery of both processes is a row: none lost
+
+
+def test_schema_columns_are_the_row_fields() -> None:
+    # rows go to executemany as they are: their fields must be the table's columns, in order
+    from engine.store import _sqlite_schema as schema
+    from engine.store.base import EventRow, InvoiceRow, RevisionRow
+
+    assert tuple(schema._EVENT_COLUMNS) == EventRow._fields
+    assert tuple(schema._INVOICE_COLUMNS) == InvoiceRow._fields
+    assert tuple(schema._REVISION_COLUMNS) == ("id", *RevisionRow._fields)

@@ -3,34 +3,23 @@
 This module holds all of the engine's SQLite SQL; the runtime reaches it only through the
 :class:`~engine.store.base.Store` interface.
 
-Three tables, readable as they are in Datasette or ``sqlite-utils``:
-
-- ``invoices``: one row per (provider, invoice id): state, canonical state, version, timestamps,
-  and the fold key of the last event folded into it (to tell a late arrival in O(1)).
-- ``events``: every delivery ever received, whatever its outcome, with the raw body bytes and
-  the (redacted) headers. ``live = 1`` marks the row that stands for an event in the invoice's
-  fold; duplicates, invalid deliveries and superseded attempts have ``live = 0``. A partial
-  unique index on (provider, event_id) where live = 1 makes double-applying impossible even
-  for several processes on one file.
-- ``revisions``: the audit trail of outcomes changed when a late event re-folded an invoice.
-
-Writers take the lock up front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it,
-so concurrent processes serialize instead of failing with "database is locked". The schema
-version is ``PRAGMA user_version``; a file from a newer version is refused, not misread.
+The tables are described in :mod:`engine.store._sqlite_schema`. Writers take the lock up front
+(``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it, so concurrent processes serialize
+instead of failing with "database is locked". Readers open a deferred transaction: in WAL mode
+every read in it sees one snapshot of committed data.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
 
 from ..errors import StoreError
+from ._sqlite_schema import SCHEMA_VERSION, Synchronous, create_private, create_schema, set_wal
 from .base import (
     EventRow,
     FoldKey,
@@ -41,82 +30,6 @@ from .base import (
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "Synchronous"]
-
-SCHEMA_VERSION = 1
-Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
-
-_EVENT_COLUMNS = {
-    "seq": int,
-    "provider": str,
-    "event_id": str,
-    "live": int,
-    "invoice_id": str,
-    "event_type": str,
-    "trigger": str,
-    "status": str,
-    "outcome": str,
-    "reason": str,
-    "from_state": str,
-    "to_state": str,
-    "retryable": int,
-    "adopted": int,
-    "occurred_at": str,
-    "fold_time": int,
-    "fold_rank": int,
-    "received_at": str,
-    "revisions": int,
-    "headers": str,
-    "body": bytes,
-}
-
-_INVOICE_COLUMNS = {
-    "provider": str,
-    "invoice_id": str,
-    "state": str,
-    "canonical": str,
-    "version": int,
-    "created_at": str,
-    "updated_at": str,
-    "last_time": int,
-    "last_rank": int,
-    "last_event_id": str,
-}
-
-_REVISION_COLUMNS = {
-    "id": int,
-    "seq": int,  # the event whose outcome changed
-    "cause_seq": int,  # the late event whose arrival changed it
-    "revised_at": str,
-    "old_outcome": str,
-    "new_outcome": str,
-    "old_from": str,
-    "old_to": str,
-    "new_from": str,
-    "new_to": str,
-    "old_reason": str,
-    "new_reason": str,
-}
-
-
-def _create_private(path: Path) -> None:
-    """Create the database file readable by its owner only: raw bodies carry personal data."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
-        os.close(fd)
-
-
-def _set_wal(conn: sqlite3.Connection) -> None:
-    """Switch to WAL. Two processes opening one new file can both try at once, and SQLite
-    reports "locked" for the loser without calling the busy handler: retry with back-off."""
-    for attempt in range(50):
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 49:
-                raise
-            time.sleep(min(0.005 * 2**attempt, 0.5))
 
 
 def _in(n: int) -> str:
@@ -309,14 +222,14 @@ class SqliteStore:
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError(f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA")
         if not memory:
-            _create_private(Path(self.path))
+            create_private(Path(self.path))
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
             )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if not memory:
-                _set_wal(conn)
+                set_wal(conn)
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -329,56 +242,9 @@ class SqliteStore:
         self._conn = conn
         self._tx = _Tx(conn)
         self._lock = threading.RLock()
-        # Imported here, not at the top: sqlite-utils (and pluggy, dateutil) cost the CLI
-        # ~40-80 ms of start-up, and commands that only read charts never open a store.
-        import sqlite_utils
-
-        self._db = sqlite_utils.Database(conn)
         if version < SCHEMA_VERSION:
             with self.write():
-                self._create_schema()
-
-    def _create_schema(self) -> None:
-        """Create the tables and indexes in one IMMEDIATE transaction.
-
-        sqlite-utils writes the CREATE TABLE statements (``create_table_sql``); they are run
-        here rather than through ``Table.create``, which commits on its own, so that two
-        processes opening one new file at once take turns instead of racing.
-        """
-        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-            return  # another process created it while we waited for the lock
-        db = self._db
-        tables = [
-            db.create_table_sql(
-                "events",
-                _EVENT_COLUMNS,
-                pk="seq",
-                not_null={"provider", "live", "outcome", "received_at", "revisions"},
-                defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
-                if_not_exists=True,
-            ),
-            db.create_table_sql(
-                "invoices",
-                _INVOICE_COLUMNS,
-                pk=("provider", "invoice_id"),
-                not_null={"version"},  # state is NULL while only rejected events are known
-                if_not_exists=True,
-            ),
-            db.create_table_sql("revisions", _REVISION_COLUMNS, pk="id", if_not_exists=True),
-        ]
-        # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
-        indexes = [
-            "CREATE UNIQUE INDEX IF NOT EXISTS events_live_event"
-            " ON events(provider, event_id) WHERE live = 1",
-            "CREATE INDEX IF NOT EXISTS events_invoice_fold"
-            " ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1",
-            "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
-            "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
-            "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
-        ]
-        for sql in tables + indexes:
-            self._conn.execute(sql)
-        self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                create_schema(conn)
 
     @contextmanager
     def write(self) -> Iterator[_Tx]:

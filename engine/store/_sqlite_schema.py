@@ -1,0 +1,149 @@
+"""The SQLite file itself: its schema, its permissions, and WAL mode.
+
+Three tables, readable as they are in Datasette or ``sqlite-utils``:
+
+- ``invoices``: one row per (provider, invoice id): state, canonical state, version, timestamps,
+  and the fold key of the last event folded into it (to tell a late arrival in O(1)).
+- ``events``: every delivery ever received, whatever its outcome, with the raw body bytes and
+  the (redacted) headers. ``live = 1`` marks the row that stands for an event in the invoice's
+  fold; duplicates, invalid deliveries and superseded attempts have ``live = 0``. A partial
+  unique index on (provider, event_id) where live = 1 makes double-applying impossible even
+  for several processes on one file.
+- ``revisions``: the audit trail of outcomes changed when a late event re-folded an invoice.
+
+The schema version is ``PRAGMA user_version``; a file from a newer version is refused, not
+misread. The column lists are the fields of the rows in :mod:`engine.store.base`, in order.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Literal
+
+__all__ = ["SCHEMA_VERSION", "Synchronous", "create_private", "create_schema", "set_wal"]
+
+SCHEMA_VERSION = 1
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+
+_EVENT_COLUMNS = {
+    "seq": int,
+    "provider": str,
+    "event_id": str,
+    "live": int,
+    "invoice_id": str,
+    "event_type": str,
+    "trigger": str,
+    "status": str,
+    "outcome": str,
+    "reason": str,
+    "from_state": str,
+    "to_state": str,
+    "retryable": int,
+    "adopted": int,
+    "occurred_at": str,
+    "fold_time": int,
+    "fold_rank": int,
+    "received_at": str,
+    "revisions": int,
+    "headers": str,
+    "body": bytes,
+}
+
+_INVOICE_COLUMNS = {
+    "provider": str,
+    "invoice_id": str,
+    "state": str,
+    "canonical": str,
+    "version": int,
+    "created_at": str,
+    "updated_at": str,
+    "last_time": int,
+    "last_rank": int,
+    "last_event_id": str,
+}
+
+_REVISION_COLUMNS = {
+    "id": int,
+    "seq": int,  # the event whose outcome changed
+    "cause_seq": int,  # the late event whose arrival changed it
+    "revised_at": str,
+    "old_outcome": str,
+    "new_outcome": str,
+    "old_from": str,
+    "old_to": str,
+    "new_from": str,
+    "new_to": str,
+    "old_reason": str,
+    "new_reason": str,
+}
+
+
+def create_private(path: Path) -> None:
+    """Create the database file readable by its owner only: raw bodies carry personal data."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+
+
+def set_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL. Two processes opening one new file can both try at once, and SQLite
+    reports "locked" for the loser without calling the busy handler: retry with back-off."""
+    for attempt in range(50):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 49:
+                raise
+            time.sleep(min(0.005 * 2**attempt, 0.5))
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes in one IMMEDIATE transaction (the caller's).
+
+    sqlite-utils writes the CREATE TABLE statements (``create_table_sql``); they are run
+    here rather than through ``Table.create``, which commits on its own, so that two
+    processes opening one new file at once take turns instead of racing.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return  # another process created it while we waited for the lock
+    # Imported here, not at the top: sqlite-utils (and pluggy, dateutil) cost the CLI
+    # ~40-80 ms of start-up, and commands that only read charts never open a store.
+    import sqlite_utils
+
+    db = sqlite_utils.Database(conn)
+    tables = [
+        db.create_table_sql(
+            "events",
+            _EVENT_COLUMNS,
+            pk="seq",
+            not_null={"provider", "live", "outcome", "received_at", "revisions"},
+            defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
+            if_not_exists=True,
+        ),
+        db.create_table_sql(
+            "invoices",
+            _INVOICE_COLUMNS,
+            pk=("provider", "invoice_id"),
+            not_null={"version"},  # state is NULL while only rejected events are known
+            if_not_exists=True,
+        ),
+        db.create_table_sql("revisions", _REVISION_COLUMNS, pk="id", if_not_exists=True),
+    ]
+    # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
+    indexes = [
+        "CREATE UNIQUE INDEX IF NOT EXISTS events_live_event"
+        " ON events(provider, event_id) WHERE live = 1",
+        "CREATE INDEX IF NOT EXISTS events_invoice_fold"
+        " ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1",
+        "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
+        "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
+        "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
+    ]
+    for sql in tables + indexes:
+        conn.execute(sql)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
