@@ -172,7 +172,7 @@ def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised() -> 
         assert out.status == "invalid"
         assert "unreadable" in str(out)
     stored = _db.bodies(eng)
-    assert all(b.startswith(b"<a dict body") for b in stored)
+    assert all(b.startswith(b"<the body mapping") for b in stored)
 
 
 def test_body_size_limit_counts_bytes_for_text_bodies() -> None:
@@ -182,3 +182,85 @@ def test_body_size_limit_counts_bytes_for_text_bodies() -> None:
     out = engine.Engine(":memory:").apply("stripe", text)
     assert out.status == "invalid"
     assert f"{MAX_BODY_BYTES:,}" in (out.reason or "")
+
+
+# ------------------------------------------- decided on the bytes that are stored (issue 11.1)
+
+
+def _moxie(status: str, amount_due: object) -> dict[str, Any]:
+    return {"id": "inv_9", "status": status, "amountDue": amount_due, "payments": [{"id": "p1"}]}
+
+
+def test_a_mapping_is_decided_on_the_bytes_stored_so_replay_agrees() -> None:
+    from decimal import Decimal
+
+    paid = {"X-Event-Type": "PaymentReceived"}
+    eng = engine.Engine(":memory:", on_unknown="adopt")
+    assert (
+        eng.apply("moxie", _moxie("SENT", 5.0), {"X-Event-Type": "InvoiceSent"}).to_state == "sent"
+    )
+    # A Decimal is not a JSON type: the body can't be stored as the bytes it was decided on.
+    out = eng.apply("moxie", _moxie("PAID", Decimal("0.00")), paid)
+    assert out.status == "invalid"
+    assert "Decimal" in (out.reason or "")
+    # JSON types are: applied, and the stored bytes replay to the very same decision.
+    assert eng.apply("moxie", _moxie("PAID", 0.0), paid).to_state == "paid"
+    assert eng.replay().ok
+    assert not eng.replay(repair=True).mismatches
+    state = eng.state("moxie", "inv_9")
+    assert state is not None
+    assert state.state == "paid"
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ([1, 2], ["list", "bytes, str or a mapping"]),
+        (5, ["int"]),
+        (None, ["NoneType"]),
+        ({"id": 10**5000}, ["can't be written as JSON"]),
+        ({"amount": float("nan")}, ["can't be written as JSON"]),
+        ({("a", "b"): 1}, ["can't be written as JSON"]),
+    ],
+    ids=["list", "int", "none", "huge-int", "nan", "tuple-key"],
+)
+def test_bodies_that_are_not_bytes_text_or_json_are_invalid(body: Any, words: list[str]) -> None:
+    out = engine.Engine(":memory:").apply("stripe", body)
+    assert out.status == "invalid"
+    for word in words:
+        assert word in (out.reason or "")
+
+
+def test_bytearray_and_memoryview_are_bytes() -> None:
+    raw = json.dumps(_stripe()).encode()
+    outs = [
+        engine.Engine(":memory:").apply("stripe", b).status
+        for b in (raw, bytearray(raw), memoryview(raw))
+    ]
+    assert outs == ["applied"] * 3
+
+
+@pytest.mark.parametrize("headers", [[("a", "b")], "x-a: b", 5, {1: b"\xff", "k": object()}])
+def test_headers_that_are_not_a_mapping_of_text_are_invalid_or_read(headers: Any) -> None:
+    eng = engine.Engine(":memory:")
+    out = eng.apply("stripe", json.dumps(_stripe()), headers)
+    if isinstance(headers, dict):  # names and values that can be made text are read
+        assert out.status == "applied"
+    else:
+        assert out.status == "invalid"
+        assert type(headers).__name__ in (out.reason or "")
+    assert _db.bodies(eng) == [json.dumps(_stripe()).encode()]  # the body is kept either way
+
+
+def test_an_oversize_body_keeps_the_limit_its_length_and_hash() -> None:
+    import hashlib
+
+    from engine.runtime.delivery import MAX_BODY_BYTES
+
+    body = b"x" * (MAX_BODY_BYTES * 3)
+    eng = engine.Engine(":memory:")
+    out = eng.apply("stripe", body)
+    assert out.status == "invalid"
+    assert f"{len(body):,} bytes" in (out.reason or "")
+    assert hashlib.sha256(body).hexdigest() in (out.reason or "")
+    assert _db.bodies(eng) == [body[:MAX_BODY_BYTES]]

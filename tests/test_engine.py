@@ -221,3 +221,33 @@ def test_on_unknown_adopt_vs_reject() -> None:
 def test_on_unknown_must_be_a_known_policy() -> None:
     with pytest.raises(Exception, match="'adopt' or 'reject'"):
         Engine(":memory:", on_unknown="maybe")  # type: ignore[arg-type]
+
+
+# Any Python value a caller might hand over as a body or as headers (issue 11.1).
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(), st.text(), st.binary(),
+    st.decimals(), st.datetimes(), st.just(object()), st.complex_numbers(),
+)  # fmt: skip
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.tuples(inner, inner),
+        st.dictionaries(st.one_of(st.text(), st.integers(), st.none()), inner, max_size=4),
+        st.builds(bytearray, st.binary()),
+        st.frozensets(st.integers(), max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.mark.parametrize("provider", ["stripe", "moxie"])
+@given(body=_VALUES, headers=_VALUES)
+def test_apply_never_raises_for_any_python_value(provider: str, body: Any, headers: Any) -> None:
+    eng = Engine(":memory:")
+    out = eng.apply(provider, body, headers)
+    assert out.status in {"applied", "unchanged", "rejected", "invalid", "duplicate"}
+    assert out.status != "invalid" or out.reason
+    assert [o.status for o in eng.apply_many(provider, [(body, headers), body])]
+    assert len(_db.events(eng)) == 3  # every delivery is a row, whatever it was
+    assert eng.replay().ok

@@ -26,8 +26,8 @@ __all__ = [
     "MAX_BODY_BYTES",
     "Event",
     "Received",
+    "body_bytes",
     "normalize_headers",
-    "raw_bytes",
     "read_delivery",
     "receive",
     "redact_headers",
@@ -63,11 +63,30 @@ class Event(BaseModel):
     payload: dict[str, Any]
 
 
-def normalize_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    """Lower-cased header names (HTTP headers are case-insensitive); values as strings."""
-    if not headers:
+def normalize_headers(headers: object) -> dict[str, str]:
+    """Lower-cased header names (HTTP headers are case-insensitive); values as strings.
+
+    Raises:
+        DeliveryError: ``headers`` is not a mapping, or a name or value can't be made text.
+    """
+    if headers is None:
         return {}
-    return {str(k).lower(): v if isinstance(v, str) else str(v) for k, v in headers.items()}
+    if not isinstance(headers, Mapping):
+        raise DeliveryError(
+            f"headers are a {type(headers).__name__}; expected a mapping of name to value"
+        )
+    out: dict[str, str] = {}
+    try:
+        for k, v in headers.items():
+            name = k.decode("latin-1") if isinstance(k, bytes) else str(k)
+            out[name.lower()] = v if isinstance(v, str) else _header_text(v)
+    except Exception as exc:  # a user's object whose __str__ fails: the delivery is unreadable
+        raise DeliveryError(f"a header can't be read as text: {exc!r}") from None
+    return out
+
+
+def _header_text(value: object) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
 
 
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -78,34 +97,44 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def raw_bytes(body: bytes | str | Mapping[str, Any]) -> bytes:
-    """The bytes to store for a body, exactly as received when they were bytes or text."""
+def body_bytes(body: object) -> bytes:
+    """The exact bytes of a body — the bytes that are stored and the bytes that are decided on.
+
+    Bytes (``bytearray``, ``memoryview`` too) are kept as they are, text is encoded as UTF-8,
+    and a mapping is serialized once, strictly: JSON types only (no ``Decimal``, ``datetime``,
+    ``NaN`` or circular references), so that reading the stored bytes back gives exactly the
+    payload that was decided on.
+
+    Raises:
+        DeliveryError: the body is of another type, or a mapping that isn't JSON.
+    """
     if isinstance(body, bytes):
         return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
     if isinstance(body, str):
         return body.encode("utf-8", "surrogatepass")
-    try:
-        return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str).encode()
-    except (ValueError, RecursionError):  # a circular or absurdly deep dict built in code
-        return b"<a dict body that can't be written as JSON: circular or nested too deeply>"
-
-
-def _parse_body(body: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(body, Mapping):
-        return dict(body)
-    size = len(body)
-    if isinstance(body, str) and size * 4 > MAX_BODY_BYTES:  # characters may be multi-byte
-        size = len(body.encode("utf-8", "surrogatepass"))
-    if size > MAX_BODY_BYTES:
-        raise DeliveryError(f"body is {size:,} bytes; the limit is {MAX_BODY_BYTES:,}")
-    if isinstance(body, bytes):
         try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad = body[exc.start]
-            raise DeliveryError(f"body is not UTF-8 (byte {exc.start}: {bad:#04x})") from None
-    else:
-        text = body
+            text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except RecursionError:
+            raise DeliveryError("the body mapping is nested too deeply to write as JSON") from None
+        except (TypeError, ValueError) as exc:  # not a JSON type, NaN, circular, huge int
+            raise DeliveryError(f"the body mapping can't be written as JSON: {exc}") from None
+        return text.encode("utf-8", "surrogatepass")
+    raise DeliveryError(
+        f"the body is a {type(body).__name__}; expected bytes, str or a mapping (a JSON object)"
+    )
+
+
+def _parse_body(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_BODY_BYTES:
+        raise DeliveryError(f"body is {len(raw):,} bytes; the limit is {MAX_BODY_BYTES:,}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start]
+        raise DeliveryError(f"body is not UTF-8 (byte {exc.start}: {bad:#04x})") from None
     if not text.strip():
         raise DeliveryError("body is empty")
     try:
@@ -197,7 +226,7 @@ def read_delivery(
     Raises:
         DeliveryError: naming the path or header and the value that could not be read.
     """
-    payload = _parse_body(body)
+    payload = _parse_body(body_bytes(body))
     hdrs = normalize_headers(headers)
     dm = chart.spec.delivery
 
@@ -258,6 +287,7 @@ def read_delivery(
 class Received(NamedTuple):
     """A delivery as the engine records it: its bytes, its stored headers, and what it says."""
 
+    #: The body's bytes; for a body over the size limit, only the first ``MAX_BODY_BYTES``.
     raw: bytes
     #: The headers as JSON, secrets redacted (``None`` when there were none).
     headers: str | None
@@ -266,21 +296,37 @@ class Received(NamedTuple):
     received_at: datetime
 
 
-def receive(
-    chart: Chart,
-    body: bytes | str | Mapping[str, Any],
-    headers: Mapping[str, Any] | None,
-    now: datetime,
-) -> Received:
-    """Read one delivery for recording; never raises for what is in it.
+def receive(chart: Chart, body: object, headers: object, now: datetime) -> Received:
+    """Read one delivery for recording; never raises, whatever ``body`` and ``headers`` are.
 
     The engine calls this before it takes the write lock: parsing is the costly part of a
-    delivery, and no other writer needs to wait for it.
+    delivery, and no other writer needs to wait for it. The event is read from exactly the
+    bytes that are stored, so a replay of the stored row decides the same.
     """
-    hdrs = normalize_headers(headers)
-    stored_headers = json.dumps(redact_headers(hdrs)) if hdrs else None
+    problem: DeliveryError | None = None
     try:
-        event: Event | DeliveryError = read_delivery(chart, body, hdrs, now=now)
+        raw = body_bytes(body)
+    except DeliveryError as exc:  # nothing to keep but what was wrong with it
+        raw, problem = f"<{exc}>".encode("utf-8", "replace"), exc
+    hdrs: dict[str, str] = {}
+    try:
+        hdrs = normalize_headers(headers)
     except DeliveryError as exc:
-        event = exc
-    return Received(raw_bytes(body), stored_headers, event, now)
+        problem = problem or exc
+    stored_headers = json.dumps(redact_headers(hdrs)) if hdrs else None
+    event: Event | DeliveryError
+    if problem is not None:
+        event = problem
+    else:
+        try:
+            event = read_delivery(chart, raw, hdrs, now=now)
+        except DeliveryError as exc:
+            event = exc
+    if len(raw) > MAX_BODY_BYTES:  # keep the limit's worth; the reason has its size and hash
+        digest = hashlib.sha256(raw).hexdigest()
+        event = DeliveryError(
+            f"body is {len(raw):,} bytes (sha256 {digest}); the limit is {MAX_BODY_BYTES:,},"
+            " and only that much of it is stored"
+        )
+        raw = raw[:MAX_BODY_BYTES]
+    return Received(raw, stored_headers, event, now)

@@ -109,7 +109,14 @@ class Engine:
         return chart
 
     def apply(self, provider: str, body: Body, headers: Mapping[str, Any] | None = None) -> Outcome:
-        """Apply one delivery in its own durable transaction. Never raises for bad input."""
+        """Apply one delivery in its own durable transaction.
+
+        Never raises for what the delivery holds: whatever ``body`` and ``headers`` are (the
+        wrong types included), an unreadable delivery is recorded as ``invalid`` with a reason.
+
+        Raises:
+            UnknownProvider: no chart for ``provider``.
+        """
         chart = self.chart(provider)
         received = receive(chart, body, headers, self.clock())
         with self.store.write() as tx:
@@ -126,7 +133,7 @@ class Engine:
         while True:
             chunk = []
             for item in items:
-                body, headers = item if isinstance(item, tuple) else (item, None)
+                body, headers = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
                 chunk.append(receive(chart, body, headers, self.clock()))
                 if len(chunk) >= self.batch_size:
                     break
