@@ -52,14 +52,16 @@ class ChartError(EngineError):
 class UnknownProvider(EngineError):
     """No chart of that name is bundled or in the given chart directory."""
 
-    def __init__(self, name: str, available: Iterable[str]) -> None:
+    def __init__(self, name: str, available: Iterable[str], hint: str | None = None) -> None:
         self.name = name
         self.available = sorted(available)
-        super().__init__(
+        self.hint = hint
+        message = (
             f"Unknown provider {name!r}. Available: {_choices(self.available)}"
             if self.available
             else f"Unknown provider {name!r}: no charts are available"
         )
+        super().__init__(f"{message}. Hint: {hint}" if hint else message)
 
 
 class UnknownState(EngineError):

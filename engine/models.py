@@ -103,17 +103,31 @@ class ReplayReport(BaseModel):
 
     invoices: int
     events: int
+    #: What the replay found to differ from what is stored.
     mismatches: list[Mismatch]
+    #: Whether the stored rows were corrected (``replay(repair=True)``).
     repaired: bool = False
+    #: After a repair: what still differs (nothing, unless the repair could not fix it).
+    unrepaired: list[Mismatch] = []
+    #: Things worth knowing that are not mismatches (events decided under an earlier chart).
+    notes: list[str] = []
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches
+        """Whether the stored state now agrees with the events: no mismatch was found, or the
+        repair fixed every one."""
+        return not (self.unrepaired if self.repaired else self.mismatches)
 
     def __str__(self) -> str:
         head = f"replayed {self.events} events over {self.invoices} invoices: "
-        if self.ok:
-            return head + "no mismatch"
-        lines = [head + f"{len(self.mismatches)} mismatches"]
-        lines += [f"  {m}" for m in self.mismatches[:50]]
+        if not self.mismatches:
+            lines = [head + "no mismatch"]
+        else:
+            lines = [head + f"{len(self.mismatches)} mismatches"]
+            lines += [f"  {m}" for m in self.mismatches[:50]]
+            if self.repaired:
+                fixed = len(self.mismatches) - len(self.unrepaired)
+                lines.append(f"repaired {fixed}; could not repair {len(self.unrepaired)}")
+                lines += [f"  {m}" for m in self.unrepaired[:50]]
+        lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -167,7 +167,7 @@ def _modes(folder: Path) -> dict[str, int]:
 
 @pytest.mark.usefixtures("open_umask")
 def test_engine_creates_owner_only_files(tmp_path: Path) -> None:
-    db = tmp_path / "sub" / "invoices.db"
+    db = tmp_path / "invoices.db"
     with Engine(db) as eng:
         eng.apply("stripe", b'{"not": "a stripe event"}')
         modes = _modes(db.parent)  # while open: the -wal and -shm files exist too

@@ -10,10 +10,11 @@ with ``executemany`` when the batch ends — or before a re-fold, which reads th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import datetime
 
 from ..chart import Chart
-from ..errors import DeliveryError
+from ..errors import DeliveryError, UnknownState
 from ..models import Outcome, OutcomeStatus
 from ..store.base import (
     NO_KEY,
@@ -26,9 +27,10 @@ from ..store.base import (
     WriteTx,
 )
 from ._construct import construct
-from .decide import Decision, OnUnknown, decide, fold_rank
+from .decide import Decision, OnUnknown, fold_rank
 from .delivery import Event, Received
-from .fold import fold
+from .fold import decide_safely, fold
+from .versions import Versions, chart_record
 
 __all__ = ["Batch", "Clock", "Refolded", "refold"]
 
@@ -43,10 +45,11 @@ def _micros(when: datetime) -> int:
 class _Invoice:
     """An invoice row held in memory for the length of a batch."""
 
-    __slots__ = ("created_at", "key", "state", "version")
+    __slots__ = ("canonical", "created_at", "key", "state", "version")
 
     def __init__(self, row: InvoiceRow | None) -> None:
         self.state = row.state if row else None
+        self.canonical = row.canonical if row else None
         self.version = row.version if row else 0
         self.created_at = row.created_at if row else None
         self.key = row.key if row else NO_KEY
@@ -58,42 +61,55 @@ class _Invoice:
 
 
 class Refolded:
-    """What re-folding an invoice found: its state, its last fold key, the cause's outcome."""
+    """What re-folding an invoice found: its state (and that state's canonical one, from the
+    chart version that decided it), its last fold key, and the cause's outcome."""
 
-    __slots__ = ("key", "outcome", "state")
+    __slots__ = ("canonical", "key", "outcome", "state")
 
-    def __init__(self, state: str | None, key: FoldKey, outcome: Outcome | None) -> None:
+    def __init__(
+        self, state: str | None, canonical: str | None, key: FoldKey, outcome: Outcome | None
+    ) -> None:
         self.state = state
+        self.canonical = canonical
         self.key = key
         self.outcome = outcome
 
 
 def refold(
     tx: WriteTx,
-    chart: Chart,
+    versions: Versions,
     invoice_id: str,
     on_unknown: OnUnknown,
     *,
     cause: int | None,
     now: str,
     live: dict[str, LiveEvent] | None = None,
+    rechart: bool = False,
 ) -> Refolded:
     """Fold one invoice's live events in fold order, rewriting the outcomes that change.
 
+    Each event is decided under the chart version and policy it was recorded with (with
+    ``rechart``: under the current chart and ``on_unknown``, which are then recorded on it).
     A changed outcome of any event but ``cause`` (the late arrival itself, whose outcome was a
     placeholder) is written to ``revisions``. ``live``, a batch's cache of live events, is
     updated with each event's new outcome. Returns the outcome of event ``cause`` (``None`` for
     a repair, which has no cause).
     """
+    provider = versions.current.name
     state: str | None = None
+    canonical: str | None = None
     key = NO_KEY
     result: Outcome | None = None
-    for step in fold(chart, tx.fold_rows(chart.name, invoice_id), on_unknown):
+    rows = tx.fold_rows(provider, invoice_id)
+    for step in fold(rows, versions.resolver(tx, rechart=rechart), on_unknown, rechart=rechart):
         row, d = step.row, step.decision
         revisions = row.revisions
-        if step.changed:
+        recorded = (row.chart, row.policy)
+        if rechart:
+            recorded = (versions.fingerprint, on_unknown)
+        if step.changed or recorded != (row.chart, row.policy):
             revision = None
-            if row.seq != cause:
+            if step.changed and row.seq != cause:
                 revisions += 1
                 revision = RevisionRow(
                     row.seq, cause, now, row.outcome, d.status, row.from_state, row.to_state,
@@ -102,17 +118,19 @@ def refold(
             tx.revise(
                 RevisedOutcome(
                     row.seq, d.status, d.reason, d.from_state, d.to_state, d.trigger,
-                    int(d.retryable), int(d.adopted), revisions,
+                    int(d.retryable), int(d.adopted), revisions, *recorded,
                 ),
                 revision,
             )  # fmt: skip
+        if d.status == "applied" and d.to_state is not None:
+            canonical = step.chart.canonical(d.to_state)
         state = d.state_after
         key = row.key
         if live is not None and row.event_id is not None:
             live[row.event_id] = LiveEvent(row.seq, d.status, d.retryable)
         if row.seq == cause:
             result = construct(
-                Outcome, status=d.status, provider=chart.name, event_id=row.event_id,
+                Outcome, status=d.status, provider=provider, event_id=row.event_id,
                 invoice_id=invoice_id, event_type=row.event_type,
                 trigger=d.trigger or step.event.trigger, from_state=d.from_state,
                 to_state=d.to_state, reason=d.reason, retryable=d.retryable, adopted=d.adopted,
@@ -120,7 +138,7 @@ def refold(
                 received_at=datetime.fromisoformat(row.received_at), seq=row.seq,
                 revisions=revisions,
             )  # fmt: skip
-    return Refolded(state, key, result)
+    return Refolded(state, canonical, key, result)
 
 
 class Batch:
@@ -128,18 +146,23 @@ class Batch:
 
     Args:
         tx: the open write transaction.
-        chart: the provider's chart.
+        versions: the provider's chart, and the versions of it that decided stored events.
         on_unknown: the policy for invoices first seen through a non-creating event.
         clock: the current time, for rows written (``updated_at``, ``revised_at``).
     """
 
-    def __init__(self, tx: WriteTx, chart: Chart, on_unknown: OnUnknown, clock: Clock) -> None:
+    def __init__(
+        self, tx: WriteTx, versions: Versions, on_unknown: OnUnknown, clock: Clock
+    ) -> None:
         self.tx = tx
-        self.chart = chart
+        self.versions = versions
+        self.chart: Chart = versions.current
         self.on_unknown: OnUnknown = on_unknown
         self.clock = clock
-        self.provider = chart.name
-        self.timed = chart.spec.delivery.occurred_at is not None
+        self.provider = self.chart.name
+        self.fingerprint = versions.fingerprint
+        tx.record_chart(chart_record(self.chart, clock()))
+        self.timed = self.chart.spec.delivery.occurred_at is not None
         self.seq = tx.next_seq()
         self.invoices: dict[str, _Invoice] = {}
         self.dirty: set[str] = set()
@@ -189,10 +212,14 @@ class Batch:
         if inv.created_at is None:
             inv.created_at = now
         state = inv.state
-        canonical = self.chart.canonical(state) if state is not None else None
+        if state is not None:
+            # a state of an earlier chart version keeps the canonical state it had
+            with suppress(UnknownState):
+                inv.canonical = self.chart.canonical(state)
         return InvoiceRow(
-            self.provider, invoice_id, state, canonical, inv.version, inv.created_at, now, *inv.key
-        )
+            self.provider, invoice_id, state, inv.canonical if state else None, inv.version,
+            inv.created_at, now, *inv.key,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------- apply
 
@@ -218,7 +245,7 @@ class Batch:
             self._supersede(known.seq, seq)
 
         if ev.invoice_id is None:
-            d = decide(self.chart, None, ev, self.on_unknown)
+            d = decide_safely(self.chart, None, ev, self.on_unknown)
             return self._record(received, ev, seq, d.status, d, live=1)
 
         inv = self._invoice(ev.invoice_id)
@@ -228,7 +255,7 @@ class Batch:
             key = FoldKey(seq, 0, ev.event_id)
         if inv.exists and key < inv.key:
             return self._late(received, ev, ev.invoice_id, inv, key, seq)
-        d = decide(self.chart, inv.state, ev, self.on_unknown)
+        d = decide_safely(self.chart, inv.state, ev, self.on_unknown)
         inv.state = d.state_after
         inv.key = key
         inv.version += 1
@@ -242,7 +269,7 @@ class Batch:
         self.rows.append(
             EventRow(seq, self.provider, None, 0, None, None, None, None, "invalid", str(exc),
                      None, None, 0, 0, None, None, None, at.isoformat(), 0, received.headers,
-                     received.raw)
+                     received.raw, self.on_unknown, self.fingerprint)
         )  # fmt: skip
         return construct(
             Outcome, status="invalid", provider=self.provider, event_id=None, invoice_id=None,
@@ -280,7 +307,7 @@ class Batch:
                 occurred_at=ev.occurred_at.isoformat() if ev.occurred_at else None,
                 fold_time=key.time if key else None, fold_rank=key.rank if key else None,
                 received_at=at.isoformat(), revisions=0, headers=received.headers,
-                body=received.raw,
+                body=received.raw, policy=self.on_unknown, chart=self.fingerprint,
             )
         )  # fmt: skip
         if live:
@@ -312,12 +339,13 @@ class Batch:
         self._record(received, ev, seq, "rejected", placeholder, key=key, live=1)
         self.flush()
         done = refold(
-            self.tx, self.chart, invoice_id, self.on_unknown, cause=seq,
+            self.tx, self.versions, invoice_id, self.on_unknown, cause=seq,
             now=self.clock().isoformat(), live=self.live,
         )  # fmt: skip
         if done.outcome is None:  # the row was just written live: the fold always meets it
             raise RuntimeError(f"event #{seq} vanished from its invoice's fold")
         inv.state, inv.key = done.state, done.key
+        inv.canonical = done.canonical or inv.canonical
         inv.version += 1
         self.dirty.add(invoice_id)
         return done.outcome

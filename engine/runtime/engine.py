@@ -24,18 +24,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..chart import Chart, load_chart
-from ..errors import EngineError
+from ..errors import ChartError, EngineError, UnknownProvider
 from ..models import InvoiceState, Mismatch, Outcome, ReplayReport
 from ..store import open_store
-from ..store.base import EventRow, InvoiceRow
+from ..store.base import EventRow, InvoiceRow, ReadTx, WriteTx
 from ..store.sqlite import Synchronous
-from ._batch import Batch, Clock, refold
+from ._batch import Batch, Clock, Refolded, refold
 from .decide import OnUnknown
 from .delivery import receive
 from .fold import fold
+from .versions import Versions
 
 __all__ = ["Body", "Delivery", "Engine"]
 
@@ -69,16 +70,24 @@ class Engine:
     """Applies webhook deliveries to invoices, recording everything in a store.
 
     Args:
-        db: a SQLite file path (created, owner-only, WAL) or ``":memory:"``.
+        db: a SQLite file path (created, owner-only, WAL, in a folder that exists) or
+            ``":memory:"``.
         chart_dir: a folder of your own charts, used beside the bundled ones.
         charts: charts to use by provider name, overriding files (e.g. built in code).
         on_unknown: an invoice first seen through a non-creating event: ``"adopt"`` its status
-            snapshot (recorded as adopted), or ``"reject"`` the event (``retryable``).
+            snapshot (recorded as adopted), or ``"reject"`` the event (``retryable``). Recorded
+            with every event, so a re-fold decides each event under the policy it came under.
         synchronous: SQLite's durability setting; ``"NORMAL"`` (default, WAL: durable across
             process crashes, may lose the last transactions on power loss) or ``"FULL"``.
-        batch_size: deliveries per transaction in :meth:`apply_many`.
+        batch_size: deliveries per transaction in :meth:`apply_many` (at least 1).
         clock: the current time in UTC (default: the system clock); the engine reads time
             nowhere else.
+        readonly: open an existing database for reading only: nothing is created, upgraded or
+            written (the CLI's read commands use this).
+
+    Raises:
+        EngineError: a bad argument; :class:`~engine.StoreError` when ``db`` can't be opened
+            (it names the file and why).
     """
 
     def __init__(
@@ -91,22 +100,57 @@ class Engine:
         synchronous: Synchronous = "NORMAL",
         batch_size: int = 2000,
         clock: Clock = _utc_now,
+        readonly: bool = False,
     ) -> None:
         if on_unknown not in ("adopt", "reject"):
             raise EngineError(f"on_unknown={on_unknown!r}; choose 'adopt' or 'reject'")
-        self.store = open_store(db, synchronous=synchronous)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise EngineError(f"batch_size={batch_size!r}; give a whole number of at least 1")
+        if chart_dir is not None and not Path(chart_dir).is_dir():
+            raise EngineError(f"chart_dir={str(chart_dir)!r} is not a folder")
+        for name, chart in (charts or {}).items():
+            _check_name(chart, name)
+        self.store = open_store(db, synchronous=synchronous, readonly=readonly)
         self.chart_dir = chart_dir
         self._charts: dict[str, Chart] = dict(charts or {})
+        self._versions: dict[str, Versions] = {}
         self.on_unknown: OnUnknown = on_unknown
-        self.batch_size = max(1, batch_size)
+        self.batch_size = batch_size
         self.clock = clock
 
     def chart(self, provider: str) -> Chart:
-        """The chart for ``provider`` (raises :class:`~engine.UnknownProvider`)."""
+        """The chart for ``provider``.
+
+        Raises:
+            UnknownProvider: no such chart; if the database holds that provider's events, the
+                message says to pass ``chart_dir``.
+            ChartError: the chart file is broken, or names another provider than its file.
+        """
         chart = self._charts.get(provider)
         if chart is None:
-            chart = self._charts[provider] = load_chart(provider, self.chart_dir)
+            try:
+                chart = load_chart(provider, self.chart_dir)
+            except UnknownProvider as exc:
+                with self.store.read() as tx:
+                    known = provider in {p for p, _ in tx.chart_versions()}
+                if known:
+                    raise UnknownProvider(
+                        provider,
+                        exc.available,
+                        hint=f"the database holds {provider!r} events, but its chart is not "
+                        f"loaded: pass chart_dir (--chart-dir) with {provider}.yaml",
+                    ) from None
+                raise
+            _check_name(chart, provider)
+            self._charts[provider] = chart
         return chart
+
+    def _versions_of(self, provider: str) -> Versions:
+        chart = self.chart(provider)
+        versions = self._versions.get(provider)
+        if versions is None or versions.current is not chart:
+            versions = self._versions[provider] = Versions(chart)
+        return versions
 
     def apply(self, provider: str, body: Body, headers: Mapping[str, Any] | None = None) -> Outcome:
         """Apply one delivery in its own durable transaction.
@@ -116,11 +160,12 @@ class Engine:
 
         Raises:
             UnknownProvider: no chart for ``provider``.
+            StoreError: the database can't be written (nothing of the delivery is).
         """
-        chart = self.chart(provider)
-        received = receive(chart, body, headers, self.clock())
+        versions = self._versions_of(provider)
+        received = receive(versions.current, body, headers, self.clock())
         with self.store.write() as tx:
-            batch = Batch(tx, chart, self.on_unknown, self.clock)
+            batch = Batch(tx, versions, self.on_unknown, self.clock)
             out = batch.run([received])[0]
             batch.flush()
         return out
@@ -128,19 +173,19 @@ class Engine:
     def iter_apply(self, provider: str, deliveries: Iterable[Delivery]) -> Iterator[Outcome]:
         """Apply a stream, ``batch_size`` deliveries per transaction, yielding each outcome
         once its batch is committed. Memory stays flat however long the stream."""
-        chart = self.chart(provider)
+        versions = self._versions_of(provider)
         items = iter(deliveries)
         while True:
             chunk = []
             for item in items:
                 body, headers = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
-                chunk.append(receive(chart, body, headers, self.clock()))
+                chunk.append(receive(versions.current, body, headers, self.clock()))
                 if len(chunk) >= self.batch_size:
                     break
             if not chunk:
                 return
             with self.store.write() as tx:
-                batch = Batch(tx, chart, self.on_unknown, self.clock)
+                batch = Batch(tx, versions, self.on_unknown, self.clock)
                 outs = batch.run(chunk)
                 batch.flush()
             yield from outs
@@ -156,72 +201,88 @@ class Engine:
     # ------------------------------------------------------------------ reading
 
     def state(self, provider: str, invoice_id: str | int) -> InvoiceState | None:
-        """The invoice's current state, or ``None`` if it has never been born here."""
+        """The invoice's current state, or ``None`` if it has never been born here.
+
+        Raises:
+            UnknownProvider: ``provider`` has no chart (a misspelt name is not "no invoice").
+        """
+        self.chart(provider)
         with self.store.read() as tx:
             row = tx.invoice(provider, str(invoice_id))
         return None if row is None or row.state is None else _invoice_state(row)
 
     def history(self, provider: str, invoice_id: str | int) -> list[Outcome]:
         """Every delivery about the invoice: the events in fold order (the order they count
-        in), then the deliveries that did not count (duplicates, superseded retries)."""
+        in), then the deliveries that did not count (duplicates, superseded retries).
+
+        Raises:
+            UnknownProvider: ``provider`` has no chart.
+        """
+        self.chart(provider)
         with self.store.read() as tx:
             rows = tx.history_rows(provider, str(invoice_id))
         return [_outcome(r) for r in rows]
 
     def invoices(self, provider: str | None = None) -> Iterator[InvoiceState]:
         """Every invoice with a known state, optionally of one provider."""
+        if provider is not None:
+            self.chart(provider)
         with self.store.read() as tx:
             rows = list(tx.invoice_rows(provider))
         return (_invoice_state(r) for r in rows)
 
     def counts(self, provider: str | None = None) -> dict[str, int]:
         """How many deliveries ended in each outcome."""
+        if provider is not None:
+            self.chart(provider)
         with self.store.read() as tx:
             return tx.outcome_counts(provider)
 
-    def replay(self, provider: str | None = None, *, repair: bool = False) -> ReplayReport:
-        """Rebuild every invoice's state from the events table and report any mismatch.
+    def replay(
+        self, provider: str | None = None, *, repair: bool = False, rechart: bool = False
+    ) -> ReplayReport:
+        """Decide every invoice's events again from the events table; report what differs.
 
-        With ``repair=True`` the stored rows are corrected to what the replay found.
+        Each event is decided under the chart version and policy it was recorded with. Events
+        decided under an earlier version of a chart are listed in the report's ``notes``.
+
+        Args:
+            provider: only this provider's invoices.
+            repair: correct the stored outcomes and invoice rows to what the replay finds,
+                inside one write transaction, then check again; what could not be corrected is
+                in ``unrepaired``.
+            rechart: re-decide history under the *current* charts and this engine's policy,
+                recording each changed outcome as a revision (implies ``repair``).
         """
-        mismatches: list[Mismatch] = []
-        events = 0
+        repair = repair or rechart
+        if provider is not None:
+            self.chart(provider)
         with self.store.read() as tx:
-            pairs = tx.folded_invoices(provider)
-            for prov, iid in pairs:
-                chart = self.chart(prov)
-                state: str | None = None
-                for step in fold(chart, tx.fold_rows(prov, iid), self.on_unknown):
-                    events += 1
-                    row, d = step.row, step.decision
-                    if d.status != row.outcome or d.to_state != row.to_state:
-                        mismatches.append(
-                            Mismatch(provider=prov, invoice_id=iid,
-                                     what=f"event #{row.seq} outcome",
-                                     stored=f"{row.outcome} → {row.to_state}",
-                                     replayed=f"{d.status} → {d.to_state}")
-                        )  # fmt: skip
-                    state = d.state_after
-                stored = tx.invoice(prov, iid)
-                if (stored.state if stored else None) != state:
-                    mismatches.append(
-                        Mismatch(provider=prov, invoice_id=iid, what="state",
-                                 stored=stored.state if stored else None, replayed=state)
-                    )  # fmt: skip
-        if repair and mismatches:
+            found = _check(self, tx, provider)
+        mismatches = found.mismatches
+        unrepaired: list[Mismatch] = []
+        redo = {(m.provider, m.invoice_id) for m in mismatches}
+        if rechart:
+            redo = set(found.invoices)
+        if repair and redo:
             with self.store.write() as wtx:
                 now = self.clock().isoformat()
-                for prov, iid in {(m.provider, m.invoice_id) for m in mismatches}:
-                    chart = self.chart(prov)
-                    done = refold(wtx, chart, iid, self.on_unknown, cause=None, now=now)
-                    canonical = chart.canonical(done.state) if done.state else None
-                    wtx.set_invoice_state(prov, iid, done.state, canonical, done.key)
+                for prov, iid in sorted(redo):
+                    versions = self._versions_of(prov)
+                    done = refold(
+                        wtx, versions, iid, self.on_unknown, cause=None, now=now, rechart=rechart
+                    )
+                    _put_invoice(wtx, prov, iid, done, now)
+                unrepaired = _check(self, wtx, provider, only=redo).mismatches
+            if rechart:
+                found = _Found(found.invoices, found.events, found.mismatches, [])
         return ReplayReport(
-            invoices=len(pairs), events=events, mismatches=mismatches, repaired=repair
-        )
+            invoices=len(found.invoices), events=found.events, mismatches=mismatches,
+            repaired=repair, unrepaired=unrepaired, notes=found.notes,
+        )  # fmt: skip
 
     def close(self) -> None:
-        """Close the database connection."""
+        """Close the database connection; the engine can't be used afterwards."""
         self.store.close()
 
     def __enter__(self) -> Engine:
@@ -229,3 +290,74 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _check_name(chart: Chart, name: str) -> None:
+    if chart.name != name:
+        where = str(chart.path) if chart.path else f"charts[{name!r}]"
+        raise ChartError(
+            where,
+            "provider",
+            f"the chart says provider: {chart.name!r}, but it is loaded as {name!r}; "
+            "rename one so they match",
+        )
+
+
+class _Found(NamedTuple):
+    invoices: list[tuple[str, str]]
+    events: int
+    mismatches: list[Mismatch]
+    notes: list[str]
+
+
+def _check(
+    eng: Engine, tx: ReadTx, provider: str | None, only: set[tuple[str, str]] | None = None
+) -> _Found:
+    """Fold every invoice (or ``only`` these) from its stored events and compare with what is
+    stored, in one transaction."""
+    pairs = tx.folded_invoices(provider)
+    if only is not None:
+        pairs = [p for p in pairs if p in only]
+    mismatches: list[Mismatch] = []
+    events = 0
+    for prov, iid in pairs:
+        versions = eng._versions_of(prov)
+        state: str | None = None
+        for step in fold(tx.fold_rows(prov, iid), versions.resolver(tx), eng.on_unknown):
+            events += 1
+            row, d = step.row, step.decision
+            if d.status != row.outcome or d.to_state != row.to_state:
+                mismatches.append(
+                    Mismatch(provider=prov, invoice_id=iid, what=f"event #{row.seq} outcome",
+                             stored=f"{row.outcome} → {row.to_state}",
+                             replayed=f"{d.status} → {d.to_state}")
+                )  # fmt: skip
+            state = d.state_after
+        stored = tx.invoice(prov, iid)
+        if stored is None or stored.state != state:
+            mismatches.append(
+                Mismatch(provider=prov, invoice_id=iid, what="state",
+                         stored=stored.state if stored else "(no invoice row)", replayed=state)
+            )  # fmt: skip
+    notes = []
+    for (prov, version), n in sorted(tx.chart_versions(provider).items(), key=str):
+        if only is None and version is not None and version != eng._versions_of(prov).fingerprint:
+            notes.append(
+                f"{prov}: {n} events were decided under an earlier chart ({version}); they "
+                "replay under it. replay(rechart=True) (--rechart) re-decides them under the "
+                "current chart."
+            )
+    return _Found(pairs, events, mismatches, notes)
+
+
+def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, now: str) -> None:
+    """Write a re-folded invoice's row, creating it if it was lost."""
+    old = tx.invoice(provider, invoice_id)
+    tx.upsert_invoices(
+        [
+            InvoiceRow(
+                provider, invoice_id, done.state, done.canonical if done.state else None,
+                (old.version if old else 0) + 1, old.created_at if old else now, now, *done.key,
+            )
+        ]
+    )  # fmt: skip

@@ -15,20 +15,25 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from ..chart import Chart
+from ..errors import EngineError
 from ..store.base import EventRow
 from ._construct import construct
 from .decide import Decision, OnUnknown, decide
 from .delivery import Event
+from .versions import VersionResolver
 
-__all__ = ["Folded", "fold", "stored_event"]
+__all__ = ["Folded", "decide_safely", "fold", "stored_event"]
 
 
 class Folded(NamedTuple):
-    """One step of a fold: the stored row, the event it stands for, and the new decision."""
+    """One step of a fold: the stored row, the event it stands for, the new decision, and the
+    chart version and policy that made it."""
 
     row: EventRow
     event: Event
     decision: Decision
+    chart: Chart
+    policy: OnUnknown
 
     @property
     def changed(self) -> bool:
@@ -56,11 +61,37 @@ def stored_event(chart: Chart, row: EventRow) -> Event:
     )  # fmt: skip
 
 
-def fold(chart: Chart, rows: Iterable[EventRow], on_unknown: OnUnknown) -> Iterator[Folded]:
-    """Decide each of an invoice's live events in turn, from no state, in the rows' order."""
+def decide_safely(chart: Chart, state: str | None, event: Event, policy: OnUnknown) -> Decision:
+    """:func:`decide`, with history the chart can't read (a state or an event type a chart edit
+    removed) made a ``rejected`` decision that says so, instead of an error."""
+    try:
+        return decide(chart, state, event, policy)
+    except EngineError as exc:
+        return Decision("rejected", state, state, reason=f"{exc} (was the chart edited?)")
+
+
+def fold(
+    rows: Iterable[EventRow],
+    version: VersionResolver,
+    on_unknown: OnUnknown,
+    *,
+    rechart: bool = False,
+) -> Iterator[Folded]:
+    """Decide each of an invoice's live events in turn, from no state, in the rows' order.
+
+    Each event is decided with the chart (``version`` of its recorded fingerprint) and the
+    ``on_unknown`` policy it was recorded with; ``on_unknown`` stands in for rows written before
+    the policy was recorded, and for every row when ``rechart`` re-decides history anew. A state
+    the chart version does not know (history that spans a chart edit) makes the event
+    ``rejected`` with that reason: a fold never raises.
+    """
     state: str | None = None
     for row in rows:
+        chart = version(row.chart)
+        policy: OnUnknown = on_unknown
+        if not rechart and row.policy in ("adopt", "reject"):
+            policy = "adopt" if row.policy == "adopt" else "reject"
         event = stored_event(chart, row)
-        decision = decide(chart, state, event, on_unknown)
-        yield Folded(row, event, decision)
+        decision = decide_safely(chart, state, event, policy)
+        yield Folded(row, event, decision, chart, policy)
         state = decision.state_after

@@ -15,6 +15,13 @@ from .sqlite import SqliteStore, Synchronous
 __all__ = ["Store", "open_store"]
 
 
-def open_store(db: str | Path, *, synchronous: Synchronous = "NORMAL") -> Store:
-    """The store for ``db``: a SQLite file path, or ``":memory:"``."""
-    return SqliteStore(db, synchronous=synchronous)
+def open_store(
+    db: str | Path, *, synchronous: Synchronous = "NORMAL", readonly: bool = False
+) -> Store:
+    """The store for ``db``: a SQLite file path, or ``":memory:"``.
+
+    Raises:
+        StoreError: ``db`` names no usable database (a URL of a kind with no store here, a
+            missing folder, a file that is not an invoice-engine database, …).
+    """
+    return SqliteStore(db, synchronous=synchronous, readonly=readonly)

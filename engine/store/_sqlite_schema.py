@@ -10,6 +10,8 @@ Three tables, readable as they are in Datasette or ``sqlite-utils``:
   unique index on (provider, event_id) where live = 1 makes double-applying impossible even
   for several processes on one file.
 - ``revisions``: the audit trail of outcomes changed when a late event re-folded an invoice.
+- ``charts``: every version of a chart that decided events, by fingerprint (``events.chart``),
+  so a re-fold or a replay decides each event with the chart it was first decided with.
 
 The schema version is ``PRAGMA user_version``; a file from a newer version is refused, not
 misread. The column lists are the fields of the rows in :mod:`engine.store.base`, in order.
@@ -23,9 +25,17 @@ import time
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["SCHEMA_VERSION", "Synchronous", "create_private", "create_schema", "set_wal"]
+__all__ = [
+    "OUR_TABLES",
+    "SCHEMA_VERSION",
+    "Synchronous",
+    "create_private",
+    "create_schema",
+    "set_wal",
+]
 
-SCHEMA_VERSION = 1
+#: 1: events, invoices, revisions. 2: events.policy and events.chart, and the charts table.
+SCHEMA_VERSION = 2
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _EVENT_COLUMNS = {
@@ -50,6 +60,15 @@ _EVENT_COLUMNS = {
     "revisions": int,
     "headers": str,
     "body": bytes,
+    "policy": str,  # the on_unknown policy the event was decided under
+    "chart": str,  # the fingerprint of the chart it was decided with (see charts)
+}
+
+_CHART_COLUMNS = {
+    "fingerprint": str,
+    "provider": str,
+    "spec": str,  # the chart as JSON: enough to decide again exactly as it did
+    "recorded_at": str,
 }
 
 _INVOICE_COLUMNS = {
@@ -84,7 +103,6 @@ _REVISION_COLUMNS = {
 def create_private(path: Path) -> None:
     """Create the database file readable by its owner only: raw bodies carry personal data."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
 
@@ -103,47 +121,61 @@ def set_wal(conn: sqlite3.Connection) -> None:
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables and indexes in one IMMEDIATE transaction (the caller's).
+    """Create the tables and indexes, or upgrade an older file's, in the caller's transaction.
 
     sqlite-utils writes the CREATE TABLE statements (``create_table_sql``); they are run
     here rather than through ``Table.create``, which commits on its own, so that two
-    processes opening one new file at once take turns instead of racing.
+    processes opening one new file at once take turns instead of racing (the caller holds an
+    IMMEDIATE transaction, and the version is read again under it).
     """
-    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-        return  # another process created it while we waited for the lock
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version >= SCHEMA_VERSION:
+        return  # another process created or upgraded it while we waited for the lock
     # Imported here, not at the top: sqlite-utils (and pluggy, dateutil) cost the CLI
     # ~40-80 ms of start-up, and commands that only read charts never open a store.
     import sqlite_utils
 
     db = sqlite_utils.Database(conn)
-    tables = [
-        db.create_table_sql(
-            "events",
-            _EVENT_COLUMNS,
-            pk="seq",
-            not_null={"provider", "live", "outcome", "received_at", "revisions"},
-            defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
-            if_not_exists=True,
-        ),
-        db.create_table_sql(
-            "invoices",
-            _INVOICE_COLUMNS,
-            pk=("provider", "invoice_id"),
-            not_null={"version"},  # state is NULL while only rejected events are known
-            if_not_exists=True,
-        ),
-        db.create_table_sql("revisions", _REVISION_COLUMNS, pk="id", if_not_exists=True),
-    ]
-    # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
-    indexes = [
-        "CREATE UNIQUE INDEX IF NOT EXISTS events_live_event"
-        " ON events(provider, event_id) WHERE live = 1",
-        "CREATE INDEX IF NOT EXISTS events_invoice_fold"
-        " ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1",
-        "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
-        "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
-        "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
-    ]
-    for sql in tables + indexes:
+    statements: list[str] = []
+    if version == 0:
+        statements += [
+            db.create_table_sql(
+                "events",
+                _EVENT_COLUMNS,
+                pk="seq",
+                not_null={"provider", "live", "outcome", "received_at", "revisions"},
+                defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
+                if_not_exists=True,
+            ),
+            db.create_table_sql(
+                "invoices",
+                _INVOICE_COLUMNS,
+                pk=("provider", "invoice_id"),
+                not_null={"version"},  # state is NULL while only rejected events are known
+                if_not_exists=True,
+            ),
+            db.create_table_sql("revisions", _REVISION_COLUMNS, pk="id", if_not_exists=True),
+            # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
+            "CREATE UNIQUE INDEX IF NOT EXISTS events_live_event"
+            " ON events(provider, event_id) WHERE live = 1",
+            "CREATE INDEX IF NOT EXISTS events_invoice_fold"
+            " ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1",
+            "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
+            "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
+            "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
+        ]
+    elif version == 1:  # rows written before policy and chart were recorded keep them NULL
+        statements += [
+            "ALTER TABLE events ADD COLUMN policy TEXT",
+            "ALTER TABLE events ADD COLUMN chart TEXT",
+        ]
+    statements.append(
+        db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)
+    )
+    for sql in statements:
         conn.execute(sql)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+#: The tables a file of ours has, at any schema version.
+OUR_TABLES = frozenset({"events", "invoices", "revisions"})

@@ -20,6 +20,7 @@ from typing import NamedTuple, Protocol
 
 __all__ = [
     "NO_KEY",
+    "ChartRecord",
     "EventRow",
     "FoldKey",
     "InvoiceRow",
@@ -79,6 +80,10 @@ class EventRow(NamedTuple):
     revisions: int
     headers: str | None
     body: bytes
+    #: The ``on_unknown`` policy it was decided under (``None``: written before it was recorded).
+    policy: str | None
+    #: The fingerprint of the chart it was decided with (``None``: written before it was recorded).
+    chart: str | None
 
     @property
     def key(self) -> FoldKey:
@@ -119,6 +124,17 @@ class RevisedOutcome(NamedTuple):
     retryable: int
     adopted: int
     revisions: int
+    policy: str | None
+    chart: str | None
+
+
+class ChartRecord(NamedTuple):
+    """One version of a chart that decided events: its spec as JSON, by fingerprint."""
+
+    fingerprint: str
+    provider: str
+    spec: str
+    recorded_at: str
 
 
 class RevisionRow(NamedTuple):
@@ -187,6 +203,14 @@ class ReadTx(Protocol):
         """Every revision, in the order they were written."""
         ...
 
+    def chart_record(self, fingerprint: str) -> ChartRecord | None:
+        """The chart version recorded under ``fingerprint``."""
+        ...
+
+    def chart_versions(self, provider: str | None = None) -> dict[tuple[str, str | None], int]:
+        """How many live events each (provider, chart fingerprint) decided."""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """One atomic write: everything done through it commits together or not at all."""
@@ -209,10 +233,8 @@ class WriteTx(ReadTx, Protocol):
         """Rewrite an event's outcome after a re-fold, recording the revision when given."""
         ...
 
-    def set_invoice_state(
-        self, provider: str, invoice_id: str, state: str | None, canonical: str | None, key: FoldKey
-    ) -> None:
-        """Correct an invoice's folded state (``replay --repair``); bumps its version."""
+    def record_chart(self, chart: ChartRecord) -> None:
+        """Keep a chart version (once: a fingerprint already recorded is left as it is)."""
         ...
 
 

@@ -11,6 +11,7 @@ every read in it sees one snapshot of committed data.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -19,10 +20,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StoreError
-from ._sqlite_schema import SCHEMA_VERSION, Synchronous, create_private, create_schema, set_wal
+from ._sqlite_schema import (
+    OUR_TABLES,
+    SCHEMA_VERSION,
+    Synchronous,
+    create_private,
+    create_schema,
+    set_wal,
+)
 from .base import (
+    ChartRecord,
     EventRow,
-    FoldKey,
     InvoiceRow,
     LiveEvent,
     RevisedOutcome,
@@ -56,19 +64,41 @@ _REVISION_NAMES = ", ".join(RevisionRow._fields)
 _INSERT_REVISION = (
     f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_in(len(RevisionRow._fields))})"
 )
-_FOLD_SQL = f"""
-SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ? AND live = 1
+_FOLD_SQL = """
+SELECT {columns} FROM events WHERE provider = ? AND invoice_id = ? AND live = 1
 ORDER BY fold_time, fold_rank, event_id
 """
+
+
+def _check_path(path: Path, readonly: bool) -> None:
+    """Refuse, by name, a path that can't be a database file, before anything is created."""
+    if str(path) == "":
+        raise StoreError("no database named: give a file path, or ':memory:'")
+    if "://" in str(path):
+        scheme = str(path).split("://", 1)[0]
+        raise StoreError(
+            f"{str(path)!r}: no store for {scheme!r} URLs; give a SQLite file path or ':memory:'"
+        )
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a folder, not a database file")
+    if readonly and not path.exists():
+        raise StoreError(f"no database at {str(path)!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise StoreError(f"can't create {str(path)!r}: the folder {str(folder)!r} {what}")
 
 
 class _Tx:
     """Reads and writes on the store's connection, inside a transaction the store opened."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_events", "_fold_sql", "_has_chart")
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, columns: dict[str, str]) -> None:
         self._conn = conn
+        self._events = ", ".join(columns.values())  # what SELECT names for an EventRow
+        self._fold_sql = _FOLD_SQL.format(columns=self._events)
+        self._has_chart = columns["chart"] == "chart"
 
     # ------------------------------------------------------------------- reads
 
@@ -122,18 +152,19 @@ class _Tx:
     def fold_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
         # read through the events_invoice_fold index: O(this invoice's events)
         return [
-            EventRow._make(row) for row in self._conn.execute(_FOLD_SQL, (provider, invoice_id))
+            EventRow._make(row)
+            for row in self._conn.execute(self._fold_sql, (provider, invoice_id))
         ]
 
     def explain_fold(self) -> list[str]:
-        rows = self._conn.execute(f"EXPLAIN QUERY PLAN {_FOLD_SQL}", ("?", "?")).fetchall()
+        rows = self._conn.execute(f"EXPLAIN QUERY PLAN {self._fold_sql}", ("?", "?")).fetchall()
         return [str(r[3]) for r in rows]
 
     def history_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
         return [
             EventRow._make(row)
             for row in self._conn.execute(
-                f"SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ?"
+                f"SELECT {self._events} FROM events WHERE provider = ? AND invoice_id = ?"
                 " ORDER BY live DESC, fold_time, fold_rank, event_id, seq",
                 (provider, invoice_id),
             )
@@ -156,8 +187,27 @@ class _Tx:
         return {outcome: n for outcome, n in rows}
 
     def event_rows(self) -> Iterator[EventRow]:
-        for row in self._conn.execute(f"SELECT {_EVENT_NAMES} FROM events ORDER BY seq"):
+        for row in self._conn.execute(f"SELECT {self._events} FROM events ORDER BY seq"):
             yield EventRow._make(row)
+
+    def chart_record(self, fingerprint: str) -> ChartRecord | None:
+        if not self._has_chart:  # an older file, read as it is: no chart was recorded
+            return None
+        row = self._conn.execute(
+            f"SELECT {', '.join(ChartRecord._fields)} FROM charts WHERE fingerprint = ?",
+            (fingerprint,),
+        ).fetchone()
+        return None if row is None else ChartRecord._make(row)
+
+    def chart_versions(self, provider: str | None = None) -> dict[tuple[str, str | None], int]:
+        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
+        chart = "chart" if self._has_chart else "NULL"
+        rows = self._conn.execute(
+            f"SELECT provider, {chart} AS version, COUNT(*) FROM events"
+            f" WHERE live = 1 AND invoice_id IS NOT NULL {where} GROUP BY provider, version",
+            args,
+        )
+        return {(p, c): n for p, c, n in rows}
 
     def revision_rows(self) -> Iterator[RevisionRow]:
         for row in self._conn.execute(f"SELECT {_REVISION_NAMES} FROM revisions ORDER BY id"):
@@ -186,18 +236,18 @@ class _Tx:
             self._conn.execute(_INSERT_REVISION, revision)
         self._conn.execute(
             "UPDATE events SET outcome = ?, reason = ?, from_state = ?, to_state = ?,"
-            " trigger = ?, retryable = ?, adopted = ?, revisions = ? WHERE seq = ?",
+            " trigger = ?, retryable = ?, adopted = ?, revisions = ?, policy = ?, chart = ?"
+            " WHERE seq = ?",
             (outcome.outcome, outcome.reason, outcome.from_state, outcome.to_state,
-             outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions, outcome.seq),
+             outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions,
+             outcome.policy, outcome.chart, outcome.seq),
         )  # fmt: skip
 
-    def set_invoice_state(
-        self, provider: str, invoice_id: str, state: str | None, canonical: str | None, key: FoldKey
-    ) -> None:
+    def record_chart(self, chart: ChartRecord) -> None:
         self._conn.execute(
-            "UPDATE invoices SET state = ?, canonical = ?, last_time = ?, last_rank = ?,"
-            " last_event_id = ?, version = version + 1 WHERE provider = ? AND invoice_id = ?",
-            (state, canonical, *key, provider, invoice_id),
+            f"INSERT INTO charts ({', '.join(ChartRecord._fields)}) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (fingerprint) DO NOTHING",
+            chart,
         )
 
 
@@ -205,9 +255,16 @@ class SqliteStore:
     """One SQLite database file (or ``:memory:``) with the schema in place.
 
     Args:
-        path: the file; created owner-only (raw bodies carry personal data).
+        path: the file, created owner-only (raw bodies carry personal data) in a folder that
+            must exist; or ``":memory:"``.
         synchronous: SQLite's durability setting for commits.
         busy_timeout: seconds a writer waits for another process's lock.
+        readonly: open an existing database without writing anything to it: no schema created
+            or upgraded, no switch to WAL; a write raises :class:`~engine.StoreError`.
+
+    Raises:
+        StoreError: the path can't hold a database, or the file is not an invoice-engine
+            database (it is then left exactly as it was), or is from a newer version.
     """
 
     def __init__(
@@ -216,35 +273,72 @@ class SqliteStore:
         *,
         synchronous: Synchronous = "NORMAL",
         busy_timeout: float = 60.0,
+        readonly: bool = False,
     ) -> None:
         self.path = str(path)
-        memory = self.path == ":memory:"
+        self.readonly = readonly
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError(f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA")
+        memory = self.path == ":memory:"
         if not memory:
-            create_private(Path(self.path))
+            _check_path(Path(self.path), readonly)
         try:
-            conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
-            )
+            if readonly and not memory:
+                uri = Path(self.path).resolve().as_uri() + "?mode=ro"
+                conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout,
+                                       check_same_thread=False)  # fmt: skip
+            else:
+                if not memory:
+                    create_private(Path(self.path))
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=busy_timeout, check_same_thread=False
+                )
             conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            if not memory:
-                set_wal(conn)
-            conn.execute(f"PRAGMA synchronous = {synchronous}")
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
+            version = self._check_ours(conn)
+            if not readonly:
+                if not memory:
+                    set_wal(conn)
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"can't open {self.path!r} as a SQLite database: {exc}") from None
+        self._conn = conn
+        self._lock = threading.RLock()
+        self._tx = _Tx(conn, self._columns(conn))
+        if not readonly and version < SCHEMA_VERSION:
+            with self.write():
+                create_schema(conn)
+            self._tx = _Tx(conn, self._columns(conn))  # the columns the schema now has
+
+    def _check_ours(self, conn: sqlite3.Connection) -> int:
+        """The file's schema version, once it is known to be ours (nothing is written)."""
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        tables = {
+            r[0]
+            for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            if not r[0].startswith("sqlite_")
+        }
+        name = os.path.basename(self.path)
         if version > SCHEMA_VERSION:
             raise StoreError(
                 f"{self.path!r} has schema version {version}; this invoice-engine knows up to "
                 f"{SCHEMA_VERSION}. Upgrade invoice-engine."
             )
-        self._conn = conn
-        self._tx = _Tx(conn)
-        self._lock = threading.RLock()
-        if version < SCHEMA_VERSION:
-            with self.write():
-                create_schema(conn)
+        if (version == 0 and tables) or (version > 0 and not tables >= OUR_TABLES):
+            shown = ", ".join(sorted(tables)[:8]) or "none"
+            raise StoreError(
+                f"{name!r} is not an invoice-engine database (its tables: {shown}); "
+                "name a new file or one invoice-engine created"
+            )
+        if version == 0 and self.readonly:
+            raise StoreError(f"{name!r} is not an invoice-engine database yet (it is empty)")
+        return version
+
+    @staticmethod
+    def _columns(conn: sqlite3.Connection) -> dict[str, str]:
+        """Each events column as SELECT should name it: an older file opened read-only lacks
+        the newer columns, which then read as NULL."""
+        present = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
+        return {c: c if c in present else f"NULL AS {c}" for c in EventRow._fields}
 
     @contextmanager
     def write(self) -> Iterator[_Tx]:
@@ -253,7 +347,13 @@ class SqliteStore:
         ``BEGIN IMMEDIATE`` waits up to the busy timeout; if SQLite still reports the database
         busy (a checkpoint in another process), it is retried with a short back-off. Threads
         sharing one store take turns through a lock (one connection, one transaction).
+
+        Raises:
+            StoreError: the store is read-only, or SQLite failed (the transaction is rolled
+                back: nothing of it is written).
         """
+        if self.readonly:
+            raise StoreError(f"{self.path!r} was opened read-only")
         with self._lock:
             yield from self._transaction("BEGIN IMMEDIATE")
 
@@ -274,11 +374,17 @@ class SqliteStore:
                 time.sleep(min(0.005 * 2**attempt, 0.5))
         try:
             yield self._tx
-        except BaseException:
+        except BaseException as exc:
             self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"{self.path!r}: {exc}") from exc
             raise
-        else:
+        try:
             self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise StoreError(f"can't commit to {self.path!r}: {exc}") from exc
 
     def explain_fold(self) -> list[str]:
         """SQLite's query plan for reading one invoice's fold (it must search an index)."""
