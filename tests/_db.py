@@ -108,6 +108,12 @@ def set_state_behind_the_engine(path: str | Path, invoice_id: str, state: str) -
         conn.execute("UPDATE invoices SET state = ? WHERE invoice_id = ?", (state, invoice_id))
 
 
+def delete_invoice_behind_the_engine(path: str | Path, invoice_id: str) -> None:
+    """Lose an invoice's row, as a careless script would."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM invoices WHERE invoice_id = ?", (invoice_id,))
+
+
 @contextmanager
 def invoice_writes_fail(path: str | Path) -> Iterator[None]:
     """While inside, every write of an ``invoices`` row fails (a trigger raises 'boom')."""
@@ -153,3 +159,43 @@ def tables(path: str | Path) -> set[str]:
     """The names of the file's tables."""
     with closing(sqlite3.connect(path)) as conn:
         return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def make_foreign_database(path: str | Path) -> None:
+    """Another application's SQLite file, with a table called events of its own."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, what TEXT)")
+        conn.execute("INSERT INTO events (what) VALUES ('a meeting')")
+
+
+def make_version_1_database(path: str | Path) -> None:
+    """A file as invoice-engine's schema version 1 wrote it: one applied stripe event."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(_VERSION_1)
+
+
+_VERSION_1 = """
+CREATE TABLE [events] ([seq] INTEGER PRIMARY KEY, [provider] TEXT NOT NULL, [event_id] TEXT,
+  [live] INTEGER NOT NULL DEFAULT 0, [invoice_id] TEXT, [event_type] TEXT, [trigger] TEXT,
+  [status] TEXT, [outcome] TEXT NOT NULL, [reason] TEXT, [from_state] TEXT, [to_state] TEXT,
+  [retryable] INTEGER DEFAULT 0, [adopted] INTEGER DEFAULT 0, [occurred_at] TEXT,
+  [fold_time] INTEGER, [fold_rank] INTEGER, [received_at] TEXT NOT NULL,
+  [revisions] INTEGER NOT NULL DEFAULT 0, [headers] TEXT, [body] BLOB);
+CREATE TABLE [invoices] ([provider] TEXT, [invoice_id] TEXT, [state] TEXT, [canonical] TEXT,
+  [version] INTEGER NOT NULL, [created_at] TEXT, [updated_at] TEXT, [last_time] INTEGER,
+  [last_rank] INTEGER, [last_event_id] TEXT, PRIMARY KEY ([provider], [invoice_id]));
+CREATE TABLE [revisions] ([id] INTEGER PRIMARY KEY, [seq] INTEGER, [cause_seq] INTEGER,
+  [revised_at] TEXT, [old_outcome] TEXT, [new_outcome] TEXT, [old_from] TEXT, [old_to] TEXT,
+  [new_from] TEXT, [new_to] TEXT, [old_reason] TEXT, [new_reason] TEXT);
+CREATE UNIQUE INDEX events_live_event ON events(provider, event_id) WHERE live = 1;
+CREATE INDEX events_invoice_fold
+  ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1;
+INSERT INTO events VALUES (1, 'stripe', 'evt_1', 1, 'in_1', 'invoice.created', NULL, 'draft',
+  'applied', 'created', NULL, 'draft', 0, 0, '2023-11-14T22:13:20+00:00', 1700000000000000, 0,
+  '2026-01-01T00:00:00+00:00', 0, NULL,
+  CAST('{"id":"evt_1","type":"invoice.created","created":1700000000,'
+       || '"data":{"object":{"id":"in_1","status":"draft"}}}' AS BLOB));
+INSERT INTO invoices VALUES ('stripe', 'in_1', 'draft', 'draft', 1, '2026-01-01T00:00:00+00:00',
+  '2026-01-01T00:00:00+00:00', 1700000000000000, 0, 'evt_1');
+PRAGMA user_version = 1;
+"""

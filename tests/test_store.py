@@ -127,3 +127,64 @@ def test_schema_columns_are_the_row_fields() -> None:
     assert tuple(schema._EVENT_COLUMNS) == EventRow._fields
     assert tuple(schema._INVOICE_COLUMNS) == InvoiceRow._fields
     assert tuple(schema._REVISION_COLUMNS) == ("id", *RevisionRow._fields)
+
+
+# ------------------------------------------------- what a name may be, and files not ours (11.8)
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("", "no database named"),
+        ("postgresql://user@host/db", "no store for 'postgresql' URLs"),
+        ("{tmp}", "is a folder"),
+        ("{tmp}/missing/x.db", "does not exist"),
+        ("{tmp}/afile/x.db", "is a file"),
+    ],
+    ids=["empty", "url", "folder", "missing-folder", "file-as-folder"],
+)
+def test_names_that_cant_be_a_database_are_refused(tmp_path: Path, name: str, words: str) -> None:
+    (tmp_path / "afile").write_text("x")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    with pytest.raises(StoreError, match=words):
+        Engine(name.format(tmp=tmp_path))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing created
+
+
+def _foreign(path: Path) -> None:
+    """Another application's SQLite file, with its own events table."""
+    _db.make_foreign_database(path)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_another_applications_database_is_refused_and_left_unchanged(
+    tmp_path: Path, readonly: bool
+) -> None:
+    path = tmp_path / "other.db"
+    _foreign(path)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"'other\.db' is not an invoice-engine database"):
+        SqliteStore(path, readonly=readonly)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def test_a_version_1_file_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    _db.make_version_1_database(path)
+    before = path.read_bytes()
+    with Engine(path, readonly=True) as reader:
+        assert [o.status for o in reader.history("stripe", "in_1")] == ["applied"]
+        assert reader.replay().ok
+    assert path.read_bytes() == before
+    with Engine(path) as writer:
+        assert writer.apply("stripe", BODY).status == "duplicate"
+        assert writer.replay().ok
+    assert _db.pragma(path, "user_version") == SCHEMA_VERSION
+    assert [r.policy for r in _db.events(path)] == [None, "adopt"]
+
+
+def test_readonly_refuses_writes(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "a.db").close()
+    with Engine(tmp_path / "a.db", readonly=True) as eng, pytest.raises(StoreError, match="read"):
+        eng.apply("stripe", BODY)

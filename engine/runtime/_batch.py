@@ -104,10 +104,10 @@ def refold(
     for step in fold(rows, versions.resolver(tx, rechart=rechart), on_unknown, rechart=rechart):
         row, d = step.row, step.decision
         revisions = row.revisions
-        recorded = (row.chart, row.policy)
+        recorded = (row.policy, row.chart)  # as RevisedOutcome orders them
         if rechart:
-            recorded = (versions.fingerprint, on_unknown)
-        if step.changed or recorded != (row.chart, row.policy):
+            recorded = (on_unknown, versions.fingerprint)
+        if step.changed or recorded != (row.policy, row.chart):
             revision = None
             if step.changed and row.seq != cause:
                 revisions += 1

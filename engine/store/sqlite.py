@@ -70,15 +70,16 @@ ORDER BY fold_time, fold_rank, event_id
 """
 
 
-def _check_path(path: Path, readonly: bool) -> None:
+def _check_path(name: str, readonly: bool) -> None:
     """Refuse, by name, a path that can't be a database file, before anything is created."""
-    if str(path) == "":
+    if name.strip() == "":
         raise StoreError("no database named: give a file path, or ':memory:'")
-    if "://" in str(path):
-        scheme = str(path).split("://", 1)[0]
+    if "://" in name:
+        scheme = name.split("://", 1)[0]
         raise StoreError(
-            f"{str(path)!r}: no store for {scheme!r} URLs; give a SQLite file path or ':memory:'"
+            f"{name!r}: no store for {scheme!r} URLs; give a SQLite file path or ':memory:'"
         )
+    path = Path(name)
     if path.is_dir():
         raise StoreError(f"{str(path)!r} is a folder, not a database file")
     if readonly and not path.exists():
@@ -281,7 +282,7 @@ class SqliteStore:
             raise StoreError(f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA")
         memory = self.path == ":memory:"
         if not memory:
-            _check_path(Path(self.path), readonly)
+            _check_path(self.path, readonly)
         try:
             if readonly and not memory:
                 uri = Path(self.path).resolve().as_uri() + "?mode=ro"
