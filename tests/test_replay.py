@@ -81,7 +81,7 @@ def test_replay_during_writes_finds_no_phantom_mismatch(tmp_path: Path, provider
     try:
         for d in deliveries:
             body, headers = d if isinstance(d, tuple) else (d, None)
-            writer.apply(provider, body, headers)  # type: ignore[arg-type]
+            writer.apply(provider, body, headers)
     finally:
         stop.set()
         thread.join()

@@ -40,7 +40,7 @@ from .versions import Versions
 
 __all__ = ["Body", "Delivery", "Engine"]
 
-Body = bytes | str | Mapping[str, Any]
+Body = bytes | bytearray | memoryview | str | Mapping[str, Any]
 Delivery = Body | tuple[Body, Mapping[str, Any] | None]
 
 
