@@ -1,16 +1,18 @@
 """Charts: the YAML format (:mod:`.spec`), loading it (:mod:`.load`), guard and path expressions
-(:mod:`.expr`), the compiled :class:`Chart` over the shared ``transitions`` machine
-(:mod:`.compiled`) and lint (:mod:`.lint`).
+(:mod:`.expr`), the state tree (:mod:`.tree`), the compiled :class:`Chart` over the shared
+``transitions`` machine (:mod:`.compiled`) and lint (:mod:`.lint`).
 
-The compiled :class:`Chart` is the one reader of the state tree: everything else (lint,
-diagrams, the testing helpers, the CLI) asks it, never the spec, for leaves, initial children
-and what ``*`` expands to.
+The compiled :class:`Chart` is the one reader of the state tree: its :attr:`Chart.tree` (a
+:class:`StateTree`) is what everything else (lint, diagrams, the testing helpers, the CLI) asks,
+never the spec, for leaves, initial children, inherited canonical states and what ``*`` expands
+to.
 """
 
 from .compiled import Chart
 from .lint import Finding, lint
 from .load import available_charts, bundled_chart_dir, load_chart, load_yaml, parse_chart
 from .spec import CANONICAL_STATES, ChartSpec, EventSpec, StateSpec
+from .tree import StateNode, StateTree
 
 __all__ = [
     "CANONICAL_STATES",
@@ -18,7 +20,9 @@ __all__ = [
     "ChartSpec",
     "EventSpec",
     "Finding",
+    "StateNode",
     "StateSpec",
+    "StateTree",
     "available_charts",
     "bundled_chart_dir",
     "lint",

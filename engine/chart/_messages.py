@@ -15,7 +15,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-__all__ = ["key_path", "locate", "pydantic_problem"]
+__all__ = ["key_path", "locate", "pydantic_problem", "unknown"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -25,6 +25,12 @@ def key_path(prefix: str, key: str) -> str:
     if _IDENTIFIER.match(key):
         return f"{prefix}.{key}" if prefix else key
     return f"{prefix}[{key!r}]"
+
+
+def unknown(kind: str, name: str, valid: list[str]) -> str:
+    """``unknown state 'x'; states are: a, b, …``: a misspelled name, and the choices (15)."""
+    shown = ", ".join(valid[:15]) + (", …" if len(valid) > 15 else "")
+    return f"unknown {kind} {name!r}; {kind}s are: {shown}"
 
 
 def locate(loc: tuple[int | str, ...]) -> str:

@@ -13,6 +13,10 @@ parent's; a compound dest enters its initial child). Unguarded steps become one 
 guarded ones keep the machine's ``Condition`` objects, which are called with the payload just
 as ``Machine.trigger(name, payload)`` would call them. A test drives a real model through the
 real machine and checks that both always agree.
+
+The machine's states come from the chart's :class:`~engine.chart.tree.StateTree` (leaf names,
+initial children, canonical inheritance, what ``*`` covers), built once here and shared as
+:attr:`Chart.tree` with everything else that reads the chart.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from typing import Any
 from transitions import Machine
 from transitions.core import Condition
 
-from ..errors import TransitionNotAllowed, UnknownState, UnknownTrigger
+from ..errors import ChartError, TransitionNotAllowed, UnknownState, UnknownTrigger
 from .spec import ChartSpec, EventSpec, StateSpec
+from .tree import StateTree
 
 __all__ = ["Chart"]
 
@@ -52,15 +57,23 @@ def _dot_machine() -> type[Machine]:
     return _DotMachine
 
 
-def _transitions_states(states: list[StateSpec]) -> list[dict[str, Any]]:
+def _machine_states(tree: StateTree, names: Iterable[str]) -> list[dict[str, Any]]:
+    """The states of ``names`` and their subtrees, in ``transitions``' nested-dict form."""
     out: list[dict[str, Any]] = []
-    for s in states:
-        d: dict[str, Any] = {"name": s.name, "final": s.final}
-        if s.states:
-            d["children"] = _transitions_states(s.states)
-            d["initial"] = s.initial or s.states[0].name
+    for name in names:
+        node = tree.node(name)
+        d: dict[str, Any] = {"name": node.spec.name, "final": node.final}
+        if node.initial_child is not None:
+            d["children"] = _machine_states(tree, node.children)
+            d["initial"] = tree.node(node.initial_child).spec.name
         out.append(d)
     return out
+
+
+def _transitions_states(states: Sequence[StateSpec]) -> list[dict[str, Any]]:
+    """A chart's states in ``transitions``' nested-dict form (``benchmarks/run.py`` uses it)."""
+    tree = StateTree(states, require_canonical=False)
+    return _machine_states(tree, tree.roots)
 
 
 class Chart:
@@ -68,21 +81,41 @@ class Chart:
 
     Invoices are always in a *leaf* state; nested leaves are named ``parent.child``
     (``open.unpaid``). Load charts with :func:`load_chart`.
+
+    The chart's state tree (:attr:`tree`) is the one place the nesting rules are applied:
+    lint, the diagrams, the testing helpers and the CLI read it from here.
+
+    Args:
+        spec: the chart, as parsed (normally by :func:`load_chart`, which checks its meaning).
+        path: the file it came from, if any.
+        require_canonical: refuse a leaf without a canonical state (the loader refuses it
+            too). Lint passes ``False`` to build the machine of a :class:`ChartSpec` made in
+            code and report such leaves as findings; :meth:`canonical` then raises
+            :class:`ChartError` for them.
+
+    Raises:
+        ChartError: the states don't form a valid tree (duplicate names, an unknown
+            ``initial`` child, …), as the loader would have said.
     """
 
-    def __init__(self, spec: ChartSpec, path: Path | None = None) -> None:
+    def __init__(
+        self, spec: ChartSpec, path: Path | None = None, *, require_canonical: bool = True
+    ) -> None:
         self.spec = spec
         self.name = spec.provider
         self.path = path
-        self._by_name: dict[str, StateSpec] = {}
-        self._parent: dict[str, str | None] = {}
-        self._canonical: dict[str, str] = {}
-        self.states: list[str] = []  # leaves, in chart order
-        self._index(spec.states, None, None)
-        self.compound_states = [n for n, s in self._by_name.items() if s.states]
-        self.final_states = [s for s in self.states if self._by_name[s].final]
+        self._source = str(path) if path is not None else f"<chart {spec.provider!r}>"
+        self._tree = StateTree(spec.states, self._source, require_canonical=require_canonical)
+        tree = self._tree
+        self.states: list[str] = list(tree.leaves)  # leaves, in chart order
+        self._canonical: dict[str, str] = {
+            name: node.canonical
+            for name, node in tree.nodes.items()
+            if node.leaf and node.canonical is not None
+        }
+        self.final_states = list(tree.final_leaves)
         self._final = frozenset(self.final_states)
-        self.initial_states = [self._enter(s) for s in spec.initial]
+        self.initial_states = [tree.enter(s) for s in spec.initial]
         self.has_guards = any(t.guard is not None for t in spec.transitions)
         self.triggers: list[str] = list(dict.fromkeys(t.trigger for t in spec.transitions))
         self.machine = self._build_machine()
@@ -109,46 +142,25 @@ class Chart:
         for (s, t), steps in self._table.items():
             self._dests[t] |= {d if d is not None else s for d, _ in steps}
         self._reach = {s: self._reachable_from(s) for s in self.states}
+        self._ranks: dict[tuple[str, str | None], int] = {}
 
     # ------------------------------------------------------------------ building
 
-    def _index(self, states: list[StateSpec], parent: str | None, canonical: str | None) -> None:
-        for s in states:
-            full = f"{parent}.{s.name}" if parent else s.name
-            self._by_name[full] = s
-            self._parent[full] = parent
-            c = s.canonical or canonical
-            if s.states:
-                self._index(s.states, full, c)
-            else:
-                self.states.append(full)
-                assert c is not None  # checked when the chart was parsed
-                self._canonical[full] = c
-
-    def _enter(self, name: str) -> str:
-        """The leaf an invoice is in after entering ``name`` (a compound state's initial child)."""
-        spec = self._by_name[name]
-        while spec.states:
-            child = spec.initial or spec.states[0].name
-            name, spec = f"{name}.{child}", self._by_name[f"{name}.{child}"]
-        return name
-
     def _build_machine(self) -> Machine:
-        nested = any(s.states for s in self.spec.states)
-        non_final = [s for s in self.states if s not in self._final]
+        tree = self._tree
         transitions = [
             {
                 "trigger": t.trigger,
-                "source": non_final if t.source == ["*"] else list(t.source),
+                "source": list(tree.expand_sources(t.source)),
                 "dest": t.dest,
                 "conditions": [t.guard] if t.guard is not None else [],
             }
             for t in self.spec.transitions
         ]
-        cls = _dot_machine() if nested else Machine
+        cls = _dot_machine() if tree.compound else Machine
         return cls(
             model=None,
-            states=_transitions_states(self.spec.states),
+            states=_machine_states(tree, tree.roots),
             transitions=transitions,
             initial=self.spec.initial[0],
             auto_transitions=False,
@@ -156,6 +168,8 @@ class Chart:
         )
 
     def _compile(self) -> dict[tuple[str, str], tuple[_Step, ...]]:
+        enter = self._tree.enter
+        parent = {name: node.parent for name, node in self._tree.nodes.items()}
         table: dict[tuple[str, str], tuple[_Step, ...]] = {}
         for trigger, event in self.machine.events.items():
             for leaf in self.states:
@@ -163,9 +177,9 @@ class Chart:
                 scope: str | None = leaf
                 while scope is not None:  # the deepest scope first, as the machine does
                     for tr in event.transitions.get(scope, []):
-                        dest = None if tr.dest is None else self._enter(tr.dest)
+                        dest = None if tr.dest is None else enter(tr.dest)
                         steps.append((dest, tuple(tr.conditions)))
-                    scope = self._parent[scope]
+                    scope = parent[scope]
                 if steps:
                     table[(leaf, trigger)] = tuple(steps)
         return table
@@ -193,6 +207,15 @@ class Chart:
                         seen.add(dest)
                         stack.append(dest)
         return frozenset(seen)
+
+    # -------------------------------------------------------------------- the tree
+
+    @property
+    def tree(self) -> StateTree:
+        """The state tree: every state (leaf or compound) with its parent, children, initial
+        child, inherited canonical state and description; which leaf entering a state enters;
+        what ``source: '*'`` covers. Read-only, and the same tree the machine was built on."""
+        return self._tree
 
     # ---------------------------------------------------------------- validator
 
@@ -254,13 +277,23 @@ class Chart:
         return state
 
     def canonical(self, state: str) -> str:
-        """The canonical lifecycle state (``draft``, ``open``, ``paid``, ``void``, …)."""
-        try:
-            return self._canonical[state]
-        except KeyError:
-            raise UnknownState(self.name, state, self.states) from None
+        """The canonical lifecycle state (``draft``, ``open``, ``paid``, ``void``, …).
+
+        Raises:
+            UnknownState: ``state`` is not a leaf of this chart.
+            ChartError: the chart was built with ``require_canonical=False`` and ``state``
+                has no canonical state.
+        """
+        canonical = self._canonical.get(state)
+        if canonical is not None:
+            return canonical
+        if state in self._allowed:
+            where = self._tree.node(state).location
+            raise ChartError(self._source, where, f"state {state!r} has no canonical state")
+        raise UnknownState(self.name, state, self.states)
 
     def is_final(self, state: str) -> bool:
+        """Whether ``state`` is a final leaf (nothing leaves it)."""
         return state in self._final
 
     def transitions_between(self, state: str, target: str) -> list[str]:
@@ -297,7 +330,32 @@ class Chart:
         return self._depth.get(state, 1_000)
 
     def event(self, event_type: str) -> EventSpec | None:
+        """What the chart says ``event_type`` means, or ``None`` for an unmapped event type."""
         return self.spec.events.get(event_type)
+
+    def lifecycle_rank(self, event_type: str, status_state: str | None) -> int:
+        """How early in the lifecycle an event acts: the tie-break for simultaneous events.
+
+        Creating (and unmapped) events rank 0; a trigger ranks one more than the fewest steps
+        from birth to any state it leads to; a status-following event one more than the steps
+        to the state its snapshot names; anything else 1. Remembered per chart: an engine asks
+        for every event it folds, and there are only a few (event type, status) pairs.
+        """
+        key = (event_type, status_state)
+        rank = self._ranks.get(key)
+        if rank is None:
+            spec = self.spec.events.get(event_type)
+            if spec is None or spec.create:
+                rank = 0
+            elif spec.trigger is not None:
+                dests = self.destinations(spec.trigger)
+                rank = 1 + min((self.depth(d) for d in dests), default=0)
+            elif status_state is not None:
+                rank = 1 + self.depth(status_state)
+            else:
+                rank = 1
+            self._ranks[key] = rank
+        return rank
 
     def __repr__(self) -> str:
         return f"<Chart {self.name!r}: {len(self.states)} states, {len(self.triggers)} triggers>"

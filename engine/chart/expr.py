@@ -56,13 +56,6 @@ def parse_path(text: str) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def format_path(steps: tuple[Step, ...]) -> str:
-    out = "$"
-    for s in steps:
-        out += f"[{s}]" if isinstance(s, int) or s == "*" else f".{s}"
-    return out
-
-
 def read_path(doc: Any, steps: tuple[Step, ...]) -> Any:
     """The value at ``steps`` in ``doc``, or :data:`MISSING` when any step is absent.
 

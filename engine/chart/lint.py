@@ -4,7 +4,7 @@ The loader (:mod:`engine.chart`) refuses charts that don't mean anything: unknow
 triggers, states without a canonical lifecycle state. A chart can pass all of that and still be
 wrong — a state nothing leads to, a state an invoice can never leave, a final state with a way out,
 two transitions fighting over one trigger. :func:`lint` finds those, on the graph the machine
-really runs (:meth:`Chart.steps <engine.machine.Chart.steps>`, so nesting and ``source: '*'``
+really runs (:meth:`Chart.steps <engine.chart.Chart.steps>`, so nesting and ``source: '*'``
 count exactly as the machine counts them).
 
 It also repeats the loader's meaning checks that a chart built in code (a :class:`ChartSpec`
@@ -29,7 +29,8 @@ from pydantic import BaseModel, ConfigDict
 
 from ..errors import ChartError
 from .compiled import Chart
-from .spec import CANONICAL_STATES, ChartSpec, StateSpec
+from .spec import CANONICAL_STATES, ChartSpec
+from .tree import StateTree
 
 __all__ = ["RULES", "Finding", "lint"]
 
@@ -85,36 +86,29 @@ def _names(values: Iterable[str]) -> str:
 # ------------------------------------------------------------------------------ spec rules
 
 
-def _canonical_rules(spec: ChartSpec) -> list[Finding]:
+def _canonical_rules(tree: StateTree) -> list[Finding]:
     found: list[Finding] = []
-
-    def walk(states: list[StateSpec], prefix: str, inherited: str | None) -> None:
-        for s in states:
-            full = prefix + s.name
-            if s.canonical is not None and s.canonical not in CANONICAL_STATES:
-                found.append(
-                    _finding(
-                        "noncanonical",
-                        full,
-                        f"canonical state {s.canonical!r} is not one of "
-                        f"{', '.join(CANONICAL_STATES)} (a provider may add its own; "
-                        "check the spelling)",
-                    )
+    for name, node in tree.nodes.items():  # chart order, each state before its children
+        own = node.spec.canonical
+        if own is not None and own not in CANONICAL_STATES:
+            found.append(
+                _finding(
+                    "noncanonical",
+                    name,
+                    f"canonical state {own!r} is not one of "
+                    f"{', '.join(CANONICAL_STATES)} (a provider may add its own; "
+                    "check the spelling)",
                 )
-            canonical = s.canonical or inherited
-            if s.states:
-                walk(s.states, full + ".", canonical)
-            elif canonical is None:
-                found.append(
-                    _finding(
-                        "missing-canonical",
-                        full,
-                        f"state {full!r} has no canonical lifecycle state (give it, or its "
-                        f"parent, canonical: one of {', '.join(CANONICAL_STATES)})",
-                    )
+            )
+        if node.leaf and node.canonical is None:
+            found.append(
+                _finding(
+                    "missing-canonical",
+                    name,
+                    f"state {name!r} has no canonical lifecycle state (give it, or its "
+                    f"parent, canonical: one of {', '.join(CANONICAL_STATES)})",
                 )
-
-    walk(spec.states, "", None)
+            )
     return found
 
 
@@ -266,24 +260,10 @@ def _nondeterminism(chart: Chart) -> list[Finding]:
 # ------------------------------------------------------------------------------------ lint
 
 
-def _placeholder_canonicals(states: list[StateSpec], inherited: str | None) -> list[StateSpec]:
-    out: list[StateSpec] = []
-    for s in states:
-        canonical = s.canonical or inherited
-        if s.states:
-            out.append(
-                s.model_copy(update={"states": _placeholder_canonicals(s.states, canonical)})
-            )
-        else:
-            out.append(s if canonical else s.model_copy(update={"canonical": "?"}))
-    return out
-
-
 def _as_chart(spec: ChartSpec) -> Chart:
-    # Missing canonical states are reported by a rule; fill them so the machine can be built.
-    filled = spec.model_copy(update={"states": _placeholder_canonicals(spec.states, None)})
+    # Leaves without a canonical state are reported by a rule, so the machine is built anyway.
     try:
-        return Chart(filled)
+        return Chart(spec, require_canonical=False)
     except (ValueError, KeyError) as exc:  # what transitions says about unknown states
         raise ChartError(
             f"<chart {spec.provider!r}>", "", f"can't build its machine to lint it: {exc}"
@@ -303,12 +283,13 @@ def lint(chart: Chart | ChartSpec) -> list[Finding]:
         them in ``lint_exceptions`` with a reason).
 
     Raises:
-        ChartError: a ``ChartSpec`` so broken (unknown states) that no machine can be built.
+        ChartError: a ``ChartSpec`` so broken (unknown states, two states of one name) that
+            no machine can be built.
     """
     spec = chart.spec if isinstance(chart, Chart) else chart
     built = chart if isinstance(chart, Chart) else _as_chart(chart)
     findings = [
-        *_canonical_rules(spec),
+        *_canonical_rules(built.tree),
         *_trigger_rules(spec, built.triggers),
         *_graph_rules(built),
         *_nondeterminism(built),

@@ -2,7 +2,8 @@
 
 A chart is validated twice. First its *structure*, by the pydantic models of
 :mod:`engine.chart.spec` (the same models give ``invoice-engine schema``). Then its *meaning*,
-by :func:`_check_meaning`: the initial states, every source and dest, every trigger named by the
+by :func:`_check_meaning`: the state tree must be one (:class:`~engine.chart.tree.StateTree`
+checks it as it is built), the initial states, every source and dest, every trigger named by the
 delivery map and every status mapping must exist; every state must have a canonical lifecycle
 state. Either way a broken chart raises :class:`~engine.errors.ChartError` naming the file, the
 place inside it and what was wrong.
@@ -15,7 +16,7 @@ refuses duplicate keys (PyYAML would otherwise keep the last one without a word)
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,10 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ChartError, UnknownProvider
-from ._messages import key_path, locate, pydantic_problem
+from ._messages import key_path, locate, pydantic_problem, unknown
 from .compiled import Chart
-from .spec import CANONICAL_STATES, ChartSpec, StateSpec
+from .spec import ChartSpec
+from .tree import ANY_SOURCE, StateTree
 
 __all__ = [
     "available_charts",
@@ -96,79 +98,21 @@ def load_yaml(text: str, source: str = "<string>") -> Any:
 # --------------------------------------------------------------------------------- meaning
 
 
-def _leaf_names(states: list[StateSpec], prefix: str = "") -> list[str]:
-    out: list[str] = []
-    for s in states:
-        full = prefix + s.name
-        out.extend(_leaf_names(s.states, full + ".") if s.states else [full])
-    return out
-
-
-def _all_names(states: list[StateSpec], prefix: str = "") -> dict[str, StateSpec]:
-    out: dict[str, StateSpec] = {}
-    for s in states:
-        full = prefix + s.name
-        out[full] = s
-        out.update(_all_names(s.states, full + "."))
-    return out
-
-
-def _unknown(kind: str, name: str, valid: list[str]) -> str:
-    shown = ", ".join(valid[:15]) + (", …" if len(valid) > 15 else "")
-    return f"unknown {kind} {name!r}; {kind}s are: {shown}"
-
-
-def _check_states(spec: ChartSpec, source: str) -> None:
-    def walk(states: list[StateSpec], where: str, inherited: str | None) -> None:
-        names = [s.name for s in states]
-        for i, s in enumerate(states):
-            loc = f"{where}[{i}]"
-            if names.count(s.name) > 1:
-                raise ChartError(source, f"{loc}.name", f"state {s.name!r} is defined twice")
-            if s.parallel:
-                raise ChartError(
-                    source, f"{loc}.parallel", "parallel regions are not supported yet"
-                )
-            canonical = s.canonical or inherited
-            if not s.states:
-                if canonical is None:
-                    raise ChartError(
-                        source,
-                        loc,
-                        f"state {s.name!r} has no canonical lifecycle state: add canonical: "
-                        f"one of {', '.join(CANONICAL_STATES)} (here or on its parent)",
-                    )
-                if s.initial is not None:
-                    raise ChartError(source, f"{loc}.initial", "only compound states have initial")
-            else:
-                if s.final:
-                    raise ChartError(source, f"{loc}.final", "a compound state can't be final")
-                if s.initial is not None and s.initial not in [c.name for c in s.states]:
-                    raise ChartError(
-                        source,
-                        f"{loc}.initial",
-                        _unknown("state", s.initial, [c.name for c in s.states]),
-                    )
-                walk(s.states, f"{loc}.states", canonical)
-
-    walk(spec.states, "states", None)
-
-
 def _check_meaning(spec: ChartSpec, source: str) -> None:
-    _check_states(spec, source)
-    names = list(_all_names(spec.states))
-    leaves = _leaf_names(spec.states)
+    tree = StateTree(spec.states, source)  # the tree's own rules, raised as it is built
+    names = list(tree.names)
+    leaves = list(tree.leaves)
 
     def state(name: str, loc: str) -> None:
-        if name not in names:
-            raise ChartError(source, loc, _unknown("state", name, names))
+        if name not in tree:
+            raise ChartError(source, loc, unknown("state", name, names))
 
     for i, name in enumerate(spec.initial):
         state(name, f"initial[{i}]" if len(spec.initial) > 1 else "initial")
     triggers: list[str] = []
     for i, t in enumerate(spec.transitions):
         for j, src in enumerate(t.source):
-            if src != "*":
+            if src != ANY_SOURCE:
                 state(src, f"transitions[{i}].source" + (f"[{j}]" if len(t.source) > 1 else ""))
         if t.dest is not None:
             state(t.dest, f"transitions[{i}].dest")
@@ -177,7 +121,7 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
     for event_type, ev in spec.events.items():
         loc = key_path("events", event_type)
         if ev.trigger is not None and ev.trigger not in triggers:
-            raise ChartError(source, f"{loc}.trigger", _unknown("trigger", ev.trigger, triggers))
+            raise ChartError(source, f"{loc}.trigger", unknown("trigger", ev.trigger, triggers))
         for j, s in enumerate(ev.states or []):
             state(s, f"{loc}.states[{j}]")
         if ev.follow_status and spec.delivery.status is None:
@@ -185,7 +129,7 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
     for value, target in spec.delivery.statuses.items():
         if target not in leaves:
             raise ChartError(
-                source, key_path("delivery.statuses", value), _unknown("state", target, leaves)
+                source, key_path("delivery.statuses", value), unknown("state", target, leaves)
             )
 
 
@@ -250,8 +194,10 @@ def available_charts(chart_dir: str | Path | None = None) -> list[str]:
     return sorted(_chart_files(chart_dir))
 
 
-@cache
+@lru_cache(maxsize=64)
 def _load_path(path: Path, mtime: float) -> Chart:
+    # Bounded: a long-running process that watches an edited chart, or loads many files by
+    # path, would otherwise keep every version it ever compiled.
     return Chart(read_chart_file(path), path)
 
 

@@ -19,7 +19,7 @@ from ._base import chart_dir_option, emit_json, json_option, main, table
 if TYPE_CHECKING:
     from ..chart import Chart
     from ..chart.lint import Finding
-    from ..chart.spec import EventSpec, StateSpec
+    from ..chart.spec import EventSpec
 
 
 @main.command()
@@ -80,17 +80,8 @@ def _event_meaning(ev: EventSpec) -> str:
     return text + ("; invoice id optional" if ev.invoice_optional else "")
 
 
-def _descriptions(states: list[StateSpec], prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for s in states:
-        out[prefix + s.name] = s.description
-        out.update(_descriptions(s.states, f"{prefix}{s.name}."))
-    return out
-
-
 def _describe(chart: Chart) -> dict[str, Any]:
     spec = chart.spec
-    descriptions = _descriptions(spec.states)
     return {
         "provider": chart.name,
         "title": spec.title,
@@ -103,7 +94,7 @@ def _describe(chart: Chart) -> dict[str, Any]:
                 "canonical": chart.canonical(s),
                 "final": chart.is_final(s),
                 "initial": s in chart.initial_states,
-                "description": descriptions[s],
+                "description": chart.tree.description(s),
             }
             for s in chart.states
         ],

@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..errors import DiagramError
 from ._dot import INSTALL_HINT, run_dot
 from ._dot import to_dot as _to_dot
+from ._ids import ncname_ids, word_ids
 from ._mermaid import to_mermaid as _to_mermaid
-from ._model import Graph, HistoryEntry, build, ncname_ids, word_ids
+from ._model import Graph, HistoryEntry, build
 from ._scxml import to_scxml as _to_scxml
 from ._xstate import to_xstate as _to_xstate
 

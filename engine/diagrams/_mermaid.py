@@ -1,6 +1,6 @@
 """Mermaid ``stateDiagram-v2`` text: what GitHub, GitLab and most docs sites render.
 
-Every state gets a word-only id (:func:`~engine.diagrams._model.word_ids`) and its real name
+Every state gets a word-only id (:func:`~engine.diagrams._ids.word_ids`) and its real name
 as a quoted label, so names like ``payment_pending``, ``open-overdue``, ``end`` or ``a b``
 cannot collide with Mermaid's syntax. Free text (labels, notes) goes through :func:`_text`,
 which writes Mermaid's ``#code;`` entities for the characters its lexer would act on
@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import re
 
-from ._model import ANY, Graph, Highlight, colour_of, word_ids
+from ._ids import word_ids
+from ._model import ANY, Graph, Highlight, colour_of
 
 _ENTITIES = {
     "#": "#35;",

@@ -1,11 +1,15 @@
-"""The one graph every diagram format is drawn from, extracted once from a chart's ``ChartSpec``.
+"""The one graph every diagram format is drawn from, extracted once from a compiled chart.
+
+The states tree is the chart's own (:attr:`Chart.tree <engine.chart.Chart.tree>`, the tree
+its machine runs on): leaves, initial children and inherited canonical states are read from
+it, never worked out again here.
 
 Two views of the same transitions serve two kinds of output:
 
 * **machine formats** (SCXML, XState) must behave exactly like the chart, so they get
   :attr:`Graph.transitions`: the chart's transitions in chart order, with sources as written
-  (``*`` expanded to every non-final leaf, as :mod:`engine.machine` does), because moving a
-  source up to a parent state would change which transition wins;
+  (``*`` expanded to every non-final leaf by the chart's tree, as its machine has it),
+  because moving a source up to a parent state would change which transition wins;
 * **pictures** (Mermaid, DOT) must be readable, so they get :meth:`Graph.edges`: each
   transition's sources replaced by the fewest states that cover them (all of ``open``'s
   children become ``open``), parallel edges merged into one label, and internal (no-op)
@@ -17,13 +21,12 @@ picture format marks the same states, steps and rejected events.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..chart.expr import Guard
-from ..chart.spec import StateSpec
+from ..chart.tree import ANY_SOURCE, StateTree
 
 if TYPE_CHECKING:
     from ..chart import Chart
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["ANY", "Edge", "Graph", "Highlight", "HistoryEntry", "Node", "Transition", "build"]
 
 #: The source of a picture's edge for ``source: "*"`` transitions (no state can be named so).
-ANY = "*"
+ANY = ANY_SOURCE
 
 #: Fill colours per canonical state (light fills, so black labels stay readable).
 CANONICAL_COLOURS = {
@@ -160,6 +163,7 @@ class Graph:
 
     name: str
     title: str
+    tree: StateTree  # the compiled chart's own tree: leaves, initial children, nesting
     nodes: dict[str, Node]
     roots: tuple[str, ...]
     initial: tuple[str, ...]  # where invoices are born, as the chart names them
@@ -167,22 +171,11 @@ class Graph:
 
     def leaves(self, node_id: str | None = None) -> list[str]:
         """The leaf states under ``node_id`` (itself if a leaf), or every leaf, in chart order."""
-        ids = self.roots if node_id is None else (node_id,)
-        out: list[str] = []
-        for i in ids:
-            node = self.nodes[i]
-            if node.children:
-                for c in node.children:
-                    out.extend(self.leaves(c))
-            else:
-                out.append(i)
-        return out
+        return list(self.tree.leaves if node_id is None else self.tree.leaves_under(node_id))
 
     def enter(self, node_id: str) -> str:
         """The leaf an invoice is in after entering ``node_id`` (initial children, down)."""
-        while (child := self.nodes[node_id].initial_child) is not None:
-            node_id = child
-        return node_id
+        return self.tree.enter(node_id)
 
     def entered(self, node_id: str) -> bool:
         """Whether some transition (or birth) enters ``node_id`` itself, not only a child."""
@@ -206,7 +199,7 @@ class Graph:
         """Whether ``node_id`` is ``ancestor`` or nested inside it (:data:`ANY`: any non-final)."""
         if ancestor == ANY:
             return node_id in self.nodes and not self.nodes[node_id].final
-        return node_id == ancestor or node_id.startswith(ancestor + ".")
+        return self.tree.contains(ancestor, node_id)
 
     def cover(self, leaves: Iterable[str]) -> list[str]:
         """The fewest states whose leaves are exactly ``leaves`` (in chart order)."""
@@ -215,7 +208,7 @@ class Graph:
 
         def walk(ids: Sequence[str]) -> None:
             for i in ids:
-                under = set(self.leaves(i))
+                under = set(self.tree.leaves_under(i))
                 if under <= wanted:
                     out.append(i)
                 elif under & wanted:
@@ -228,7 +221,7 @@ class Graph:
         """The picture's arrows: sources covered, parallel arrows merged, in chart order."""
         merged: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
         for t in self.transitions:
-            leaves = [leaf for s in t.sources for leaf in self.leaves(s)]
+            leaves = [leaf for s in t.sources for leaf in self.tree.leaves_under(s)]
             label = t.trigger + (f" [{t.guard}]" if t.guard is not None else "")
             for src in [ANY] if t.any_source else self.cover(leaves):
                 parts = merged.setdefault((src, t.target), [])
@@ -310,133 +303,46 @@ class Graph:
         return hl
 
 
-def _nodes(
-    states: list[StateSpec], parent: str | None, inherited: str | None, out: dict[str, Node]
-) -> None:
-    for s in states:
-        full = f"{parent}.{s.name}" if parent else s.name
-        canonical = s.canonical or inherited
-        initial_child = None
-        if s.states:
-            initial_child = f"{full}.{s.initial or s.states[0].name}"
-        out[full] = Node(
-            id=full,
-            name=s.name,
-            parent=parent,
-            children=tuple(f"{full}.{c.name}" for c in s.states),
-            initial_child=initial_child,
-            canonical=canonical if not s.states else s.canonical,
-            final=s.final,
-            description=s.description,
-        )
-        _nodes(s.states, full, canonical, out)
+def _node(tree: StateTree, name: str) -> Node:
+    state = tree.node(name)
+    return Node(
+        id=name,
+        name=state.spec.name,
+        parent=state.parent,
+        children=state.children,
+        initial_child=state.initial_child,
+        # A picture writes a compound state's canonical state only where the chart gives it;
+        # its leaves show what they inherit.
+        canonical=state.canonical if state.leaf else state.spec.canonical,
+        final=state.final,
+        description=state.spec.description,
+    )
 
 
 def build(chart: Chart) -> Graph:
-    """Extract the graph of ``chart`` (its ``ChartSpec``: states tree and transitions)."""
-    spec = chart.spec
-    nodes: dict[str, Node] = {}
-    _nodes(spec.states, None, None, nodes)
-    non_final = [s for s in chart.states if not nodes[s].final]
+    """Extract the graph of ``chart``: its compiled state tree, and its transitions as written.
+
+    Leaves, initial children, inherited canonical states and what ``*`` covers are read from
+    ``chart.tree``, the tree the chart's machine runs on, so a picture can't disagree with it.
+    """
+    spec, tree = chart.spec, chart.tree
     transitions = tuple(
         Transition(
             trigger=t.trigger,
-            sources=tuple(non_final if t.source == ["*"] else t.source),
+            sources=tree.expand_sources(t.source),
             target=t.dest,
             guard=t.guard,
             description=t.description,
-            any_source=t.source == ["*"],
+            any_source=list(t.source) == [ANY_SOURCE],
         )
         for t in spec.transitions
     )
     return Graph(
         name=spec.provider,
         title=spec.title or spec.provider,
-        nodes=nodes,
-        roots=tuple(s.name for s in spec.states),
+        tree=tree,
+        nodes={name: _node(tree, name) for name in tree.nodes},
+        roots=tree.roots,
         initial=tuple(spec.initial),
         transitions=transitions,
     )
-
-
-# ------------------------------------------------------------------------------ identifiers
-
-_NOT_WORD = re.compile(r"[^A-Za-z0-9_]")
-_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
-# Words that Mermaid's state-diagram lexer reads as keywords wherever an id may stand (checked
-# against mermaid 11 by the tests), plus a few more that are keywords elsewhere in Mermaid.
-_MERMAID_KEYWORDS = frozenset(
-    [
-        "state",
-        "note",
-        "class",
-        "classdef",
-        "style",
-        "click",
-        "href",
-        "default",
-        "scale",
-        "statediagram",
-        "end",
-        "as",
-        "left",
-        "right",
-        "of",
-        "direction",
-        "hide",
-        "acctitle",
-        "accdescr",
-        "call",
-        "callback",
-        "link",
-    ]
-)
-
-
-def _unique(ids: dict[str, str]) -> dict[str, str]:
-    """Make identifiers unique; names already equal to their identifier keep it."""
-    taken: set[str] = set()
-    out: dict[str, str] = {}
-    kept_first = sorted(ids, key=lambda n: ids[n] != n)  # stable: real names first
-    for name in kept_first:
-        ident = ids[name]
-        candidate, n = ident, 2
-        while candidate in taken or (candidate != ident and candidate in ids.values()):
-            candidate, n = f"{ident}_{n}", n + 1
-        taken.add(candidate)
-        out[name] = candidate
-    return {name: out[name] for name in ids}
-
-
-def word_ids(graph: Graph) -> dict[str, str]:
-    """Identifiers made of ``[A-Za-z0-9_]`` only, for Mermaid and XState: one per state.
-
-    ``open.unpaid`` becomes ``open_unpaid``, ``open-overdue`` becomes ``open_overdue``; a name
-    that starts with a digit or is a Mermaid keyword (``state``, ``end``, ``class``…) gets an
-    ``s_`` prefix; one that ends in ``_start``/``_end`` (Mermaid's own ids for a composite
-    state's ``[*]``) gets a trailing ``_``. Clashes get ``_2``, ``_3``….
-    """
-    ids: dict[str, str] = {}
-    for name in graph.nodes:
-        ident = _NOT_WORD.sub("_", name.replace(".", "_"))
-        if not ident or ident[0].isdigit() or ident.lower() in _MERMAID_KEYWORDS:
-            ident = "s_" + ident
-        if ident.endswith(("_start", "_end")):
-            ident += "_"
-        ids[name] = ident
-    return _unique(ids)
-
-
-def ncname_ids(graph: Graph) -> dict[str, str]:
-    """SCXML ids (XML NCNames): the chart's own name whenever it is one (``open.unpaid``).
-
-    Otherwise every character outside ``[A-Za-z0-9_.-]`` becomes ``_`` and a name that does not
-    start with a letter or ``_`` gets an ``s_`` prefix. Clashes get ``_2``, ``_3``….
-    """
-    ids: dict[str, str] = {}
-    for name in graph.nodes:
-        ident = name if _NCNAME.match(name) else re.sub(r"[^A-Za-z0-9_.\-]", "_", name)
-        if not _NCNAME.match(ident):
-            ident = "s_" + ident
-        ids[name] = ident
-    return _unique(ids)

@@ -20,7 +20,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..chart.expr import Guard
 from ..errors import DiagramError
-from ._model import Graph, Transition, ncname_ids
+from ._ids import ncname_ids
+from ._model import Graph, Transition
 
 SCXML_NS = "http://www.w3.org/2005/07/scxml"
 OUR_NS = "urn:invoice-engine:statechart"

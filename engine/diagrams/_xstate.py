@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._model import Graph, Transition, word_ids
+from ._ids import word_ids
+from ._model import Graph, Transition
 
 GUARD_TYPE = "payloadMatches"
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ..chart.compiled import Chart
-from ..errors import TransitionNotAllowed
+from ..chart.spec import EventSpec
+from ..errors import ChartError, TransitionNotAllowed
 from .delivery import Event
 
 __all__ = ["Decision", "OnUnknown", "decide", "fold_rank"]
@@ -44,9 +45,13 @@ def _allowed(chart: Chart, state: str) -> str:
     return ", ".join(allowed) if allowed else "nothing (a final state)"
 
 
-def _first_sight(chart: Chart, event: Event, on_unknown: OnUnknown) -> Decision:
-    spec = chart.event(event.event_type)
-    assert spec is not None  # read_delivery only returns mapped events
+def _not_in_chart(chart: Chart, event: Event, what: str) -> ChartError:
+    """A stored event the chart can no longer decide (it was edited since the event came)."""
+    where = str(chart.path) if chart.path else chart.name
+    return ChartError(where, f"events[{event.event_type!r}]", what)
+
+
+def _first_sight(chart: Chart, spec: EventSpec, event: Event, on_unknown: OnUnknown) -> Decision:
     if spec.create:
         born = event.status_state or chart.initial_states[0]
         if born not in chart.initial_states:
@@ -81,11 +86,12 @@ def _first_sight(chart: Chart, event: Event, on_unknown: OnUnknown) -> Decision:
 def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown) -> Decision:
     """The outcome of ``event`` on an invoice in ``state`` (``None``: not seen yet)."""
     spec = chart.event(event.event_type)
-    assert spec is not None
+    if spec is None:
+        raise _not_in_chart(chart, event, "no such event type in this chart")
     if event.invoice_id is None:
         return Decision("unchanged", None, None, reason=f"{event.event_type} is about no invoice")
     if state is None:
-        return _first_sight(chart, event, on_unknown)
+        return _first_sight(chart, spec, event, on_unknown)
 
     if spec.create:
         return Decision("unchanged", state, state, reason=f"invoice already exists in {state!r}")
@@ -104,7 +110,8 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
 
     if spec.follow_status:
         target = event.status_state
-        assert target is not None  # read_delivery refuses follow_status without a status
+        if target is None:  # read_delivery refuses this; a stored row meets an edited chart
+            raise _not_in_chart(chart, event, f"status {event.status!r} names no state")
         if target == state:
             return Decision("unchanged", state, state, reason=f"already {state!r}")
         for route in chart.transitions_between(state, target):
@@ -122,8 +129,9 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
             retryable=target in chart.reachable(state),
         )
 
-    assert spec.trigger is not None
-    trigger: str = spec.trigger
+    trigger = spec.trigger
+    if trigger is None:  # an EventSpec is exactly one of create, info, follow_status, trigger
+        raise _not_in_chart(chart, event, "the event has no trigger")
     try:
         dest = chart.next_state(state, trigger, event.payload)
     except TransitionNotAllowed as exc:
@@ -152,24 +160,7 @@ def fold_rank(chart: Chart, event: Event) -> int:
     """Tie-break for events that occurred in the same instant: earlier in the lifecycle first.
 
     Creating events come first; then events by how far from birth the state they lead to is.
-    (Equal ranks fall back to the event id, so the order never depends on arrival.)
+    (Equal ranks fall back to the event id, so the order never depends on arrival.) The
+    chart computes each rank once: :meth:`Chart.lifecycle_rank`.
     """
-    key = (chart, event.event_type, event.status_state)
-    rank = _RANKS.get(key)
-    if rank is None:
-        spec = chart.event(event.event_type)
-        if spec is None or spec.create:
-            rank = 0
-        elif spec.trigger is not None:
-            dests = chart.destinations(spec.trigger)
-            rank = 1 + min((chart.depth(d) for d in dests), default=0)
-        elif event.status_state is not None:
-            rank = 1 + chart.depth(event.status_state)
-        else:
-            rank = 1
-        _RANKS[key] = rank
-    return rank
-
-
-#: fold_rank's answers: a few per (chart, event type, status), computed once.
-_RANKS: dict[tuple[Chart, str, str | None], int] = {}
+    return chart.lifecycle_rank(event.event_type, event.status_state)

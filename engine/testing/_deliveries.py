@@ -14,7 +14,6 @@ each step, with informational events and second signals mixed in, as providers s
 from __future__ import annotations
 
 import json
-import math
 import string
 import uuid
 from collections.abc import Sequence
@@ -25,9 +24,10 @@ from typing import Any
 from hypothesis import strategies as st
 
 from ..chart import Chart
-from ..chart.expr import MISSING, Guard, Locator
+from ..chart.expr import MISSING
 from ..errors import TransitionNotAllowed
 from ._paths import Step, illegal_steps, legal_steps, put_path
+from ._shape import Shape, payload_values
 
 __all__ = ["Delivery", "deliveries", "expected_states"]
 
@@ -94,119 +94,10 @@ def expected_states(deliveries: Sequence[Delivery]) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- writing
+# Where each field goes is :class:`._shape.Shape`'s; these fill what the chart leaves open.
 
 _TIMEY = ("date", "time", "_at", "created", "updated")
 _ALNUM = string.ascii_letters + string.digits
-
-
-def _header_name(loc: Locator) -> str:
-    return loc.text.split(":", 1)[1]
-
-
-def _resolution(fmt: str) -> timedelta:
-    """The finest time step a format writes, so that generated times stay distinct."""
-    if fmt in ("unix", "unix_ms", "iso8601") or "%S" in fmt or "%s" in fmt:
-        return timedelta(seconds=1)
-    if "%M" in fmt:
-        return timedelta(minutes=1)
-    return timedelta(hours=1) if "%H" in fmt or "%I" in fmt else timedelta(days=1)
-
-
-class _Shape:
-    """The chart's delivery map, ready to be written into."""
-
-    def __init__(self, chart: Chart) -> None:
-        self.chart = chart
-        dm = chart.spec.delivery
-        self.dm = dm
-        self.creates = [t for t, e in chart.spec.events.items() if e.create]
-        self.follows = [t for t, e in chart.spec.events.items() if e.follow_status]
-        self.by_trigger: dict[str, list[str]] = {}
-        self.infos: list[tuple[str, list[str] | None]] = []
-        for event_type, spec in chart.spec.events.items():
-            if spec.trigger is not None:
-                self.by_trigger.setdefault(spec.trigger, []).append(event_type)
-            elif spec.info and not spec.invoice_optional:
-                self.infos.append((event_type, spec.states))
-        self.status_values: dict[str, list[str]] = {s: [] for s in chart.states}
-        for value, state in dm.statuses.items():
-            self.status_values[state].append(value)
-        for state, values in self.status_values.items():
-            values.extend([] if values else [state])
-        fmt = dm.occurred_at.format if dm.occurred_at else "unix"
-        self.tick = _resolution(fmt)
-
-    def write(
-        self, body: dict[str, Any], headers: dict[str, str], loc: Locator, value: Any
-    ) -> None:
-        if loc.header is not None:
-            headers[_header_name(loc)] = str(value)
-        else:
-            put_path(body, loc.steps, value)
-
-    def read(self, body: dict[str, Any], headers: dict[str, str], loc: Locator) -> Any:
-        return loc.read(body, {k.lower(): v for k, v in headers.items()})
-
-    def time_value(self, when: datetime) -> tuple[Any, datetime]:
-        """The time as the chart writes it, and as the engine will read it back."""
-        spec = self.dm.occurred_at
-        assert spec is not None
-        if spec.format == "unix":
-            return int(when.timestamp()), when
-        if spec.format == "unix_ms":
-            return int(when.timestamp()) * 1000, when
-        if spec.format == "iso8601":
-            return when.strftime("%Y-%m-%dT%H:%M:%SZ"), when
-        text = when.strftime(spec.format)
-        back = datetime.strptime(text, spec.format)
-        return text, back.replace(tzinfo=UTC) if back.tzinfo is None else back.astimezone(UTC)
-
-    def identity(self, body: dict[str, Any], headers: dict[str, str]) -> str:
-        if self.dm.event_id is not None:
-            return str(self.read(body, headers, self.dm.event_id))
-        parts = [self.read(body, headers, loc) for loc in self.dm.idempotency_key or ()]
-        return json.dumps([None if p is MISSING else p for p in parts], default=str)
-
-
-def _guard_strategy(guard: Guard) -> st.SearchStrategy[Any]:
-    """Realistic values (amounts) for a numeric comparison; the literal itself otherwise."""
-    lit, op = guard.literal, guard.op
-    if isinstance(lit, bool) or not isinstance(lit, int | float) or op in ("==", "!="):
-        return st.nothing()
-    span = 1_000_000
-    if op in (">", ">="):
-        low = math.floor(lit) + 1 if op == ">" else math.ceil(lit)
-        return st.integers(low, low + span)
-    high = math.ceil(lit) - 1 if op == "<" else math.floor(lit)
-    return st.integers(high - span, high)
-
-
-@st.composite
-def _payload_values(draw: st.DrawFn, chart: Chart, step: Step) -> list[tuple[Guard, Any]]:
-    """Values for the guards of ``step``'s transition, drawn, then checked with the chart."""
-    if step.payload is None:
-        return []
-    if not step.legal:
-        every = [c.func for _, conds in chart.steps(step.source, step.trigger) for c in conds]
-        found = [(g, g.value(step.payload)) for g in every if isinstance(g, Guard)]
-        return [(g, v) for g, v in found if v is not MISSING]
-    guards = [
-        c.func
-        for dest, conds in chart.steps(step.source, step.trigger)
-        if (step.source if dest is None else dest) == step.dest
-        for c in conds
-        if isinstance(c.func, Guard)
-    ]
-    drawn = [(g, draw(_guard_strategy(g) | st.just(g.value(step.payload)))) for g in guards]
-    trial: dict[str, Any] = {}
-    for g, v in drawn:
-        put_path(trial, g.steps, v)
-    try:
-        if chart.next_state(step.source, step.trigger, trial) == step.dest:
-            return drawn
-    except TransitionNotAllowed:
-        pass
-    return [(g, g.value(step.payload)) for g in guards]
 
 
 # --------------------------------------------------------------------------- lifecycles
@@ -226,7 +117,7 @@ class _Move:
         return self.snapshot or self.step.dest
 
 
-def _moves(shape: _Shape, state: str, last: Step | None) -> list[_Move]:
+def _moves(shape: Shape, state: str, last: Step | None) -> list[_Move]:
     chart = shape.chart
     moves: list[_Move] = []
     for step in legal_steps(chart, state):
@@ -244,7 +135,7 @@ def _moves(shape: _Shape, state: str, last: Step | None) -> list[_Move]:
     return moves
 
 
-def _illegal_moves(shape: _Shape, state: str) -> list[_Move]:
+def _illegal_moves(shape: Shape, state: str) -> list[_Move]:
     """Events the chart refuses for an invoice in ``state`` (and that the engine rejects)."""
     chart = shape.chart
     moves: list[_Move] = []
@@ -274,7 +165,7 @@ class _Invoice:
 
 @st.composite
 def _delivery(
-    draw: st.DrawFn, shape: _Shape, inv: _Invoice, move: _Move, source: str | None, salt: int
+    draw: st.DrawFn, shape: Shape, inv: _Invoice, move: _Move, source: str | None, salt: int
 ) -> tuple[Delivery, str] | None:
     chart, dm = shape.chart, shape.dm
     body: dict[str, Any] = {}
@@ -298,7 +189,7 @@ def _delivery(
     if dm.status is not None:
         status = draw(st.sampled_from(shape.status_values[move.status_of]))
         shape.write(body, headers, dm.status, status)
-    for guard, value in draw(_payload_values(chart, move.step)):
+    for guard, value in draw(payload_values(chart, move.step)):
         put_path(body, guard.steps, value)
     for loc in dm.idempotency_key or ():
         if shape.read(body, headers, loc) is MISSING:
@@ -340,7 +231,7 @@ def _next(chart: Chart, state: str, trigger: str, payload: Any) -> str | None:
 
 @st.composite
 def _lifecycle(
-    draw: st.DrawFn, shape: _Shape, inv: _Invoice, max_events: int, illegal: bool, salt: int
+    draw: st.DrawFn, shape: Shape, inv: _Invoice, max_events: int, illegal: bool, salt: int
 ) -> list[Delivery]:
     chart = shape.chart
     has_status = shape.dm.status is not None
@@ -432,7 +323,7 @@ def deliveries(
         )
     if max_events < 0:
         raise ValueError(f"max_events must be >= 0, got {max_events!r}")
-    shape = _Shape(chart)
+    shape = Shape(chart)
     ids = _DEFAULT_IDS if invoice_ids is None else invoice_ids
 
     @st.composite

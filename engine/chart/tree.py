@@ -1,0 +1,277 @@
+"""A chart's state tree, walked once: names, nesting, initial children and canonical states.
+
+The statechart rules every reader of a chart needs live here and nowhere else:
+
+* a nested state is named ``parent.child`` (``open.unpaid``), and invoices are always in a leaf;
+* entering a compound state enters its ``initial`` child (its first child when unset), down to
+  a leaf;
+* a state without ``canonical`` inherits its nearest ancestor's;
+* ``source: '*'`` stands for every non-final leaf.
+
+The compiled :class:`~engine.chart.Chart` builds its machine on a :class:`StateTree` and
+exposes it as ``chart.tree``; the loader's meaning check, lint, the diagrams, the testing
+helpers and the CLI read that tree instead of walking ``ChartSpec.states`` themselves, so no
+two of them can disagree about which leaf ``open`` enters or what ``*`` covers.
+
+Building a tree also checks the rules of the tree itself (no two sibling states of one name,
+no parallel regions, an ``initial`` only on a compound state and naming one of its children,
+no final compound state, and, unless asked not to, a canonical state for every leaf). It
+raises the first problem, in file order, as a :class:`~engine.errors.ChartError` with the
+location of the offending state (``states[1].states[0].initial``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
+
+from ..errors import ChartError
+from ._messages import unknown
+from .spec import CANONICAL_STATES, StateSpec
+
+__all__ = ["ANY_SOURCE", "StateNode", "StateTree"]
+
+#: A transition's source that stands for every non-final leaf.
+ANY_SOURCE = "*"
+
+
+class StateNode(NamedTuple):
+    """One state of the tree, leaf or compound, with everything the rules derive for it.
+
+    Attributes:
+        name: the full dotted name (``open.unpaid``), as transitions, statuses and invoices
+            name it.
+        spec: the state as the chart file writes it.
+        parent: the enclosing state's full name; ``None`` at the top level.
+        children: the full names of the nested states, in chart order (empty for a leaf).
+        depth: how deeply it is nested (0 at the top level); not :meth:`Chart.depth
+            <engine.chart.Chart.depth>`, which counts transitions from birth.
+        canonical: the canonical lifecycle state it has or inherits; ``None`` only when no
+            ancestor gives one (the loader refuses that for a leaf).
+        initial_child: a compound state's child entered by default (full name); ``None`` for
+            a leaf.
+        location: where the chart file defines it (``states[1].states[0]``), for messages.
+    """
+
+    name: str
+    spec: StateSpec
+    parent: str | None
+    children: tuple[str, ...]
+    depth: int
+    canonical: str | None
+    initial_child: str | None
+    location: str
+
+    @property
+    def leaf(self) -> bool:
+        """Whether it is a leaf (invoices are only ever in leaves)."""
+        return not self.children
+
+    @property
+    def final(self) -> bool:
+        """Whether the chart marks it final (only leaves can be)."""
+        return self.spec.final
+
+
+class StateTree:
+    """The state tree of one chart: every state by full name, in chart order.
+
+    Immutable once built; the compiled chart builds one and shares it (``chart.tree``).
+
+    Args:
+        states: the chart's top-level states (``ChartSpec.states``).
+        source: names the chart in error messages (its file, or ``<chart 'stripe'>``).
+        require_canonical: refuse a leaf without a canonical state. Lint passes ``False`` to
+            report such leaves as findings instead.
+
+    Raises:
+        ChartError: the states don't form a valid tree (see the module docstring), naming
+            ``source`` and the location in the chart file.
+    """
+
+    __slots__ = (
+        "_compound",
+        "_entered",
+        "_final_leaves",
+        "_leaves",
+        "_leaves_under",
+        "_nodes",
+        "_non_final_leaves",
+        "_roots",
+    )
+
+    def __init__(
+        self,
+        states: Sequence[StateSpec],
+        source: str = "<chart>",
+        *,
+        require_canonical: bool = True,
+    ) -> None:
+        nodes: dict[str, StateNode] = {}
+        leaves: list[str] = []
+
+        def walk(states: Sequence[StateSpec], parent: str | None, where: str) -> None:
+            # Depth-first, in file order, checking each state before its children: the first
+            # problem raised is the first one in the file.
+            names = [s.name for s in states]
+            twice: set[str] = set()
+            if len(set(names)) < len(names):  # count() is quadratic: only when some name repeats
+                twice = {n for n in names if names.count(n) > 1}
+            inherited = None if parent is None else nodes[parent].canonical
+            depth = 0 if parent is None else nodes[parent].depth + 1
+            for i, s in enumerate(states):
+                loc = f"{where}[{i}]"
+                full = f"{parent}.{s.name}" if parent else s.name
+                if s.name in twice:
+                    raise ChartError(source, f"{loc}.name", f"state {s.name!r} is defined twice")
+                if s.parallel:
+                    problem = "parallel regions are not supported yet"
+                    raise ChartError(source, f"{loc}.parallel", problem)
+                canonical = s.canonical or inherited
+                if not s.states:
+                    if canonical is None and require_canonical:
+                        raise ChartError(
+                            source,
+                            loc,
+                            f"state {s.name!r} has no canonical lifecycle state: add canonical: "
+                            f"one of {', '.join(CANONICAL_STATES)} (here or on its parent)",
+                        )
+                    if s.initial is not None:
+                        problem = "only compound states have initial"
+                        raise ChartError(source, f"{loc}.initial", problem)
+                    nodes[full] = StateNode(full, s, parent, (), depth, canonical, None, loc)
+                    leaves.append(full)
+                    continue
+                if s.final:
+                    raise ChartError(source, f"{loc}.final", "a compound state can't be final")
+                own = [c.name for c in s.states]
+                child = s.initial if s.initial is not None else own[0]
+                if child not in own:
+                    raise ChartError(source, f"{loc}.initial", unknown("state", child, own))
+                children = tuple(f"{full}.{c}" for c in own)
+                nodes[full] = StateNode(
+                    full, s, parent, children, depth, canonical, f"{full}.{child}", loc
+                )
+                walk(s.states, full, f"{loc}.states")
+
+        walk(states, None, "states")
+        self._nodes: Mapping[str, StateNode] = MappingProxyType(nodes)
+        self._leaves = tuple(leaves)
+        self._final_leaves = tuple(n for n in leaves if nodes[n].spec.final)
+        self._non_final_leaves = tuple(n for n in leaves if not nodes[n].spec.final)
+        self._compound = tuple(n for n, node in nodes.items() if node.children)
+        self._roots = tuple(s.name for s in states)
+        under: dict[str, list[str]] = {name: [] for name in self._compound}
+        for leaf in leaves:
+            scope = nodes[leaf].parent
+            while scope is not None:
+                under[scope].append(leaf)
+                scope = nodes[scope].parent
+        self._leaves_under: dict[str, tuple[str, ...]] = {leaf: (leaf,) for leaf in leaves}
+        self._leaves_under.update((name, tuple(found)) for name, found in under.items())
+        # Children come after their parent in chart order: backwards, a compound state's
+        # initial child already knows the leaf it enters.
+        entered: dict[str, str] = {}
+        for name, node in reversed(nodes.items()):
+            entered[name] = name if node.initial_child is None else entered[node.initial_child]
+        self._entered = entered
+
+    # --------------------------------------------------------------------------- reading
+
+    @property
+    def nodes(self) -> Mapping[str, StateNode]:
+        """Every state, leaf or compound, by full name, in chart order (parents first)."""
+        return self._nodes
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every state's full name, leaf or compound, in chart order."""
+        return tuple(self._nodes)
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """The top-level states' names, in chart order."""
+        return self._roots
+
+    @property
+    def leaves(self) -> tuple[str, ...]:
+        """Every leaf, in chart order: the states an invoice can be in."""
+        return self._leaves
+
+    @property
+    def final_leaves(self) -> tuple[str, ...]:
+        """The leaves marked final, in chart order."""
+        return self._final_leaves
+
+    @property
+    def non_final_leaves(self) -> tuple[str, ...]:
+        """The leaves not marked final, in chart order: what ``source: '*'`` stands for."""
+        return self._non_final_leaves
+
+    @property
+    def compound(self) -> tuple[str, ...]:
+        """The compound states' full names, in chart order."""
+        return self._compound
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._nodes
+
+    def node(self, name: str) -> StateNode:
+        """The state called ``name`` (full name).
+
+        Raises:
+            KeyError: no state has that name.
+        """
+        return self._nodes[name]
+
+    def parent(self, name: str) -> str | None:
+        """The full name of the state enclosing ``name``; ``None`` at the top level."""
+        return self._nodes[name].parent
+
+    def children(self, name: str) -> tuple[str, ...]:
+        """The full names of the states nested directly in ``name`` (empty for a leaf)."""
+        return self._nodes[name].children
+
+    def enter(self, name: str) -> str:
+        """The leaf an invoice is in after entering ``name``: initial children, down to a leaf.
+
+        Raises:
+            KeyError: no state has that name.
+        """
+        return self._entered[name]
+
+    def leaves_under(self, name: str) -> tuple[str, ...]:
+        """The leaves inside ``name`` (itself, for a leaf), in chart order."""
+        return self._leaves_under[name]
+
+    def canonical(self, name: str) -> str | None:
+        """The canonical state ``name`` has or inherits (``None``: none on its whole branch)."""
+        return self._nodes[name].canonical
+
+    def description(self, name: str) -> str:
+        """What the chart file says about ``name`` (empty when it says nothing)."""
+        return self._nodes[name].spec.description
+
+    def contains(self, ancestor: str, name: str) -> bool:
+        """Whether ``name`` is ``ancestor`` or nested in it.
+
+        Own names never contain a dot, so nesting is exactly a dotted prefix; that also answers
+        for names the chart doesn't have (a diagram's history may hold any string).
+        """
+        return name == ancestor or name.startswith(ancestor + ".")
+
+    def expand_sources(self, sources: Iterable[str]) -> tuple[str, ...]:
+        """A transition's sources as the machine takes them: ``*`` becomes every non-final
+        leaf; named states, leaf or compound, stay as written (a compound source covers its
+        leaves in the machine, after their own transitions). Duplicates are dropped."""
+        out: dict[str, None] = {}
+        for s in sources:
+            if s == ANY_SOURCE:
+                out.update(dict.fromkeys(self._non_final_leaves))
+            else:
+                out[s] = None
+        return tuple(out)
+
+    def __repr__(self) -> str:
+        return f"<StateTree: {len(self._nodes)} states, {len(self._leaves)} leaves>"
