@@ -223,6 +223,13 @@ class Engine:
             rows = tx.history_rows(provider, str(invoice_id))
         return [_outcome(r) for r in rows]
 
+    def outcomes(self, first: int, last: int | None = None) -> list[Outcome]:
+        """The outcomes of deliveries ``first`` to ``last`` (their ``seq``) as they stand now:
+        a late event may have revised an outcome since it was first returned (see
+        ``Outcome.revisions``)."""
+        with self.store.read() as tx:
+            return [_outcome(r) for r in tx.event_rows(first, last)]
+
     def invoices(self, provider: str | None = None) -> Iterator[InvoiceState]:
         """Every invoice with a known state, optionally of one provider."""
         if provider is not None:

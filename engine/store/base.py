@@ -195,8 +195,8 @@ class ReadTx(Protocol):
         """How many rows ended in each outcome."""
         ...
 
-    def event_rows(self) -> Iterator[EventRow]:
-        """Every event row, by arrival."""
+    def event_rows(self, first: int = 1, last: int | None = None) -> Iterator[EventRow]:
+        """Every event row (numbered ``first`` to ``last``), by arrival."""
         ...
 
     def revision_rows(self) -> Iterator[RevisionRow]:

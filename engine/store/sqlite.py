@@ -187,8 +187,10 @@ class _Tx:
         )
         return {outcome: n for outcome, n in rows}
 
-    def event_rows(self) -> Iterator[EventRow]:
-        for row in self._conn.execute(f"SELECT {self._events} FROM events ORDER BY seq"):
+    def event_rows(self, first: int = 1, last: int | None = None) -> Iterator[EventRow]:
+        bound = (first, last if last is not None else 2**63 - 1)
+        sql = f"SELECT {self._events} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"
+        for row in self._conn.execute(sql, bound):
             yield EventRow._make(row)
 
     def chart_record(self, fingerprint: str) -> ChartRecord | None:
