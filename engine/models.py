@@ -43,6 +43,9 @@ class Outcome(BaseModel):
     seq: int | None = None
     #: How many times a late event re-folded the invoice and changed this outcome.
     revisions: int = 0
+    #: Steps the engine inferred along the chart to catch up with the status the event
+    #: reported, when its own step was illegal (``"finalize: draft → open"``); see the README.
+    inferred: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         who = f"{self.provider}/{self.invoice_id}" if self.invoice_id else self.provider
@@ -57,6 +60,8 @@ class Outcome(BaseModel):
         tail = f" — {self.reason}" if self.reason and self.status != "applied" else ""
         if self.adopted:
             tail += " (adopted)"
+        if self.inferred:
+            tail += f" (inferred: {'; '.join(self.inferred)})"
         if self.retryable:
             tail += " [retryable]"
         return f"{self.status:<9} {who} {what}{move}{tail}"

@@ -104,7 +104,10 @@ def _stripe(event_id: str, kind: str, created: int, status: str) -> dict[str, An
 def test_late_event_refolds_and_records_revisions() -> None:
     eng = Engine(":memory:")
     eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
-    paid = eng.apply("stripe", _stripe("evt_3", "invoice.paid", 1_700_000_200, "paid"))
+    # no status snapshot to catch up with: the payment waits for the finalization
+    paid_body = _stripe("evt_3", "invoice.paid", 1_700_000_200, "paid")
+    del paid_body["data"]["object"]["status"]
+    paid = eng.apply("stripe", paid_body)
     assert paid.status == "rejected"
     assert paid.retryable  # a draft can't be paid yet; a later finalize could make it legal
     late = eng.apply("stripe", _stripe("evt_2", "invoice.finalized", 1_700_000_100, "open"))
@@ -251,3 +254,29 @@ def test_apply_never_raises_for_any_python_value(provider: str, body: Any, heade
     assert [o.status for o in eng.apply_many(provider, [(body, headers), body])]
     assert len(_db.events(eng)) == 3  # every delivery is a row, whatever it was
     assert eng.replay().ok
+
+
+def test_a_reported_status_the_chart_can_reach_is_caught_up_with() -> None:
+    # issue 11.6: first seen through invoice.paid (adopted paid), then a late invoice.created.
+    eng = Engine(":memory:")
+    assert eng.apply("stripe", _stripe("evt_2", "invoice.paid", 1_700_000_200, "paid")).adopted
+    late = eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
+    assert late.status == "applied"
+    state = eng.state("stripe", "in_x")
+    assert state is not None
+    assert state.state == "paid"  # not dragged back to draft behind what Stripe said
+    paid = next(o for o in eng.history("stripe", "in_x") if o.event_id == "evt_2")
+    assert (paid.status, paid.from_state, paid.to_state) == ("applied", "draft", "paid")
+    assert paid.inferred == ("finalize: draft → open",)
+    assert "inferred" in str(paid)
+    assert paid.revisions == 1
+    assert eng.replay().ok
+
+
+def test_a_reported_status_the_chart_cannot_reach_stays_rejected() -> None:
+    eng = Engine(":memory:")
+    eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
+    eng.apply("stripe", _stripe("evt_2", "invoice.paid", 1_700_000_100, "paid"))
+    voided = eng.apply("stripe", _stripe("evt_3", "invoice.voided", 1_700_000_200, "void"))
+    assert voided.status == "rejected"  # paid -> void: Stripe's chart has no way there
+    assert voided.inferred == ()

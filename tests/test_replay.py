@@ -87,3 +87,28 @@ def test_replay_during_writes_finds_no_phantom_mismatch(tmp_path: Path, provider
         thread.join()
     assert reports
     assert [r for r in reports if not r.ok] == []
+
+
+def test_replay_names_chart_dir_for_a_provider_whose_chart_is_not_loaded(tmp_path: Path) -> None:
+    from engine import UnknownProvider
+
+    folder = tmp_path / "charts"
+    folder.mkdir()
+    text = (STREAMS.parent.parent / "statecharts" / "stripe.yaml").read_text(encoding="utf-8")
+    (folder / "zebrapay.yaml").write_text(text.replace("provider: stripe", "provider: zebrapay"))
+    db = tmp_path / "t.db"
+    with Engine(db, chart_dir=folder) as eng:
+        eng.apply_many("zebrapay", _stream("stripe"))  # type: ignore[arg-type]
+    with Engine(db) as without, pytest.raises(UnknownProvider, match="chart_dir"):
+        without.replay()
+    with Engine(db, chart_dir=folder) as with_dir:
+        assert with_dir.replay().ok
+
+
+def test_a_naive_clock_is_refused() -> None:
+    from datetime import datetime
+
+    from engine import EngineError
+
+    with pytest.raises(EngineError, match="naive"):
+        Engine(":memory:", clock=datetime.now)

@@ -98,7 +98,7 @@ def test_a_chart_must_be_loaded_under_its_own_provider_name(tmp_path: Path) -> N
     (folder / "zebrapay.yaml").write_text(text, encoding="utf-8")  # says provider: stripe
     with Engine(":memory:", chart_dir=folder) as eng, pytest.raises(ChartError) as info:
         eng.apply("zebrapay", PAID_FIRST)
-    assert "'stripe'" in str(info.value)
-    assert "'zebrapay'" in str(info.value)
+    assert "stripe" in str(info.value)
+    assert "zebrapay" in str(info.value)
     with pytest.raises(ChartError, match="'moxie'"):
         Engine(":memory:", charts={"moxie": load_chart("stripe")})

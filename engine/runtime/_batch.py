@@ -10,11 +10,10 @@ with ``executemany`` when the batch ends — or before a re-fold, which reads th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from datetime import datetime
 
 from ..chart import Chart
-from ..errors import DeliveryError, UnknownState
+from ..errors import DeliveryError
 from ..models import Outcome, OutcomeStatus
 from ..store.base import (
     NO_KEY,
@@ -29,8 +28,8 @@ from ..store.base import (
 from ._construct import construct
 from .decide import Decision, OnUnknown, fold_rank
 from .delivery import Event, Received
-from .fold import decide_safely, fold
-from .versions import Versions, chart_record
+from .fold import decide_safely, fold, inferred_text
+from .versions import Versions
 
 __all__ = ["Batch", "Clock", "Refolded", "refold"]
 
@@ -119,6 +118,7 @@ def refold(
                 RevisedOutcome(
                     row.seq, d.status, d.reason, d.from_state, d.to_state, d.trigger,
                     int(d.retryable), int(d.adopted), revisions, *recorded,
+                    inferred_text(d.inferred),
                 ),
                 revision,
             )  # fmt: skip
@@ -136,7 +136,7 @@ def refold(
                 to_state=d.to_state, reason=d.reason, retryable=d.retryable, adopted=d.adopted,
                 occurred_at=datetime.fromisoformat(row.occurred_at) if row.occurred_at else None,
                 received_at=datetime.fromisoformat(row.received_at), seq=row.seq,
-                revisions=revisions,
+                revisions=revisions, inferred=d.inferred,
             )  # fmt: skip
     return Refolded(state, canonical, key, result)
 
@@ -161,7 +161,8 @@ class Batch:
         self.clock = clock
         self.provider = self.chart.name
         self.fingerprint = versions.fingerprint
-        tx.record_chart(chart_record(self.chart, clock()))
+        if not versions.recorded:  # once per store; the Engine marks it after the commit
+            tx.record_chart(versions.record)
         self.timed = self.chart.spec.delivery.occurred_at is not None
         self.seq = tx.next_seq()
         self.invoices: dict[str, _Invoice] = {}
@@ -212,10 +213,6 @@ class Batch:
         if inv.created_at is None:
             inv.created_at = now
         state = inv.state
-        if state is not None:
-            # a state of an earlier chart version keeps the canonical state it had
-            with suppress(UnknownState):
-                inv.canonical = self.chart.canonical(state)
         return InvoiceRow(
             self.provider, invoice_id, state, inv.canonical if state else None, inv.version,
             inv.created_at, now, *inv.key,
@@ -249,13 +246,16 @@ class Batch:
             return self._record(received, ev, seq, d.status, d, live=1)
 
         inv = self._invoice(ev.invoice_id)
-        if ev.occurred_at is not None:  # the chart has event times: fold in time order
+        if self.timed and ev.occurred_at is not None:  # read_delivery sets it on timed charts
             key = FoldKey(_micros(ev.occurred_at), fold_rank(self.chart, ev), ev.event_id)
         else:
             key = FoldKey(seq, 0, ev.event_id)
         if inv.exists and key < inv.key:
             return self._late(received, ev, ev.invoice_id, inv, key, seq)
         d = decide_safely(self.chart, inv.state, ev, self.on_unknown)
+        if d.status == "applied" and d.to_state is not None:
+            # the canonical state comes from the chart that decided the state, always
+            inv.canonical = self.chart.canonical(d.to_state)
         inv.state = d.state_after
         inv.key = key
         inv.version += 1
@@ -269,13 +269,13 @@ class Batch:
         self.rows.append(
             EventRow(seq, self.provider, None, 0, None, None, None, None, "invalid", str(exc),
                      None, None, 0, 0, None, None, None, at.isoformat(), 0, received.headers,
-                     received.raw, self.on_unknown, self.fingerprint)
+                     received.raw, self.on_unknown, self.fingerprint, None)
         )  # fmt: skip
         return construct(
             Outcome, status="invalid", provider=self.provider, event_id=None, invoice_id=None,
             event_type=None, trigger=None, from_state=None, to_state=None, reason=str(exc),
             retryable=False, adopted=False, occurred_at=None, received_at=at, seq=seq,
-            revisions=0,
+            revisions=0, inferred=(),
         )  # fmt: skip
 
     def _record(
@@ -308,6 +308,7 @@ class Batch:
                 fold_time=key.time if key else None, fold_rank=key.rank if key else None,
                 received_at=at.isoformat(), revisions=0, headers=received.headers,
                 body=received.raw, policy=self.on_unknown, chart=self.fingerprint,
+                inferred=inferred_text(d.inferred) if d else None,
             )
         )  # fmt: skip
         if live:
@@ -317,6 +318,7 @@ class Batch:
             invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
             from_state=frm, to_state=to, reason=reason, retryable=retryable, adopted=adopted,
             occurred_at=ev.occurred_at, received_at=at, seq=seq, revisions=0,
+            inferred=d.inferred if d else (),
         )  # fmt: skip
 
     def _supersede(self, prior_seq: int, by_seq: int) -> None:
@@ -345,7 +347,7 @@ class Batch:
         if done.outcome is None:  # the row was just written live: the fold always meets it
             raise RuntimeError(f"event #{seq} vanished from its invoice's fold")
         inv.state, inv.key = done.state, done.key
-        inv.canonical = done.canonical or inv.canonical
+        inv.canonical = done.canonical
         inv.version += 1
         self.dirty.add(invoice_id)
         return done.outcome

@@ -11,6 +11,7 @@ rules.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,6 +35,9 @@ class Decision:
     reason: str | None = None
     retryable: bool = False
     adopted: bool = False
+    #: Steps the engine took along the chart without an event for them, to catch up with the
+    #: status the provider reported (``"finalize: draft → open"``).
+    inferred: tuple[str, ...] = ()
 
     @property
     def state_after(self) -> str | None:
@@ -120,6 +124,9 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
                     return Decision("applied", state, target, trigger=route)
             except TransitionNotAllowed:
                 continue
+        caught_up = _catch_up(chart, state, event, None)
+        if caught_up is not None:
+            return caught_up
         return Decision(
             "rejected",
             state,
@@ -143,6 +150,9 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
                 trigger,
                 reason=f"already {state!r}: {trigger} took effect",
             )
+        caught_up = _catch_up(chart, state, event, trigger)
+        if caught_up is not None:
+            return caught_up
         return Decision(
             "rejected",
             state,
@@ -151,9 +161,67 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
             reason=str(exc),
             retryable=chart.could_become_legal(state, trigger),
         )
+    ahead = _catch_up(chart, dest, event, trigger, taken=state)
+    if ahead is not None:  # legal, but the provider reports a state further along
+        return ahead
     if dest == state:
         return Decision("unchanged", state, state, trigger, reason="legal; changes nothing")
     return Decision("applied", state, dest, trigger)
+
+
+def _catch_up(
+    chart: Chart, state: str, event: Event, trigger: str | None, *, taken: str | None = None
+) -> Decision | None:
+    """Catch up along the chart to the status the event reports, when the event alone does not
+    get the invoice there (its own step is illegal, or leads short of the reported state).
+
+    A provider that says "this invoice is paid" about an invoice we hold as ``draft`` has sent
+    (or will send, or lost) the events in between. If the chart can reach the reported state
+    from ``state``, the engine takes the shortest chain of transitions there and records the
+    steps it inferred; if it can't (``paid`` → ``void`` on Stripe), nothing is inferred. Guards
+    are not evaluated along the chain: the steps' own payloads are what is missing, and the
+    reported status is the evidence of where the invoice is. ``taken``: the state the invoice
+    was in before the event's own (legal) step led it to ``state``.
+    """
+    target = event.status_state
+    if target is None or target == state or target not in chart.reachable(state):
+        return None
+    path = _shortest_path(chart, state, target)
+    if path is None:
+        return None
+    own = taken is None and path[-1][0] == trigger  # the event's own step ends the chain
+    inferred = tuple(f"{t}: {a} → {b}" for t, a, b in (path[:-1] if own else path))
+    why = "; ".join(inferred) if inferred else f"{path[-1][0]} past its guard"
+    return Decision(
+        "applied",
+        state if taken is None else taken,
+        target,
+        trigger or path[-1][0],
+        reason=f"caught up with status {event.status!r} along the chart: {why}",
+        inferred=inferred,
+    )
+
+
+def _shortest_path(chart: Chart, start: str, target: str) -> list[tuple[str, str, str]] | None:
+    """The fewest transitions (trigger, from, to) from ``start`` to ``target``, in chart order."""
+    came: dict[str, tuple[str, str, str] | None] = {start: None}
+    queue = deque([start])
+    while queue:
+        here = queue.popleft()
+        for t in chart.allowed_triggers(here):
+            for there, _ in chart.steps(here, t):
+                if there is None or there in came:
+                    continue
+                came[there] = (t, here, there)
+                if there == target:
+                    path = []
+                    step = came[there]
+                    while step is not None:
+                        path.append(step)
+                        step = came[step[1]]
+                    return path[::-1]
+                queue.append(there)
+    return None
 
 
 def fold_rank(chart: Chart, event: Event) -> int:

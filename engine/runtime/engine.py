@@ -2,8 +2,9 @@
 
 For every delivery: **read** it through the chart's delivery map (unreadable: ``invalid``);
 **deduplicate** on (provider, event id); **decide** with the chart's machine from the invoice's
-current state (:mod:`engine.decide`); **record** the event row and the invoice row in the same
-transaction. Nothing a user sent is dropped: invalid deliveries and duplicates are rows too.
+current state (:mod:`engine.runtime.decide`); **record** the event row and the invoice row in
+the same transaction. Nothing a user sent is dropped: invalid deliveries and duplicates are rows
+too.
 
 **Order.** When a chart says where a delivery's occurrence time lives, every invoice's events
 are folded in *fold order* — (occurrence time, lifecycle rank, event id) — whatever order they
@@ -21,7 +22,8 @@ through the same ``Batch``. Deliveries are read before the write transaction sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +34,7 @@ from ..models import InvoiceState, Mismatch, Outcome, ReplayReport
 from ..store import open_store
 from ..store.base import EventRow, InvoiceRow, ReadTx, WriteTx
 from ..store.sqlite import Synchronous
-from ._batch import Batch, Clock, Refolded, refold
+from ._batch import Batch, Refolded, refold
 from .decide import OnUnknown
 from .delivery import receive
 from .fold import fold
@@ -63,6 +65,7 @@ def _outcome(row: EventRow) -> Outcome:
         reason=row.reason, from_state=row.from_state, to_state=row.to_state,
         retryable=bool(row.retryable), adopted=bool(row.adopted), occurred_at=row.occurred_at,
         received_at=row.received_at, seq=row.seq, revisions=row.revisions,
+        inferred=tuple(json.loads(row.inferred)) if row.inferred else (),
     )  # fmt: skip
 
 
@@ -99,7 +102,7 @@ class Engine:
         on_unknown: OnUnknown = "adopt",
         synchronous: Synchronous = "NORMAL",
         batch_size: int = 2000,
-        clock: Clock = _utc_now,
+        clock: Callable[[], datetime] = _utc_now,
         readonly: bool = False,
     ) -> None:
         if on_unknown not in ("adopt", "reject"):
@@ -110,6 +113,8 @@ class Engine:
             raise EngineError(f"chart_dir={str(chart_dir)!r} is not a folder")
         for name, chart in (charts or {}).items():
             _check_name(chart, name)
+        if clock().tzinfo is None:
+            raise EngineError("clock() returned a naive datetime; give one with a time zone (UTC)")
         self.store = open_store(db, synchronous=synchronous, readonly=readonly)
         self.chart_dir = chart_dir
         self._charts: dict[str, Chart] = dict(charts or {})
@@ -149,7 +154,7 @@ class Engine:
         chart = self.chart(provider)
         versions = self._versions.get(provider)
         if versions is None or versions.current is not chart:
-            versions = self._versions[provider] = Versions(chart)
+            versions = self._versions[provider] = Versions(chart, self.clock())
         return versions
 
     def apply(self, provider: str, body: Body, headers: Mapping[str, Any] | None = None) -> Outcome:
@@ -168,6 +173,7 @@ class Engine:
             batch = Batch(tx, versions, self.on_unknown, self.clock)
             out = batch.run([received])[0]
             batch.flush()
+        versions.recorded = True  # committed: the chart version is in the store for good
         return out
 
     def iter_apply(self, provider: str, deliveries: Iterable[Delivery]) -> Iterator[Outcome]:
@@ -188,6 +194,7 @@ class Engine:
                 batch = Batch(tx, versions, self.on_unknown, self.clock)
                 outs = batch.run(chunk)
                 batch.flush()
+            versions.recorded = True
             yield from outs
 
     def apply_many(self, provider: str, deliveries: Iterable[Delivery]) -> list[Outcome]:
@@ -262,10 +269,12 @@ class Engine:
                 recording each changed outcome as a revision (implies ``repair``).
         """
         repair = repair or rechart
-        if provider is not None:
-            self.chart(provider)
         with self.store.read() as tx:
-            found = _check(self, tx, provider)
+            providers = {p for p, _ in tx.chart_versions(provider)}
+        for name in sorted(providers | ({provider} if provider else set())):
+            self._versions_of(name)  # every chart loaded (or its error raised) up front
+        with self.store.read() as tx:
+            found = self._check(tx, provider)
         mismatches = found.mismatches
         unrepaired: list[Mismatch] = []
         redo = {(m.provider, m.invoice_id) for m in mismatches}
@@ -280,13 +289,54 @@ class Engine:
                         wtx, versions, iid, self.on_unknown, cause=None, now=now, rechart=rechart
                     )
                     _put_invoice(wtx, prov, iid, done, now)
-                unrepaired = _check(self, wtx, provider, only=redo).mismatches
+                unrepaired = self._check(wtx, provider, only=redo).mismatches
             if rechart:
                 found = _Found(found.invoices, found.events, found.mismatches, [])
         return ReplayReport(
             invoices=len(found.invoices), events=found.events, mismatches=mismatches,
             repaired=repair, unrepaired=unrepaired, notes=found.notes,
         )  # fmt: skip
+
+    def _check(
+        self, tx: ReadTx, provider: str | None, only: set[tuple[str, str]] | None = None
+    ) -> _Found:
+        """Fold every invoice (or ``only`` these) from its stored events and compare with what
+        is stored, in one transaction."""
+        pairs = tx.folded_invoices(provider)
+        if only is not None:
+            pairs = [p for p in pairs if p in only]
+        mismatches: list[Mismatch] = []
+        events = 0
+        for prov, iid in pairs:
+            versions = self._versions_of(prov)
+            state: str | None = None
+            for step in fold(tx.fold_rows(prov, iid), versions.resolver(tx), self.on_unknown):
+                events += 1
+                row, d = step.row, step.decision
+                if d.status != row.outcome or d.to_state != row.to_state:
+                    mismatches.append(
+                        Mismatch(provider=prov, invoice_id=iid, what=f"event #{row.seq} outcome",
+                                 stored=f"{row.outcome} → {row.to_state}",
+                                 replayed=f"{d.status} → {d.to_state}")
+                    )  # fmt: skip
+                state = d.state_after
+            stored = tx.invoice(prov, iid)
+            if stored is None or stored.state != state:
+                mismatches.append(
+                    Mismatch(provider=prov, invoice_id=iid, what="state",
+                             stored=stored.state if stored else "(no invoice row)",
+                             replayed=state)
+                )  # fmt: skip
+        notes = []
+        for (prov, version), n in sorted(tx.chart_versions(provider).items(), key=str):
+            current = self._versions_of(prov).fingerprint
+            if only is None and version is not None and version != current:
+                notes.append(
+                    f"{prov}: {n} events were decided under an earlier chart ({version}); they "
+                    "replay under it. replay(rechart=True) (--rechart) re-decides them under "
+                    "the current chart."
+                )
+        return _Found(pairs, events, mismatches, notes)
 
     def close(self) -> None:
         """Close the database connection; the engine can't be used afterwards."""
@@ -315,46 +365,6 @@ class _Found(NamedTuple):
     events: int
     mismatches: list[Mismatch]
     notes: list[str]
-
-
-def _check(
-    eng: Engine, tx: ReadTx, provider: str | None, only: set[tuple[str, str]] | None = None
-) -> _Found:
-    """Fold every invoice (or ``only`` these) from its stored events and compare with what is
-    stored, in one transaction."""
-    pairs = tx.folded_invoices(provider)
-    if only is not None:
-        pairs = [p for p in pairs if p in only]
-    mismatches: list[Mismatch] = []
-    events = 0
-    for prov, iid in pairs:
-        versions = eng._versions_of(prov)
-        state: str | None = None
-        for step in fold(tx.fold_rows(prov, iid), versions.resolver(tx), eng.on_unknown):
-            events += 1
-            row, d = step.row, step.decision
-            if d.status != row.outcome or d.to_state != row.to_state:
-                mismatches.append(
-                    Mismatch(provider=prov, invoice_id=iid, what=f"event #{row.seq} outcome",
-                             stored=f"{row.outcome} → {row.to_state}",
-                             replayed=f"{d.status} → {d.to_state}")
-                )  # fmt: skip
-            state = d.state_after
-        stored = tx.invoice(prov, iid)
-        if stored is None or stored.state != state:
-            mismatches.append(
-                Mismatch(provider=prov, invoice_id=iid, what="state",
-                         stored=stored.state if stored else "(no invoice row)", replayed=state)
-            )  # fmt: skip
-    notes = []
-    for (prov, version), n in sorted(tx.chart_versions(provider).items(), key=str):
-        if only is None and version is not None and version != eng._versions_of(prov).fingerprint:
-            notes.append(
-                f"{prov}: {n} events were decided under an earlier chart ({version}); they "
-                "replay under it. replay(rechart=True) (--rechart) re-decides them under the "
-                "current chart."
-            )
-    return _Found(pairs, events, mismatches, notes)
 
 
 def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, now: str) -> None:

@@ -15,14 +15,14 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from ..chart import Chart
-from ..errors import EngineError
+from ..errors import ChartError, UnknownState
 from ..store.base import EventRow
 from ._construct import construct
 from .decide import Decision, OnUnknown, decide
 from .delivery import Event
 from .versions import VersionResolver
 
-__all__ = ["Folded", "decide_safely", "fold", "stored_event"]
+__all__ = ["Folded", "decide_safely", "fold", "inferred_text", "stored_event"]
 
 
 class Folded(NamedTuple):
@@ -39,9 +39,16 @@ class Folded(NamedTuple):
     def changed(self) -> bool:
         """Whether the decision differs from the outcome stored in the row."""
         d, r = self.decision, self.row
-        new = (d.status, d.reason, d.from_state, d.to_state, d.trigger, d.retryable, d.adopted)
-        old = (r.outcome, r.reason, r.from_state, r.to_state, r.trigger, r.retryable, r.adopted)
+        new = (d.status, d.reason, d.from_state, d.to_state, d.trigger, d.retryable, d.adopted,
+               inferred_text(d.inferred))  # fmt: skip
+        old = (r.outcome, r.reason, r.from_state, r.to_state, r.trigger, r.retryable, r.adopted,
+               r.inferred)  # fmt: skip
         return new != old  # stored flags are 0/1, which compare equal to False/True
+
+
+def inferred_text(steps: tuple[str, ...]) -> str | None:
+    """Inferred steps as stored (a JSON list), or ``None`` when there are none."""
+    return json.dumps(list(steps), ensure_ascii=False) if steps else None
 
 
 def stored_event(chart: Chart, row: EventRow) -> Event:
@@ -62,11 +69,11 @@ def stored_event(chart: Chart, row: EventRow) -> Event:
 
 
 def decide_safely(chart: Chart, state: str | None, event: Event, policy: OnUnknown) -> Decision:
-    """:func:`decide`, with history the chart can't read (a state or an event type a chart edit
-    removed) made a ``rejected`` decision that says so, instead of an error."""
+    """:func:`decide`, with history this chart can't read — a state or an event type that a
+    chart edit removed — made a ``rejected`` decision that says so, instead of an error."""
     try:
         return decide(chart, state, event, policy)
-    except EngineError as exc:
+    except (UnknownState, ChartError) as exc:
         return Decision("rejected", state, state, reason=f"{exc} (was the chart edited?)")
 
 

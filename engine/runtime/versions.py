@@ -18,32 +18,15 @@ from datetime import datetime
 from ..chart import Chart, parse_chart
 from ..store.base import ChartRecord, ReadTx
 
-__all__ = ["VersionResolver", "Versions", "chart_record", "fingerprint"]
+__all__ = ["VersionResolver", "Versions", "fingerprint"]
 
 #: The chart to decide an event with, given the fingerprint recorded on it.
 VersionResolver = Callable[[str | None], Chart]
 
-_FINGERPRINTS: dict[int, tuple[Chart, str]] = {}
-
 
 def fingerprint(chart: Chart) -> str:
     """A short, stable digest of what the chart says (not of its file's comments or layout)."""
-    hit = _FINGERPRINTS.get(id(chart))
-    if hit is not None and hit[0] is chart:
-        return hit[1]
-    text = chart.spec.model_dump_json()
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-    if len(_FINGERPRINTS) > 256:  # charts are few; this only stops an unbounded growth
-        _FINGERPRINTS.clear()
-    _FINGERPRINTS[id(chart)] = (chart, digest)
-    return digest
-
-
-def chart_record(chart: Chart, now: datetime) -> ChartRecord:
-    """The row that keeps this version of the chart."""
-    return ChartRecord(
-        fingerprint(chart), chart.name, chart.spec.model_dump_json(), now.isoformat()
-    )
+    return hashlib.sha256(chart.spec.model_dump_json().encode()).hexdigest()[:16]
 
 
 class Versions:
@@ -53,11 +36,16 @@ class Versions:
         current: the chart the engine decides new events with; also used for rows written
             before charts were recorded (``chart`` is NULL) and for a fingerprint the store
             does not hold.
+        now: when this version was first used (kept with it in the store).
     """
 
-    def __init__(self, current: Chart) -> None:
+    def __init__(self, current: Chart, now: datetime) -> None:
         self.current = current
-        self.fingerprint = fingerprint(current)
+        spec = current.spec.model_dump_json()
+        self.fingerprint = hashlib.sha256(spec.encode()).hexdigest()[:16]
+        #: The row that keeps this version in the store, and whether a commit already has.
+        self.record = ChartRecord(self.fingerprint, current.name, spec, now.isoformat())
+        self.recorded = False
         self._known: dict[str, Chart] = {self.fingerprint: current}
 
     def resolver(self, tx: ReadTx, *, rechart: bool = False) -> VersionResolver:

@@ -34,7 +34,7 @@ __all__ = [
     "set_wal",
 ]
 
-#: 1: events, invoices, revisions. 2: events.policy and events.chart, and the charts table.
+#: 1: events, invoices, revisions. 2: events.policy, .chart and .inferred, and the charts table.
 SCHEMA_VERSION = 2
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -62,6 +62,7 @@ _EVENT_COLUMNS = {
     "body": bytes,
     "policy": str,  # the on_unknown policy the event was decided under
     "chart": str,  # the fingerprint of the chart it was decided with (see charts)
+    "inferred": str,  # JSON list of steps inferred to catch up with the status snapshot
 }
 
 _CHART_COLUMNS = {
@@ -168,6 +169,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
         statements += [
             "ALTER TABLE events ADD COLUMN policy TEXT",
             "ALTER TABLE events ADD COLUMN chart TEXT",
+            "ALTER TABLE events ADD COLUMN inferred TEXT",
         ]
     statements.append(
         db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)

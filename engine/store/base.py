@@ -84,6 +84,8 @@ class EventRow(NamedTuple):
     policy: str | None
     #: The fingerprint of the chart it was decided with (``None``: written before it was recorded).
     chart: str | None
+    #: JSON list of the steps inferred to catch up with the status snapshot, or ``None``.
+    inferred: str | None
 
     @property
     def key(self) -> FoldKey:
@@ -126,6 +128,7 @@ class RevisedOutcome(NamedTuple):
     revisions: int
     policy: str | None
     chart: str | None
+    inferred: str | None
 
 
 class ChartRecord(NamedTuple):

@@ -1,4 +1,4 @@
-"""The SQLite store: an embedded file (WAL) or ``:memory:``, shaped with sqlite-utils.
+"""The SQLite store: an embedded file (WAL) or ``:memory:``.
 
 This module holds all of the engine's SQLite SQL; the runtime reaches it only through the
 :class:`~engine.store.base.Store` interface.
@@ -239,11 +239,11 @@ class _Tx:
             self._conn.execute(_INSERT_REVISION, revision)
         self._conn.execute(
             "UPDATE events SET outcome = ?, reason = ?, from_state = ?, to_state = ?,"
-            " trigger = ?, retryable = ?, adopted = ?, revisions = ?, policy = ?, chart = ?"
-            " WHERE seq = ?",
+            " trigger = ?, retryable = ?, adopted = ?, revisions = ?, policy = ?, chart = ?,"
+            " inferred = ? WHERE seq = ?",
             (outcome.outcome, outcome.reason, outcome.from_state, outcome.to_state,
              outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions,
-             outcome.policy, outcome.chart, outcome.seq),
+             outcome.policy, outcome.chart, outcome.inferred, outcome.seq),
         )  # fmt: skip
 
     def record_chart(self, chart: ChartRecord) -> None:
@@ -362,9 +362,15 @@ class SqliteStore:
 
     @contextmanager
     def read(self) -> Iterator[_Tx]:
-        """A read transaction: in WAL mode, one snapshot of committed data for all its reads."""
+        """A read transaction: in WAL mode, one snapshot of committed data for all its reads.
+
+        Inside another transaction of the same thread, it reads in that one.
+        """
         with self._lock:
-            yield from self._transaction("BEGIN")
+            if self._conn.in_transaction:
+                yield self._tx
+            else:
+                yield from self._transaction("BEGIN")
 
     def _transaction(self, begin: str) -> Iterator[_Tx]:
         for attempt in range(50):
@@ -378,7 +384,8 @@ class SqliteStore:
         try:
             yield self._tx
         except BaseException as exc:
-            self._conn.execute("ROLLBACK")
+            if self._conn.in_transaction:  # SQLite may have rolled back already
+                self._conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path!r}: {exc}") from exc
             raise

@@ -139,14 +139,17 @@ def _illegal_moves(shape: Shape, state: str) -> list[_Move]:
     """Events the chart refuses for an invoice in ``state`` (and that the engine rejects)."""
     chart = shape.chart
     moves: list[_Move] = []
+    reachable = chart.reachable(state)
     for step in illegal_steps(chart, state):
         if not chart.steps(state, step.trigger) and state in chart.destinations(step.trigger):
             continue  # the trigger's effect already holds: `unchanged`, not rejected
-        claims = sorted(chart.destinations(step.trigger) - {state}) or [state]
+        # A snapshot the chart can reach from here would be caught up with (applied); the
+        # engine rejects the event only when the status it reports is out of reach.
+        claims = sorted(chart.destinations(step.trigger) - reachable) or [state]
         moves.extend(_Move(t, step, claims[0]) for t in shape.by_trigger.get(step.trigger, ()))
     nowhere = Step("", None, state, state, legal=False)
     for target in chart.states:
-        if target != state and not chart.transitions_between(state, target):
+        if target not in reachable:
             moves.extend(_Move(t, nowhere, target) for t in shape.follows)
     moves.extend(
         _Move(t, nowhere) for t, states in shape.infos if states is not None and state not in states
