@@ -24,7 +24,7 @@ def _store(db: Engine | Store | str | Path) -> Iterator[Store]:
     if isinstance(db, Engine):
         yield db.store
     elif isinstance(db, str | Path):
-        store = SqliteStore(db)
+        store = SqliteStore(db, readonly=True)  # reading changes nothing in the file
         try:
             yield store
         finally:

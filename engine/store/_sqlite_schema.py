@@ -1,4 +1,4 @@
-"""The SQLite file itself: its schema, its permissions, and WAL mode.
+"""The SQLite file itself: where it may be, its schema, its permissions, and WAL mode.
 
 Three tables, readable as they are in Datasette or ``sqlite-utils``:
 
@@ -25,10 +25,13 @@ import time
 from pathlib import Path
 from typing import Literal
 
+from ..errors import StoreError
+
 __all__ = [
     "OUR_TABLES",
     "SCHEMA_VERSION",
     "Synchronous",
+    "check_path",
     "create_private",
     "create_schema",
     "set_wal",
@@ -99,6 +102,26 @@ _REVISION_COLUMNS = {
     "old_reason": str,
     "new_reason": str,
 }
+
+
+def check_path(name: str, readonly: bool) -> None:
+    """Refuse, by name, a path that can't be a database file, before anything is created."""
+    if name.strip() == "":
+        raise StoreError("no database named: give a file path, or ':memory:'")
+    if "://" in name:
+        scheme = name.split("://", 1)[0]
+        raise StoreError(
+            f"{name!r}: no store for {scheme!r} URLs; give a SQLite file path or ':memory:'"
+        )
+    path = Path(name)
+    if path.is_dir():
+        raise StoreError(f"{str(path)!r} is a folder, not a database file")
+    if readonly and not path.exists():
+        raise StoreError(f"no database at {str(path)!r}")
+    folder = path.parent
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise StoreError(f"can't create {str(path)!r}: the folder {str(folder)!r} {what}")
 
 
 def create_private(path: Path) -> None:

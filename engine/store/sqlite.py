@@ -24,6 +24,7 @@ from ._sqlite_schema import (
     OUR_TABLES,
     SCHEMA_VERSION,
     Synchronous,
+    check_path,
     create_private,
     create_schema,
     set_wal,
@@ -68,26 +69,6 @@ _FOLD_SQL = """
 SELECT {columns} FROM events WHERE provider = ? AND invoice_id = ? AND live = 1
 ORDER BY fold_time, fold_rank, event_id
 """
-
-
-def _check_path(name: str, readonly: bool) -> None:
-    """Refuse, by name, a path that can't be a database file, before anything is created."""
-    if name.strip() == "":
-        raise StoreError("no database named: give a file path, or ':memory:'")
-    if "://" in name:
-        scheme = name.split("://", 1)[0]
-        raise StoreError(
-            f"{name!r}: no store for {scheme!r} URLs; give a SQLite file path or ':memory:'"
-        )
-    path = Path(name)
-    if path.is_dir():
-        raise StoreError(f"{str(path)!r} is a folder, not a database file")
-    if readonly and not path.exists():
-        raise StoreError(f"no database at {str(path)!r}")
-    folder = path.parent
-    if not folder.is_dir():
-        what = "is a file" if folder.exists() else "does not exist"
-        raise StoreError(f"can't create {str(path)!r}: the folder {str(folder)!r} {what}")
 
 
 class _Tx:
@@ -284,7 +265,7 @@ class SqliteStore:
             raise StoreError(f"synchronous={synchronous!r} is not one of OFF, NORMAL, FULL, EXTRA")
         memory = self.path == ":memory:"
         if not memory:
-            _check_path(self.path, readonly)
+            check_path(self.path, readonly)
         try:
             if readonly and not memory:
                 uri = Path(self.path).resolve().as_uri() + "?mode=ro"
