@@ -4,8 +4,12 @@
 The status tells the provider what to do next:
 
 - 200: recorded (applied, unchanged, or a duplicate we already have) — don't send it again;
-- 409 with Retry-After: rejected but *retryable* (a later event could make it legal) — providers
-  redeliver on non-2xx, which is exactly the retry the engine wants;
+- 409 with Retry-After: rejected but *retryable* (a later event could make it legal) on a
+  provider whose events carry no occurrence time (ChargeOver, Moxie): there the engine decides
+  a redelivery of that event again, so asking the provider to retry is the retry;
+- 200 for a retryable rejection on a provider whose events carry an occurrence time (Stripe,
+  Pelcro, Modern Treasury, Upmind): a redelivery would only be a ``duplicate``; the engine
+  re-decides the event by itself when the missing earlier event arrives (a re-fold);
 - 422: rejected for good (illegal from a final state) — still recorded, retrying won't help;
 - 400: the delivery could not be read (the raw bytes are stored as ``invalid``).
 
@@ -24,18 +28,22 @@ from engine import Engine, Outcome
 STREAM = Path(__file__).resolve().parent / "streams" / "stripe.jsonl"
 
 
-def http_status(outcome: Outcome) -> int:
-    """The HTTP status to answer a webhook delivery with."""
+def http_status(outcome: Outcome, *, timed: bool) -> int:
+    """The HTTP status to answer a webhook delivery with (``timed``: the chart orders events
+    by their occurrence time)."""
     if outcome.status == "invalid":
         return 400
-    if outcome.status == "rejected":
-        return 409 if outcome.retryable else 422
+    if outcome.status == "rejected" and not outcome.retryable:
+        return 422
+    if outcome.status == "rejected" and not timed:
+        return 409  # the redelivery is decided again
     return 200
 
 
 def handle(eng: Engine, provider: str, body: bytes, headers: Mapping[str, str]) -> int:
     """A webhook view: apply the raw delivery and answer with a status code."""
-    return http_status(eng.apply(provider, body, headers))
+    timed = eng.chart(provider).spec.delivery.occurred_at is not None
+    return http_status(eng.apply(provider, body, headers), timed=timed)
 
 
 def main() -> None:

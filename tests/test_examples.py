@@ -38,3 +38,8 @@ def test_readme_python_block_runs(index: int, tmp_path: Path) -> None:
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert res.returncode == 0, f"README block {index} failed:\n{code}\n{res.stderr}"
+    # A block that says what it prints (a "# prints:" comment) prints exactly that.
+    _, says, shown = code.partition("# prints:\n")
+    if says:
+        expected = [line.removeprefix("# ") for line in shown.splitlines() if line.startswith("#")]
+        assert res.stdout.splitlines() == expected

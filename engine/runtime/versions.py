@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from ..chart import Chart, parse_chart
+from ..errors import ChartError
 from ..store.base import ChartRecord, ReadTx
 
 __all__ = ["VersionResolver", "Versions", "fingerprint"]
@@ -56,11 +57,20 @@ class Versions:
                 return self.current
             chart = self._known.get(recorded)
             if chart is None:
-                rec = tx.chart_record(recorded)
-                if rec is None:
-                    return self.current
-                source = f"{rec.provider} chart {rec.fingerprint} (as recorded {rec.recorded_at})"
-                chart = self._known[recorded] = Chart(parse_chart(json.loads(rec.spec), source))
+                chart = self._known[recorded] = self._load(tx, recorded)
             return chart
 
         return version
+
+    def _load(self, tx: ReadTx, recorded: str) -> Chart:
+        """The recorded chart version, as it was: lint rules added since don't apply to history.
+        A version this release can't read at all (or one the store lacks) gives the current."""
+        rec = tx.chart_record(recorded)
+        if rec is None:
+            return self.current
+        source = f"{rec.provider} chart {rec.fingerprint} (as recorded {rec.recorded_at})"
+        try:
+            spec = parse_chart(json.loads(rec.spec), source, enforce_lint=False)
+            return Chart(spec, enforce_lint=False)
+        except (ChartError, ValueError):
+            return self.current
