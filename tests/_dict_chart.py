@@ -21,7 +21,6 @@ from typing import Any
 from engine.chart.load import load_yaml
 
 _MISSING = object()
-_OPS = ("==", "!=", "<=", ">=", "<", ">")
 
 
 def _path_steps(text: str) -> list[str | int]:
@@ -63,9 +62,25 @@ def _read(doc: Any, steps: list[str | int]) -> Any:
     return doc
 
 
+def _json_type(value: Any) -> str:
+    """JSON's name for a value's type; Python's bool is not a number here."""
+    if value is None:
+        return "null"
+    if value is True or value is False:
+        return "boolean"
+    if type(value) in (int, float):
+        return "number"
+    return "string" if type(value) is str else "other"
+
+
 def guard_holds(text: str, payload: Any) -> bool:
-    """``PATH OP LITERAL`` against a payload; a missing value or a type clash is false."""
-    for op in _OPS:
+    """``PATH OP LITERAL`` against a payload, with JSON's rules rather than Python's.
+
+    A missing value is false (for ``!=`` too). ``==`` needs the same JSON type (``1`` is not
+    ``true``; ``1`` is ``1.0``); ``!=`` is its negation. ``<``, ``<=``, ``>``, ``>=`` hold only
+    between two numbers or two strings.
+    """
+    for op in ("==", "!=", "<=", ">=", "<", ">"):
         if op in text:
             left, right = text.split(op, 1)
             break
@@ -75,20 +90,19 @@ def guard_holds(text: str, payload: Any) -> bool:
     literal = json.loads(right.strip())
     if value is _MISSING:
         return False
-    if literal is not None and isinstance(value, bool) != isinstance(literal, bool):
+    same_type = _json_type(value) == _json_type(literal)
+    if op in ("==", "!="):
+        equal = same_type and value == literal
+        return equal if op == "==" else not equal
+    if not same_type or _json_type(value) not in ("number", "string"):
         return False
     compare: Callable[[Any, Any], Any] = {
-        "==": operator.eq,
-        "!=": operator.ne,
         "<=": operator.le,
         ">=": operator.ge,
         "<": operator.lt,
         ">": operator.gt,
     }[op]
-    try:
-        return bool(compare(value, literal))
-    except TypeError:
-        return False
+    return bool(compare(value, literal))
 
 
 class DictChart:

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 
 import engine
-from engine.chart.load import load_yaml, parse_chart, read_chart_file
+from engine.chart.load import bundled_chart_dir, load_yaml, parse_chart, read_chart_file
 from engine.chart.spec import ChartSpec
 
 HERE = Path(__file__).resolve().parent
@@ -77,6 +77,23 @@ def test_the_corpus_covers_the_known_mistakes() -> None:
         "status_unknown_state",
         "compound_final",
         "parallel",
+        "source_star_with_others",
+        "guard_wildcard_path",
+        "guard_nan",
+        "guard_infinity",
+        "guard_order_with_boolean",
+        "guard_whole_body",
+        "final_exit",
+        "lint_exception_for_an_error",
+        "time_format_unknown",
+        "time_format_loses_the_hour",
+        "time_unix_in_a_header",
+        "locator_wildcard",
+        "locator_whole_body",
+        "event_type_empty",
+        "events_empty",
+        "event_type_never_read",
+        "provider_not_file_name",
     }
     assert must <= names, must - names
 
@@ -119,7 +136,8 @@ def test_numbers_and_null_as_state_names_are_refused(word: str, shown: str) -> N
 @pytest.mark.parametrize(("text", "value"), [("yes", True), ("no", False), ("true", True)])
 def test_boolean_fields_keep_their_meaning(text: str, value: bool) -> None:
     yaml_text = MINIMAL.replace("STATE", "open").replace("final: true", f"final: {text}")
-    spec = parse_chart(load_yaml(yaml_text))
+    # Not final, paid is a dead end: a lint error, which this test is not about.
+    spec = parse_chart(load_yaml(yaml_text), enforce_lint=False)
     assert spec.states[2].final is value
 
 
@@ -202,3 +220,111 @@ def test_every_bundled_chart_validates_against_the_schema(chart_file: Path) -> N
 def test_the_schema_catches_structural_mistakes(name: str) -> None:
     data = load_yaml((HERE / "charts_broken" / f"{name}.yaml").read_text(encoding="utf-8"))
     assert not jsonschema.Draft202012Validator(_schema()).is_valid(data)
+
+
+# ------------------------------------------------------------------- delivery map values
+
+
+def _with_time(occurred_at: str) -> dict[str, Any]:
+    data: dict[str, Any] = load_yaml(MINIMAL.replace("STATE", "open"))
+    data["delivery"]["occurred_at"] = load_yaml(occurred_at)
+    return data
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "unix",
+        "unix_ms",
+        "iso8601",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S.%f%z",
+        "%d/%m/%Y",
+        "%Y-%m-%d %I:%M %p",
+        "%a, %d %b %Y %H:%M:%S GMT",
+        "%Y-%m-%d %H",
+    ],
+)
+def test_time_formats_that_read_back_what_they_write_load(fmt: str) -> None:
+    spec = parse_chart(_with_time(f"{{at: $.at, format: '{fmt}'}}"))
+    assert spec.delivery.occurred_at is not None
+    assert spec.delivery.occurred_at.format == fmt
+
+
+@pytest.mark.parametrize(
+    ("fmt", "why"),
+    [
+        ("epoch", "is not a time format: use one of unix, unix_ms, iso8601, or a strptime"),
+        ("UNIX", "is not a time format"),
+        ("iso-8601", "is not a time format"),
+        ("%%Y", "is not a time format"),
+        ("", "is not a time format"),
+        ("%s", "can't read back the times it writes ('s' is a bad directive"),
+        ("%Q-%m-%d", "can't read back the times it writes"),
+        (
+            "%H:%M:%S",
+            "reads 2024-11-23 13:45:56 back as 1900-01-01 13:45:56: it must keep the date",
+        ),
+        ("%Y-%m", "reads 2024-11-23 13:45:56 back as 2024-11-01 00:00:00"),
+        ("%Y-%m-%d %I:%M", "reads 2024-11-23 13:45:56 back as 2024-11-23 01:45:00"),
+        ("%Y-%m-%d %M", "reads 2024-11-23 13:45:56 back as 2024-11-23 00:45:00"),
+    ],
+)
+def test_a_time_format_that_makes_every_delivery_invalid_is_refused(fmt: str, why: str) -> None:
+    with pytest.raises(engine.ChartError) as info:
+        parse_chart(_with_time(f"{{at: $.at, format: '{fmt}'}}"), "acme.yaml")
+    assert info.value.location == "delivery.occurred_at.format"
+    assert f"format {fmt!r} {why}" in info.value.problem
+
+
+def test_a_number_format_can_not_read_a_header() -> None:
+    for fmt in ("unix", "unix_ms"):
+        with pytest.raises(engine.ChartError, match=rf"delivery\.occurred_at: format {fmt} reads"):
+            parse_chart(_with_time(f"{{at: 'header:X-Sent-At', format: {fmt}}}"))
+    spec = parse_chart(_with_time("{at: 'header:X-Sent-At', format: iso8601}"))  # text is fine
+    assert spec.delivery.occurred_at is not None
+
+
+@pytest.mark.parametrize("field", ["event_type", "event_id", "invoice_id", "status"])
+@pytest.mark.parametrize(("locator", "why"), [("$.items[*].id", "reads a list"), ("$", "whole")])
+def test_a_locator_that_is_never_one_value_is_refused(field: str, locator: str, why: str) -> None:
+    data: dict[str, Any] = load_yaml(MINIMAL.replace("STATE", "open"))
+    data["delivery"][field] = locator
+    with pytest.raises(engine.ChartError, match=rf"^<string>: delivery\.{field}: .*{why}"):
+        parse_chart(data)
+    data["delivery"][field] = "$.items[0].id"  # one item is one value
+    parse_chart(data)
+
+
+def test_an_idempotency_key_may_hash_a_list_or_the_whole_body() -> None:
+    data: dict[str, Any] = load_yaml(MINIMAL.replace("STATE", "open"))
+    data["delivery"] = {"event_type": "$.type", "invoice_id": "$.invoice"}
+    data["delivery"]["idempotency_key"] = ["$.items[*].id", "$"]
+    assert parse_chart(data).delivery.idempotency_key is not None
+
+
+# ------------------------------------------------------------ a chart file's name and provider
+
+
+def test_a_chart_file_is_named_after_its_provider(tmp_path: Path) -> None:
+    stripe = (bundled_chart_dir() / "stripe.yaml").read_text(encoding="utf-8")
+    path = tmp_path / "zebrapay.yaml"
+    path.write_text(stripe, encoding="utf-8")
+    problem = "the file is zebrapay.yaml but it says provider: stripe"
+    for load in (
+        lambda: engine.load_chart(path),  # by path
+        lambda: engine.load_chart(str(path)),
+        lambda: engine.load_chart("zebrapay", tmp_path),  # by name, from a chart_dir
+        lambda: read_chart_file(path),
+    ):
+        with pytest.raises(engine.ChartError) as info:
+            load()
+        assert (info.value.source, info.value.location) == (str(path), "provider")
+        assert info.value.problem.startswith(problem)
+        assert "rename the file to stripe.yaml or write provider: zebrapay" in info.value.problem
+    renamed = tmp_path / "stripe.yaml"
+    path.rename(renamed)
+    assert engine.load_chart("stripe", tmp_path).path == renamed  # the same chart, well named
+    yml = tmp_path / "stripe.yml"
+    renamed.rename(yml)
+    assert engine.load_chart(yml).name == "stripe"  # the suffix is not part of the name

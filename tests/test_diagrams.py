@@ -37,6 +37,7 @@ from statemachine.io import load as load_statechart
 import engine
 from engine import Chart, DiagramError, TransitionNotAllowed, diagrams, load_chart
 from engine.chart import bundled_chart_dir
+from engine.chart.expr import Guard
 from engine.chart.load import load_yaml, parse_chart
 from engine.cli import main
 from engine.diagrams import _dot, _model
@@ -70,8 +71,11 @@ states:
   - name: closed
     initial: start
     states:
-      - {name: start, canonical: paid, final: true}
+      - {name: start, canonical: paid}
       - {name: note, canonical: refunded}
+  - name: archive
+    states:
+      - {name: start, canonical: void, final: true}
 transitions:
   - {trigger: go, source: draft, dest: payment_pending, guard: '$.amount >= 1.5'}
   - {trigger: go, source: draft, dest: open-overdue, guard: '$.amount > 1'}
@@ -90,6 +94,9 @@ transitions:
   - {trigger: hop, source: 'semi;colon:hash#', dest: direction LR}
   - {trigger: hop, source: [déjà vu, 1st], dest: class}
   - {trigger: hop, source: state, dest: 1st}
+  - {trigger: hop, source: with space, dest: root_start}
+  - {trigger: turn, source: draft, dest: direction LR}
+  - {trigger: archive, source: closed.note, dest: archive}
 delivery: {event_type: $.type, event_id: $.id, invoice_id: $.invoice}
 events: {e.go: go}
 """
@@ -167,11 +174,16 @@ def run_node(script: str, items: list[dict[str, Any]], tmp: Path) -> dict[str, d
 
 
 def guard_values(chart: Chart) -> dict[tuple[str, ...], list[Any]]:
-    """For each guard path, values on both sides of its literal (missing is left to chance).
+    """For each guard path, values on both sides of its literal, of other JSON types too
+    (a string for a number, a list, ``null``), and missing (left to chance).
 
-    No JSON ``null`` for ``!=`` guards and no booleans for number guards: the SCXML export
-    documents that its ECMAScript conditions treat those two corners differently (see
-    ``guard_to_ecmascript``), and Python's ``False == 0`` would blur the second.
+    Two corners are left out because python-statemachine, the SCXML peer, is not ECMAScript:
+    no booleans for number guards, nor numbers for boolean ones (it evaluates ``===`` as
+    Python's ``==``, where ``True == 1``), and no ``null`` for ``!=`` guards (it reads a
+    missing field as ``null``, so it can't tell them apart; the conditions take both as
+    missing there). Real ECMAScript keeps them apart, as the chart does:
+    ``test_scxml_guard_conditions_compare_as_json_in_real_ecmascript`` checks those in node,
+    and XState's guard is JavaScript.
     """
     out: dict[tuple[str, ...], list[Any]] = {}
     for t in chart.spec.transitions:
@@ -180,15 +192,14 @@ def guard_values(chart: Chart) -> dict[tuple[str, ...], list[Any]]:
             continue
         lit = g.literal
         if isinstance(lit, bool):
-            vals: list[Any] = [lit, not lit]
+            vals: list[Any] = [lit, not lit, "true"]
         elif isinstance(lit, int | float):
-            vals = [lit, lit - 1, lit + 1, lit + 0.5]
+            vals = [lit, lit - 1, lit + 1, lit + 0.5, float(lit), str(lit)]
         elif isinstance(lit, str):
-            vals = [lit, lit + "x", ""]
+            vals = [lit, lit + "x", "", 1]
         else:
             vals = [0, "x"]
-        if g.op != "!=":
-            vals.append(None)
+        vals += [[lit]] if g.op == "!=" else [None, [lit]]
         key = tuple(str(s) for s in g.steps)
         out.setdefault(key, []).extend(v for v in vals if v not in out.get(key, []))
     return out
@@ -510,10 +521,38 @@ def test_scxml_guard_conditions_are_ecmascript() -> None:
     spec = chart_of("awkward").spec
     guards = {str(t.guard): guard_to_ecmascript(t.guard) for t in spec.transitions if t.guard}
     assert guards['$.status != "void"'] == (
-        '_event.data.status != null && _event.data.status !== "void"'
+        '_event.data.status === null && _event.data.status + "" === "null"'
+        ' || _event.data.status != null && _event.data.status !== "void"'
     )
-    assert guards["$.a.b < 3"] == '_event.data.a["b"] < 3'
+    assert (
+        guards["$.a.b < 3"]
+        == '_event.data.a["b"] - 0 === _event.data.a["b"] && _event.data.a["b"] < 3'
+    )
     assert guards["$.flag == true"] == "_event.data.flag === true"
+    assert guards['$.note == "a;b:c#d"'] == '_event.data.note === "a;b:c#d"'
+
+
+def test_scxml_guard_conditions_compare_as_json_in_real_ecmascript(tmp_path: Path) -> None:
+    """The conditions in node (real ECMAScript), against the chart's own guards: the corners
+    where JavaScript converts types (``"2" < 3``, ``true < 3``, ``null != "x"``)."""
+    require(shutil.which("node") is not None, "node")
+    guards = ["$.v == 1", "$.v != 1", "$.v != null", "$.v == null", '$.v != "x"', "$.v < 3"]
+    guards += ['$.v >= "m"', "$.v == true", "$.v != true", "$.v > 0.5", '$.v != "null"']
+    values: list[Any] = [1, 1.0, 0, 2.5, 5, "2", "x", "z", "a", True, False, None, [1], {}]
+    values += ["null", ["null"], [None]]
+    cases = [(g, v) for g in guards for v in values] + [(g, ...) for g in guards]
+    script = "const out = [];\n"
+    for text, value in cases:
+        cond = guard_to_ecmascript(Guard.parse(text), "d.v")
+        data = "{}" if value is ... else json.dumps({"v": value})
+        script += f"try {{ const d = {{v: {data}}}; out.push(!!({cond})); }}"
+        script += " catch (e) { out.push(false); }\n"
+    script += "console.log(JSON.stringify(out));\n"
+    (tmp_path / "conds.js").write_text(script, encoding="utf-8")
+    proc = subprocess.run(["node", str(tmp_path / "conds.js")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    want = [Guard.parse(g)({} if v is ... else {"v": v}) for g, v in cases]
+    assert json.loads(proc.stdout) == want
 
 
 # ---------------------------------------------------------------------------------- XState

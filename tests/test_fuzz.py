@@ -13,6 +13,7 @@ tests/test_fuzz.py`` the long one (2,000 examples per test).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,10 @@ def mutated_charts(draw: st.DrawFn) -> Any:
     return doc
 
 
-def _load(tmp_path: Path, text: str | bytes) -> None:
-    path = tmp_path / "fuzzed.yaml"
+def _load(tmp_path: Path, text: str | bytes, name: str = "fuzzed") -> None:
+    """Load ``text`` as the chart file ``NAME.yaml``: a chart file is named after its provider,
+    so a mutated chart keeps its own name and is refused for the mutation, not for the name."""
+    path = tmp_path / f"{name}.yaml"
     if isinstance(text, bytes):
         path.write_bytes(text)
     else:
@@ -178,7 +181,13 @@ def _load(tmp_path: Path, text: str | bytes) -> None:
 
 @given(doc=mutated_charts())
 def test_mutated_charts_fail_only_with_chart_error(tmp_path_factory: Any, doc: Any) -> None:
-    _load(tmp_path_factory.mktemp("c"), json.dumps(doc, default=str))
+    provider = doc.get("provider") if isinstance(doc, dict) else None
+    name = (
+        provider
+        if isinstance(provider, str) and re.fullmatch(r"[a-z][a-z0-9_]*", provider)
+        else "fuzzed"
+    )
+    _load(tmp_path_factory.mktemp("c"), json.dumps(doc, default=str), name)
 
 
 @given(text=st.text(max_size=300) | st.binary(max_size=300))
@@ -200,4 +209,4 @@ def test_spliced_chart_yaml_fails_only_with_chart_error(
     """The YAML text itself damaged: a slice cut out and replaced by arbitrary characters."""
     text = (bundled_chart_dir() / f"{name}.yaml").read_text()
     at %= len(text)
-    _load(tmp_path_factory.mktemp("c"), text[:at] + insert + text[at + cut :])
+    _load(tmp_path_factory.mktemp("c"), text[:at] + insert + text[at + cut :], name)

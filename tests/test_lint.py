@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from pydantic import ValidationError
 import engine
 from engine.chart import Chart
 from engine.chart.lint import RULES, Finding, lint
-from engine.chart.load import parse_chart
+from engine.chart.load import parse_chart, read_chart_file
 from engine.chart.spec import ChartSpec
 
 
@@ -42,7 +43,8 @@ GOOD: list[dict[str, Any]] = [
 
 
 def _lint(data: dict[str, Any]) -> list[Finding]:
-    return lint(Chart(parse_chart(data)))
+    """Lint a chart that may have errors: the loader would refuse those, so load it leniently."""
+    return lint(Chart(parse_chart(data, enforce_lint=False), enforce_lint=False))
 
 
 def _rules(findings: list[Finding]) -> list[tuple[str, str]]:
@@ -205,7 +207,9 @@ def test_unknown_trigger_and_missing_canonical_in_a_chart_built_in_code() -> Non
 
 def test_unknown_trigger_on_a_loaded_chart_object() -> None:
     spec = ChartSpec.model_validate(_data(GOOD, events={"paid": "payy"}))
-    assert _rules(lint(Chart(spec))) == [("unknown-trigger", "paid")]
+    assert _rules(lint(Chart(spec, enforce_lint=False))) == [("unknown-trigger", "paid")]
+    with pytest.raises(engine.ChartError, match=r"events\.paid\.trigger: .*'payy'"):
+        Chart(spec)
 
 
 def test_noncanonical_name_is_a_warning() -> None:
@@ -225,19 +229,14 @@ def test_a_spec_too_broken_to_build_is_a_chart_error() -> None:
 
 
 def test_exceptions_suppress_exactly_their_finding() -> None:
-    transitions = [t for t in GOOD if t["trigger"] != "pay"]
-    why = {"why": "Kept for old invoices."}
-    excepted = _data(
-        transitions, lint_exceptions=[{"rule": "unreachable", "target": "paid", **why}]
-    )
+    data = _data(GOOD)
+    data["states"][3] = {"name": "void", "canonical": "cancelled", "final": True}
+    why = {"why": "Our own word for it."}
+    excepted = {**data, "lint_exceptions": [{"rule": "noncanonical", "target": "void", **why}]}
     assert _lint(excepted) == []
-    other_target = _data(
-        transitions, lint_exceptions=[{"rule": "unreachable", "target": "void", **why}]
-    )
-    assert _rules(_lint(other_target)) == [
-        ("unreachable", "paid"),
-        ("unused-exception", "void"),
-    ]
+    assert lint(Chart(parse_chart(excepted))) == []  # a warning excused: it loads
+    other = {**data, "lint_exceptions": [{"rule": "noncanonical", "target": "paid", **why}]}
+    assert _rules(_lint(other)) == [("noncanonical", "void"), ("unused-exception", "paid")]
 
 
 def test_unused_exception_with_an_unknown_rule_lists_the_rules() -> None:
@@ -273,3 +272,125 @@ def test_every_rule_has_a_severity_and_a_description() -> None:
 def test_every_bundled_chart_lints_clean(chart_file: Path) -> None:
     findings = lint(engine.load_chart(chart_file))
     assert findings == [], "\n".join(map(str, findings))
+
+
+# ------------------------------------------------------------- the loader enforces errors
+
+
+FINAL_EXIT = [*GOOD, {"trigger": "dispute", "source": "paid", "dest": "disputed"}]
+DISPUTED = {"name": "disputed", "canonical": "open"}
+
+
+def _final_exit(**extra: Any) -> dict[str, Any]:
+    """The issue's chart: a transition out of the final state ``paid``."""
+    data = _data(FINAL_EXIT, **extra)
+    data["states"] = [*data["states"], DISPUTED]
+    data["transitions"] = [*FINAL_EXIT, {"trigger": "settle", "source": "disputed", "dest": "void"}]
+    return data
+
+
+def test_a_chart_with_a_lint_error_does_not_load(tmp_path: Path) -> None:
+    data = _final_exit()
+    assert _rules(_lint(data)) == [("final-exit", "paid")]
+    where = r"states\[2\]: final state 'paid' has transitions out .*\[final-exit\]"
+    with pytest.raises(engine.ChartError, match=rf"^<string>: {where}"):
+        parse_chart(data)
+    with pytest.raises(engine.ChartError, match=where):
+        Chart(ChartSpec.model_validate(data))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    for load in (lambda: engine.load_chart(path), lambda: read_chart_file(path)):
+        with pytest.raises(engine.ChartError, match=where) as info:
+            load()
+        assert info.value.source == str(path)
+        assert info.value.location == "states[2]"
+    # Lint can still report it: from the spec, or from a chart loaded without enforcing.
+    lenient = engine.load_chart(path, enforce_lint=False)
+    assert lenient.next_state("paid", "dispute") == "disputed"  # what a loaded chart would run
+    assert _rules(lint(lenient)) == _rules(lint(lenient.spec)) == [("final-exit", "paid")]
+    assert _rules(lint(read_chart_file(path, enforce_lint=False))) == [("final-exit", "paid")]
+
+
+def test_the_load_error_lists_every_lint_error() -> None:
+    data = _final_exit()
+    data["transitions"] = [
+        *data["transitions"],
+        {"trigger": "pay", "source": "open", "dest": "void"},
+    ]
+    with pytest.raises(engine.ChartError) as info:
+        parse_chart(data)
+    err = info.value
+    assert err.location == "states[2]"
+    assert "[final-exit]" in err.problem
+    assert "and 1 more lint error(s): pay from open: " in err.problem
+    assert err.problem.endswith("[nondeterminism]")
+
+
+def test_an_exception_cannot_excuse_an_error() -> None:
+    exception = {"rule": "final-exit", "target": "paid", "why": "Disputes reopen paid invoices."}
+    data = _final_exit(lint_exceptions=[exception])
+    findings = _lint(data)
+    assert _rules(findings) == [("final-exit", "paid"), ("excused-error", "paid")]
+    assert "only warnings (no-final-path, noncanonical, unused-exception)" in findings[1].message
+    assert RULES["excused-error"][0] == "error"
+    with pytest.raises(engine.ChartError, match=r"states\[2\]: .*\[excused-error\]$"):
+        parse_chart(data)
+    # Even when the error itself is gone, naming an error rule is refused.
+    clean = _data(GOOD, lint_exceptions=[{**exception, "target": "void"}])
+    with pytest.raises(engine.ChartError, match=r"^<string>: lint_exceptions\[0\]: .*names an"):
+        parse_chart(clean)
+
+
+_ERROR_CHARTS: dict[str, dict[str, Any]] = {
+    "unreachable": _data([t for t in GOOD if t["trigger"] != "pay"]),
+    "dead-end": _data(
+        [
+            GOOD[0],
+            {"trigger": "void", "source": "draft", "dest": "void"},
+            {"trigger": "pay", "source": "draft", "dest": "paid"},
+        ]
+    ),
+    "final-exit": _final_exit(),
+    "nondeterminism": _data([*GOOD, {"trigger": "pay", "source": "open", "dest": "void"}]),
+    "excused-error": _data(
+        GOOD, lint_exceptions=[{"rule": "dead-end", "target": "open", "why": "x"}]
+    ),
+}
+
+
+@pytest.mark.parametrize("rule", [r for r, (severity, _) in RULES.items() if severity == "error"])
+def test_every_error_rule_is_enforced_by_the_loader(rule: str) -> None:
+    """A chart with only this error: lint finds it, and the loader refuses it naming the rule.
+    (``unknown-trigger`` and ``missing-canonical`` the meaning check refuses first, in its own
+    words; ``Chart`` built from a spec refuses them as lint errors.)"""
+    if rule in ("unknown-trigger", "missing-canonical"):
+        data = _data(GOOD, events={"created": {"create": True}, "paid": "payy"})
+        if rule == "missing-canonical":
+            data = _data(GOOD)
+            data["states"][0] = {"name": "draft"}
+        with pytest.raises(engine.ChartError):
+            parse_chart(data)
+        spec = ChartSpec.model_validate(data)
+        assert [f.rule for f in lint(spec) if f.severity == "error"] == [rule]
+        with pytest.raises(engine.ChartError, match=rf"\[{rule}\]$"):
+            Chart(spec, require_canonical=False)
+        return
+    data = _ERROR_CHARTS[rule]
+    assert [f.rule for f in _lint(data) if f.severity == "error"] == [rule]
+    with pytest.raises(engine.ChartError, match=rf"\[{rule}\]$"):
+        parse_chart(data)
+
+
+def test_a_warning_does_not_stop_a_chart_loading() -> None:
+    data = _data(GOOD)
+    data["states"][3] = {"name": "void", "canonical": "cancelled", "final": True}
+    assert _rules(lint(Chart(parse_chart(data)))) == [("noncanonical", "void")]
+
+
+def test_guards_that_say_the_same_thing_are_the_same_guard() -> None:
+    transitions = [
+        GOOD[0],
+        {"trigger": "pay", "source": "open", "dest": "paid", "guard": "$.due == 0"},
+        {"trigger": "pay", "source": "open", "dest": "void", "guard": "due==0.0"},
+    ]
+    assert _rules(_lint(_data(transitions))) == [("nondeterminism", "pay from open")]

@@ -196,7 +196,9 @@ def test_a_spec_built_in_code_gets_chart_errors_not_assertions() -> None:
     spec = ChartSpec.model_validate(data)  # skips the loader's meaning checks
     with pytest.raises(engine.ChartError, match=r"states\[0\].*no canonical"):
         Chart(spec)
-    lenient = Chart(spec, require_canonical=False)
+    with pytest.raises(engine.ChartError, match=r"states\[0\].*no canonical.*missing-canonical"):
+        Chart(spec, require_canonical=False)  # still a lint error, unless not enforced
+    lenient = Chart(spec, require_canonical=False, enforce_lint=False)
     assert [f.rule for f in lint(spec)] == ["missing-canonical"]
     with pytest.raises(engine.ChartError, match="no canonical"):
         lenient.canonical("draft")

@@ -91,15 +91,24 @@ class Chart:
         require_canonical: refuse a leaf without a canonical state (the loader refuses it
             too). Lint passes ``False`` to build the machine of a :class:`ChartSpec` made in
             code and report such leaves as findings; :meth:`canonical` then raises
-            :class:`ChartError` for them.
+            :class:`ChartError` for them. (With ``enforce_lint`` such a leaf is still
+            refused, as a ``missing-canonical`` error.)
+        enforce_lint: refuse a chart with an error-level lint finding that its
+            ``lint_exceptions`` don't cover (they only cover warnings), as the loader does.
+            ``False`` builds it anyway, so that :func:`~engine.chart.lint` can report them.
 
     Raises:
         ChartError: the states don't form a valid tree (duplicate names, an unknown
-            ``initial`` child, …), as the loader would have said.
+            ``initial`` child, …), or the chart has lint errors, as the loader would have said.
     """
 
     def __init__(
-        self, spec: ChartSpec, path: Path | None = None, *, require_canonical: bool = True
+        self,
+        spec: ChartSpec,
+        path: Path | None = None,
+        *,
+        require_canonical: bool = True,
+        enforce_lint: bool = True,
     ) -> None:
         self.spec = spec
         self.name = spec.provider
@@ -143,6 +152,10 @@ class Chart:
             self._dests[t] |= {d if d is not None else s for d, _ in steps}
         self._reach = {s: self._reachable_from(s) for s in self.states}
         self._ranks: dict[tuple[str, str | None], int] = {}
+        if enforce_lint:
+            from .lint import enforce  # lint reads compiled charts: imported on use
+
+            enforce(self, self._source)
 
     # ------------------------------------------------------------------ building
 

@@ -10,12 +10,14 @@ A **locator** says where a delivery field lives: a body path (``$.type``) or a h
 A **guard** is one comparison of a path with a JSON literal: ``$.amountDue == 0``,
 ``amount_remaining > 0``, ``$.status != "void"``. The grammar is a regular expression and the
 literal is read by :func:`json.loads`; there is no expression evaluator, so a chart file can
-never run code.
+never run code. Comparisons follow JSON, not Python: ``1`` is not ``true``, ``1`` is ``1.0``,
+and ``<`` holds only between two numbers or two strings.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -116,9 +118,8 @@ class Locator:
         return self.text
 
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
+_OPS = ("==", "!=", "<=", ">=", "<", ">")
+_ORDER: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
     "<": operator.lt,
@@ -127,12 +128,69 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 _GUARD = re.compile(r"^\s*(?P<path>\S+?)\s*(?P<op>==|!=|<=|>=|<|>)\s*(?P<lit>.+?)\s*$")
 
 
+def json_kind(value: Any) -> str | None:
+    """The JSON type of a Python value as :func:`json.loads` makes it: ``"null"``,
+    ``"boolean"``, ``"number"`` or ``"string"``; ``None`` for anything else (arrays, objects).
+
+    ``bool`` is checked before ``int``: in Python ``True`` is an ``int``, in JSON it is not a
+    number.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def json_equal(value: Any, literal: Any) -> bool:
+    """JSON equality of a payload value with a guard's scalar literal.
+
+    A boolean equals only the same boolean, ``null`` only ``null``, a string only the same
+    string, and numbers compare numerically (``1 == 1.0``, but ``1`` is not ``true``). An array
+    or an object never equals a scalar.
+    """
+    kind = json_kind(value)
+    return kind is not None and kind == json_kind(literal) and bool(value == literal)
+
+
+def json_order(op: str, value: Any, literal: Any) -> bool:
+    """``value OP literal`` for an ordering ``op`` (``<``, ``<=``, ``>``, ``>=``).
+
+    Holds only between two numbers (booleans are not numbers) or two strings (compared by
+    code point); anything else is false.
+    """
+    kind = json_kind(value)
+    if kind not in ("number", "string") or kind != json_kind(literal):
+        return False
+    return bool(_ORDER[op](value, literal))
+
+
+class _NotJSON(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json reads them, JSON has none."""
+
+
+def _not_a_constant(text: str) -> Any:
+    raise _NotJSON(text)
+
+
 @dataclass(frozen=True)
 class Guard:
     """``PATH OP LITERAL``, e.g. ``$.amountDue == 0``. Called with the payload, returns a bool.
 
-    A missing path, or a value that can't be compared with the literal, makes the guard false.
-    Booleans never compare equal to numbers (``true == 1`` is false), as in JSON.
+    Comparisons follow JSON, not Python (see :func:`json_equal` and :func:`json_order`): a
+    boolean equals only a boolean (``1 == true`` is false, so ``$.flag != true`` holds for
+    ``1``), numbers compare numerically (``1 == 1.0``), ``null`` equals only ``null``, and the
+    ordering operators hold only between two numbers or two strings. A missing path makes every
+    guard false, ``!=`` included.
+
+    Guards that could never mean what they say are refused when they are parsed: a path that
+    maps over a list (``[*]``) or is the whole body (``$``), a literal that is not a JSON value
+    (``NaN``, ``Infinity``, a number too large for a float), and an ordering operator with a
+    boolean or ``null`` literal.
     """
 
     text: str
@@ -142,6 +200,12 @@ class Guard:
 
     @classmethod
     def parse(cls, text: str) -> Guard:
+        """Read ``PATH OP LITERAL``.
+
+        Raises:
+            ValueError: the text is not a guard, or a guard that could never hold (or always
+                would); the message quotes the guard and says why.
+        """
         m = _GUARD.match(text)
         if m is None:
             raise ValueError(
@@ -149,15 +213,44 @@ class Guard:
                 f"with OP one of {', '.join(_OPS)}"
             )
         try:
-            literal = json.loads(m["lit"])
+            literal = json.loads(m["lit"], parse_constant=_not_a_constant)
         except json.JSONDecodeError:
             raise ValueError(
                 f"not a JSON value in guard {text!r}: {m['lit']!r} "
                 '(strings need double quotes: "paid")'
             ) from None
+        except _NotJSON:
+            raise ValueError(
+                f"not a JSON value in guard {text!r}: {m['lit']!r} (JSON has no NaN or "
+                "Infinity, and a payload value can never equal them)"
+            ) from None
+        except ValueError as exc:  # an integer too long to read
+            raise ValueError(f"not a usable number in guard {text!r}: {exc}") from None
         if isinstance(literal, dict | list):
             raise ValueError(f"guard {text!r} compares with an object or list; use a scalar")
-        return cls(text=text.strip(), steps=parse_path(m["path"]), op=m["op"], literal=literal)
+        if isinstance(literal, float) and not math.isfinite(literal):
+            raise ValueError(
+                f"guard {text!r}: the number {m['lit']} is too large to compare with "
+                "(it reads as infinity)"
+            )
+        op = m["op"]
+        if op in _ORDER and json_kind(literal) not in ("number", "string"):
+            raise ValueError(
+                f"guard {text!r} can never hold: {op} compares two numbers or two strings, "
+                f"never {m['lit']}; use == or !="
+            )
+        steps = parse_path(m["path"])
+        if "*" in steps:
+            raise ValueError(
+                f"guard {text!r} reads a list with [*]; a list never compares with "
+                f"{m['lit']}, so the guard could never hold: name one item ([0], [-1])"
+            )
+        if not steps:
+            raise ValueError(
+                f"guard {text!r} compares the whole body, which is always an object; "
+                "name a field ($.amountDue)"
+            )
+        return cls(text=text.strip(), steps=steps, op=op, literal=literal)
 
     def value(self, payload: Any) -> Any:
         return read_path(payload, self.steps)
@@ -166,12 +259,11 @@ class Guard:
         value = read_path(payload, self.steps)
         if value is _MISSING:
             return False
-        if isinstance(value, bool) != isinstance(self.literal, bool) and self.literal is not None:
-            return False
-        try:
-            return bool(_OPS[self.op](value, self.literal))
-        except TypeError:
-            return False
+        if self.op == "==":
+            return json_equal(value, self.literal)
+        if self.op == "!=":
+            return not json_equal(value, self.literal)
+        return json_order(self.op, value, self.literal)
 
     def __str__(self) -> str:
         return self.text

@@ -1,11 +1,11 @@
-"""Structural checks on a chart: the mistakes a loader can't refuse because the chart still *works*.
+"""Structural checks on a chart: the mistakes in its graph that its meaning check can't see.
 
-The loader (:mod:`engine.chart`) refuses charts that don't mean anything: unknown states, unknown
-triggers, states without a canonical lifecycle state. A chart can pass all of that and still be
-wrong — a state nothing leads to, a state an invoice can never leave, a final state with a way out,
-two transitions fighting over one trigger. :func:`lint` finds those, on the graph the machine
-really runs (:meth:`Chart.steps <engine.chart.Chart.steps>`, so nesting and ``source: '*'``
-count exactly as the machine counts them).
+The loader's meaning check (:mod:`engine.chart.load`) refuses charts that don't mean anything:
+unknown states, unknown triggers, states without a canonical lifecycle state. A chart can pass
+all of that and still be wrong — a state nothing leads to, a state an invoice can never leave, a
+final state with a way out, two transitions fighting over one trigger. :func:`lint` finds those,
+on the graph the machine really runs (:meth:`Chart.steps <engine.chart.Chart.steps>`, so nesting
+and ``source: '*'`` count exactly as the machine counts them).
 
 It also repeats the loader's meaning checks that a chart built in code (a :class:`ChartSpec`
 made with ``model_validate``, which skips them) may have missed: events mapped to unknown
@@ -17,22 +17,33 @@ A finding the chart's author accepts on purpose is declared in the chart itself,
       - {rule: no-final-path, target: overdue, why: "Overdue invoices are written off by hand."}
 
 and an exception that no longer matches anything is itself reported, so they don't go stale.
+
+**Errors are refused by the loader.** A chart with an error-level finding (:data:`RULES`) does
+not load: :func:`~engine.chart.load_chart`, :func:`~engine.chart.parse_chart` and
+``Chart(spec)`` raise a :class:`~engine.errors.ChartError` listing every error (see
+:func:`enforce`). Only *warnings* may be excused: an exception that names an error rule excuses
+nothing and is itself an error (``excused-error``), because an error means the chart does
+something it must not (``paid -> disputed`` out of a final state). To lint a chart that has
+errors, :func:`lint` takes its :class:`ChartSpec`, or a chart built with
+``Chart(spec, enforce_lint=False)`` (``load_chart(..., enforce_lint=False)``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ChartError
+from ._messages import key_path
 from .compiled import Chart
+from .expr import Guard, json_kind
 from .spec import CANONICAL_STATES, ChartSpec
 from .tree import StateTree
 
-__all__ = ["RULES", "Finding", "lint"]
+__all__ = ["RULES", "Finding", "enforce", "lint"]
 
 Severity = Literal["error", "warning"]
 
@@ -50,6 +61,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "missing-canonical": ("error", "a state has no canonical lifecycle state"),
     "noncanonical": ("warning", "a canonical name outside engine.chart.CANONICAL_STATES"),
     "unused-exception": ("warning", "a lint exception that matches no finding"),
+    "excused-error": ("error", "a lint exception that names an error rule (only warnings may be)"),
 }
 
 
@@ -218,6 +230,16 @@ def _graph_rules(chart: Chart) -> list[Finding]:
     return found
 
 
+def _meaning(conditions: Iterable[Any]) -> list[tuple[Any, ...]]:
+    """What guards test, however they are spelled: ``amount == 1`` is ``$.amount == 1.0``."""
+    out: list[tuple[Any, ...]] = []
+    for c in conditions:
+        g = c.func
+        key = (g.steps, g.op, json_kind(g.literal), g.literal) if isinstance(g, Guard) else (g,)
+        out.append((*key, c.target))
+    return out
+
+
 def _nondeterminism(chart: Chart) -> list[Finding]:
     """Several transitions for one (source, trigger) that guards don't tell apart.
 
@@ -235,9 +257,7 @@ def _nondeterminism(chart: Chart) -> list[Finding]:
             for i, tr in enumerate(transitions):
                 later = [o for o in transitions[i + 1 :] if o.dest != tr.dest]
                 shadowed = not tr.conditions or any(
-                    [(c.func, c.target) for c in o.conditions]
-                    == [(c.func, c.target) for c in tr.conditions]
-                    for o in later
+                    _meaning(o.conditions) == _meaning(tr.conditions) for o in later
                 )
                 if later and shadowed:
                     how = (
@@ -263,7 +283,7 @@ def _nondeterminism(chart: Chart) -> list[Finding]:
 def _as_chart(spec: ChartSpec) -> Chart:
     # Leaves without a canonical state are reported by a rule, so the machine is built anyway.
     try:
-        return Chart(spec, require_canonical=False)
+        return Chart(spec, require_canonical=False, enforce_lint=False)
     except (ValueError, KeyError) as exc:  # what transitions says about unknown states
         raise ChartError(
             f"<chart {spec.provider!r}>", "", f"can't build its machine to lint it: {exc}"
@@ -294,10 +314,21 @@ def lint(chart: Chart | ChartSpec) -> list[Finding]:
         *_graph_rules(built),
         *_nondeterminism(built),
     ]
-    excused = {(e.rule, e.target) for e in spec.lint_exceptions}
+    excused = {(e.rule, e.target) for e in spec.lint_exceptions if _is_warning(e.rule)}
     kept = [f for f in findings if (f.rule, f.target) not in excused]
     matched = {(f.rule, f.target) for f in findings}
     for e in spec.lint_exceptions:
+        if e.rule in RULES and not _is_warning(e.rule):
+            warnings = ", ".join(r for r in RULES if _is_warning(r))
+            kept.append(
+                _finding(
+                    "excused-error",
+                    e.target,
+                    f"lint exception {{rule: {e.rule}, target: {e.target}}} names an error; "
+                    f"only warnings ({warnings}) can be excused: fix the chart instead",
+                )
+            )
+            continue
         if (e.rule, e.target) in matched:
             continue
         unknown = e.rule not in RULES
@@ -310,3 +341,53 @@ def lint(chart: Chart | ChartSpec) -> list[Finding]:
             )
         )
     return kept
+
+
+def _is_warning(rule: str) -> bool:
+    return RULES.get(rule, ("error", ""))[0] == "warning"
+
+
+def _location(chart: Chart, finding: Finding) -> str:
+    """Where in the chart file a finding points: the state, transition, event or exception."""
+    spec, tree = chart.spec, chart.tree
+    if finding.rule == "unknown-trigger":
+        return key_path("events", finding.target) + ".trigger"
+    if finding.rule == "excused-error":
+        for i, e in enumerate(spec.lint_exceptions):
+            if e.target == finding.target and e.rule in RULES and not _is_warning(e.rule):
+                return f"lint_exceptions[{i}]"
+    if finding.rule == "nondeterminism":
+        trigger, _, source = finding.target.partition(" from ")
+        for i, t in enumerate(spec.transitions):
+            if t.trigger == trigger and source in tree.expand_sources(t.source):
+                return f"transitions[{i}]"
+    if finding.target in tree:
+        return tree.node(finding.target).location
+    return ""
+
+
+def enforce(chart: Chart, source: str | None = None) -> None:
+    """Refuse a chart with error-level lint findings, as the loader does.
+
+    ``Chart(spec)``, :func:`~engine.chart.parse_chart` and :func:`~engine.chart.load_chart`
+    call this; ``lint_exceptions`` excuse warnings only (see the module docstring).
+
+    Args:
+        chart: the compiled chart (built with ``enforce_lint=False``).
+        source: names the chart in the error (its file); default: the chart's own.
+
+    Raises:
+        ChartError: at the first error's place in the chart file (``states[2]``,
+            ``transitions[4]``, ``events['invoice.paid'].trigger``, ``lint_exceptions[0]``),
+            saying every error, each with its rule.
+    """
+    errors = [f for f in lint(chart) if f.severity == "error"]
+    if not errors:
+        return
+    where = source if source is not None else str(chart.path or f"<chart {chart.name!r}>")
+    first, *more = errors
+    problem = f"{first.message} [{first.rule}]"
+    if more:
+        rest = "; ".join(f"{f.target}: {f.message} [{f.rule}]" for f in more)
+        problem += f"; and {len(more)} more lint error(s): {rest}"
+    raise ChartError(where, _location(chart, first), problem)

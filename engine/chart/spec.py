@@ -7,6 +7,7 @@ checks meaning) and give ``invoice-engine schema`` its JSON Schema.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +28,7 @@ from .expr import Guard, Locator
 
 __all__ = [
     "CANONICAL_STATES",
+    "TIME_FORMATS",
     "ChartSpec",
     "DeliveryMap",
     "EventSpec",
@@ -34,6 +36,7 @@ __all__ = [
     "StateSpec",
     "TimeSpec",
     "TransitionSpec",
+    "check_time_format",
 ]
 
 #: The canonical lifecycle every provider's states map to. A provider may add its own
@@ -69,6 +72,70 @@ def _to_guard(value: Any) -> Any:
         raise ValueError(
             f"guard {value!r}: {exc}; a guard is PATH OP VALUE, a comparison, never code"
         ) from None
+
+
+def _single_value(loc: Locator) -> Locator:
+    """Refuse a locator that can never give one text value: ``[*]`` (a list) or ``$`` (the
+    whole body, always an object). Every delivery would then be invalid."""
+    if "*" in loc.steps:
+        raise ValueError(
+            f"{loc} reads a list with [*], which is never one value, so every delivery would "
+            "be invalid: name one item ([0], [-1])"
+        )
+    if loc.header is None and not loc.steps:
+        raise ValueError(
+            f"{loc} is the whole body, which is always an object, so every delivery would be "
+            "invalid: name a field ($.id)"
+        )
+    return loc
+
+
+#: Occurrence-time formats read from a JSON number (seconds, milliseconds since 1970).
+_NUMERIC_TIME_FORMATS = ("unix", "unix_ms")
+#: The named occurrence-time formats; anything else must be a strptime format.
+TIME_FORMATS = (*_NUMERIC_TIME_FORMATS, "iso8601")
+_DIRECTIVE = re.compile(r"%[^%]")
+_SAMPLE_TIME = datetime(2024, 11, 23, 13, 45, 56, 789012, tzinfo=UTC)
+
+
+def check_time_format(fmt: str) -> str:
+    """``fmt`` if it is a format an occurrence time can be read with, else a ``ValueError``.
+
+    The named formats are ``unix``, ``unix_ms`` and ``iso8601``. Anything else must be a
+    :func:`~datetime.datetime.strptime` format with at least one ``%`` directive that writes
+    a sample time (:func:`~datetime.datetime.strftime`) and reads it back as the same time, to
+    the precision it writes (at least the day): ``epoch`` or ``%Y-%m`` would make every
+    delivery invalid or every time meaningless, and ``%I:%M`` without ``%p`` reads 13:45 as
+    01:45.
+    """
+    if fmt in TIME_FORMATS:
+        return fmt
+    choices = (
+        f"use one of {', '.join(TIME_FORMATS)}, or a strptime format such as '%Y-%m-%d %H:%M:%S'"
+    )
+    if not _DIRECTIVE.search(fmt.replace("%%", "")):  # '%%' writes a literal '%'
+        raise ValueError(f"format {fmt!r} is not a time format: {choices}")
+    try:
+        back = datetime.strptime(_SAMPLE_TIME.strftime(fmt), fmt)
+    except ValueError as exc:
+        raise ValueError(
+            f"format {fmt!r} can't read back the times it writes ({exc}): {choices}"
+        ) from None
+    back = back.replace(tzinfo=UTC) if back.tzinfo is None else back.astimezone(UTC)
+    precisions = [
+        _SAMPLE_TIME,
+        _SAMPLE_TIME.replace(microsecond=0),
+        _SAMPLE_TIME.replace(second=0, microsecond=0),
+        _SAMPLE_TIME.replace(minute=0, second=0, microsecond=0),
+        _SAMPLE_TIME.replace(hour=0, minute=0, second=0, microsecond=0),
+    ]
+    if back not in precisions:
+        raise ValueError(
+            f"format {fmt!r} reads {_SAMPLE_TIME:%Y-%m-%d %H:%M:%S} back as "
+            f"{back:%Y-%m-%d %H:%M:%S}: it must keep the date, and the time of day to the "
+            f"precision it writes; {choices}"
+        )
+    return fmt
 
 
 _LOCATOR_SCHEMA = {
@@ -130,11 +197,23 @@ class TransitionSpec(_Model):
     """``trigger`` moves an invoice from any of ``source`` to ``dest`` (if ``guard`` holds)."""
 
     trigger: str = Field(min_length=1)
-    source: Names = Field(description="One state, a list of states, or '*' (every non-final state)")
+    source: Names = Field(
+        description="One state, a list of states, or '*' alone (every non-final state)"
+    )
     dest: str | None = Field(None, description="Leave out (with internal: true) for a no-op")
     internal: bool = Field(False, description="Legal, but changes nothing")
     guard: GuardField | None = None
     description: str = ""
+
+    @field_validator("source")
+    @classmethod
+    def _star_stands_alone(cls, v: list[str]) -> list[str]:
+        if "*" in v and len(v) > 1:
+            raise ValueError(
+                f"'*' means every non-final state and must stand alone, got {v!r}: write "
+                "source: '*', or list the states"
+            )
+        return v
 
     @model_validator(mode="after")
     def _dest_or_internal(self) -> TransitionSpec:
@@ -157,6 +236,26 @@ class TimeSpec(_Model):
     )
     timezone: str = Field("UTC", description="For times written without a zone (only UTC)")
 
+    @field_validator("at")
+    @classmethod
+    def _one_value(cls, v: Locator) -> Locator:
+        return _single_value(v)
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, v: str) -> str:
+        return check_time_format(v)
+
+    @model_validator(mode="after")
+    def _numbers_are_not_in_headers(self) -> TimeSpec:
+        if self.at.header is not None and self.format in _NUMERIC_TIME_FORMATS:
+            raise ValueError(
+                f"format {self.format} reads a JSON number, but {self.at} is a header, whose "
+                "value is always text: use a body path, or a text format (iso8601, or a "
+                "strptime format)"
+            )
+        return self
+
     @field_validator("timezone")
     @classmethod
     def _utc_only(cls, v: str) -> str:
@@ -170,7 +269,7 @@ class DeliveryMap(_Model):
 
     event_type: Annotated[
         list[LocatorField], BeforeValidator(_as_list), _one_or_many(_LOCATOR_SCHEMA)
-    ] = Field(description="One locator, or several whose values are joined with '.'")
+    ] = Field(min_length=1, description="One locator, or several whose values are joined with '.'")
     event_id: LocatorField | None = Field(None, description="Unset: derive idempotency_key")
     idempotency_key: list[LocatorField] | None = Field(
         None, description="Fields hashed into a key, for providers that send no event id"
@@ -184,6 +283,16 @@ class DeliveryMap(_Model):
         default_factory=dict,
         description="Provider status value -> state (a state's own name maps to itself)",
     )
+
+    @field_validator("event_type")
+    @classmethod
+    def _each_one_value(cls, v: list[Locator]) -> list[Locator]:
+        return [_single_value(loc) for loc in v]
+
+    @field_validator("event_id", "invoice_id", "status")
+    @classmethod
+    def _one_value(cls, v: Locator | None) -> Locator | None:
+        return None if v is None else _single_value(v)
 
     @model_validator(mode="after")
     def _some_identity(self) -> DeliveryMap:
@@ -269,5 +378,7 @@ class ChartSpec(_Model):
     states: list[StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec]
     delivery: DeliveryMap
-    events: dict[str, EventSpec]
+    events: dict[str, EventSpec] = Field(
+        min_length=1, description="Provider event type -> what it means"
+    )
     lint_exceptions: list[LintException] = Field(default_factory=list)

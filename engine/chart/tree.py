@@ -6,7 +6,8 @@ The statechart rules every reader of a chart needs live here and nowhere else:
 * entering a compound state enters its ``initial`` child (its first child when unset), down to
   a leaf;
 * a state without ``canonical`` inherits its nearest ancestor's;
-* ``source: '*'`` stands for every non-final leaf.
+* ``source: '*'`` stands for every non-final leaf (and stands alone: the chart's structure
+  refuses ``['*', draft]``).
 
 The compiled :class:`~engine.chart.Chart` builds its machine on a :class:`StateTree` and
 exposes it as ``chart.tree``; the loader's meaning check, lint, the diagrams, the testing

@@ -5,8 +5,8 @@ transitions are written in chart order (SCXML, like ``transitions``, takes the f
 transition of the deepest state, then its parents'), ``*`` sources are expanded to every
 non-final leaf, internal transitions are targetless (legal, nothing exits or enters), and
 guards become ``cond`` expressions of the ECMAScript data model over ``_event.data`` — the
-webhook payload sent with the event; a missing field makes a guard false, as in the chart
-(see :func:`guard_to_ecmascript`).
+webhook payload sent with the event; they compare as the chart does (JSON: ``1`` is not
+``true``), and a missing field makes a guard false (see :func:`guard_to_ecmascript`).
 Canonical states and the other initial states ride along as attributes in our own namespace,
 which SCXML readers ignore; their names are not SCXML attribute names, because some readers
 (python-statemachine 3.2) drop the namespace of attributes.
@@ -26,7 +26,6 @@ from ._model import Graph, Transition
 SCXML_NS = "http://www.w3.org/2005/07/scxml"
 OUR_NS = "urn:invoice-engine:statechart"
 _JS_NAME = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
-_JS_OPS = {"==": "===", "!=": "!==", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _JS_RESERVED = frozenset(
     [
         "break",
@@ -77,14 +76,32 @@ def guard_to_ecmascript(guard: Guard, root: str = "_event.data") -> str:
     """A guard as an ECMAScript ``cond``: ``$.amountDue == 0`` is ``_event.data.amountDue === 0``.
 
     The first key is a property (``.amountDue``), deeper steps are subscripts (``["b"]``,
-    ``[0]``). A missing value compares false in ECMAScript except with ``!==``, so ``!=``
-    first checks the value is there (``!= null``): ``$.a != "x"`` is
-    ``_event.data.a != null && _event.data.a !== "x"``. (So a field that is present but
-    JSON ``null`` fails a ``!=`` guard here, where the chart would pass it.)
+    ``[0]``). The condition compares as the chart does (JSON, see
+    :class:`~engine.chart.expr.Guard`), written without ``typeof`` so that restricted
+    ECMAScript evaluators read it too:
+
+    * ``==`` is ``===``: strict equality is JSON's (``1 === 1.0``, ``1 !== true``, and a
+      missing value is ``undefined``, which equals no literal);
+    * a value that is there and ``null`` is told from a missing one (``undefined``) by
+      ``X === null && X + "" === "null"`` (``undefined + ""`` is ``"undefined"``): so
+      ``$.a == null`` is that, and ``$.a != "x"`` is that ``|| X != null && X !== "x"``
+      (``!= null`` is false for both ``undefined`` and ``null``); ``$.a != null`` is
+      ``X != null``. (Evaluators that read a missing field as ``null``, such as
+      python-statemachine, find ``null + ""`` an error, hence false: there a present
+      ``null`` is taken for a missing value, which is what they can tell apart.)
+    * ``<``, ``<=``, ``>``, ``>=`` hold only between two numbers or two strings, where
+      ECMAScript would convert (``"2" < 3``, ``true < 3``, ``null < 3`` are all true there):
+      ``X - 0 === X`` holds only for a number, ``X + "" === X`` only for a string.
+
+    A missing step in the middle of the path (``$.a.b`` without ``a``) is an error in the
+    condition, which SCXML treats as false, as the chart does. Strings are ordered by
+    UTF-16 code unit in ECMAScript and by code point in the chart: they differ only
+    between characters above U+FFFF and those from U+E000 to U+FFFF.
 
     Raises:
         DiagramError: the guard's path maps over a list (``[*]``), which a one-line
-            condition can't say.
+            condition can't say (the chart loader refuses such guards; a ``Guard`` made in
+            code might still have one).
     """
     access = root
     for i, step in enumerate(guard.steps):
@@ -98,8 +115,16 @@ def guard_to_ecmascript(guard: Guard, root: str = "_event.data") -> str:
             access += f".{step}"
         else:
             access += f"[{json.dumps(step)}]"
-    compare = f"{access} {_JS_OPS[guard.op]} {json.dumps(guard.literal)}"
-    return f"{access} != null && {compare}" if guard.op == "!=" else compare
+    literal = json.dumps(guard.literal)
+    is_null = f'{access} === null && {access} + "" === "null"'
+    if guard.op == "==":
+        return is_null if guard.literal is None else f"{access} === {literal}"
+    if guard.op == "!=":
+        if guard.literal is None:
+            return f"{access} != null"
+        return f"{is_null} || {access} != null && {access} !== {literal}"
+    same_kind = f'{access} + ""' if isinstance(guard.literal, str) else f"{access} - 0"
+    return f"{same_kind} === {access} && {access} {guard.op} {literal}"
 
 
 def to_scxml(graph: Graph) -> str:

@@ -8,8 +8,10 @@ Events are the chart's triggers; send the webhook payload as ``payload``:
 
 Guards are data, as in the chart: ``{"type": "payloadMatches", "params": {"steps": [...],
 "op": "==", "value": 0, "path": "$.amountDue"}}``. Provide the one guard implementation
-``payloadMatches`` (read ``params.steps`` from ``event.payload``; a missing value is false)
-with ``machine.provide({guards: {payloadMatches}})``; ``tests/js/xstate_check.mjs`` has one.
+``payloadMatches`` (read ``params.steps`` from ``event.payload``; a missing value is false;
+compare as JSON, as the chart does: a boolean equals only a boolean, ``null`` only ``null``,
+and ``<``/``>`` hold only between two numbers or two strings) with
+``machine.provide({guards: {payloadMatches}})``; ``tests/js/xstate_check.mjs`` has one.
 Internal transitions are targetless (legal, nothing exits or enters) and carry
 ``meta.internal``.
 """

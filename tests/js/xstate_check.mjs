@@ -11,8 +11,10 @@ import { createActor, createMachine } from "xstate";
 
 const MISSING = Symbol("missing");
 
-// The one guard our export uses: the chart's "PATH OP LITERAL", with the chart's rules —
-// a missing value is false, booleans never equal numbers, a comparison across types is false.
+// The one guard our export uses: the chart's "PATH OP LITERAL", with the chart's rules, which
+// are JSON's — a missing value is false (for != too), a boolean equals only a boolean, null only
+// null, numbers compare numerically, and <, <=, >, >= hold only between two numbers or two
+// strings.
 function readPath(doc, steps) {
   let cur = doc;
   for (let i = 0; i < steps.length; i++) {
@@ -40,16 +42,19 @@ function kind(v) {
   return typeof v;
 }
 
+const SCALARS = ["null", "boolean", "number", "string"];
+
+function jsonEqual(value, literal) {
+  return kind(value) === kind(literal) && SCALARS.includes(kind(value)) && value === literal;
+}
+
 function payloadMatches({ event }, params) {
   const value = readPath(event.payload ?? null, params.steps);
   const literal = params.value;
   if (value === MISSING) return false;
-  if ((typeof value === "boolean") !== (typeof literal === "boolean") && literal !== null) {
-    return false;
-  }
-  if (params.op === "==") return JSON.stringify(value) === JSON.stringify(literal);
-  if (params.op === "!=") return JSON.stringify(value) !== JSON.stringify(literal);
-  if (kind(value) !== kind(literal) || !["number", "string", "boolean"].includes(kind(value))) {
+  if (params.op === "==") return jsonEqual(value, literal);
+  if (params.op === "!=") return !jsonEqual(value, literal);
+  if (kind(value) !== kind(literal) || !["number", "string"].includes(kind(value))) {
     return false;
   }
   switch (params.op) {
