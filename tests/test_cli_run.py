@@ -7,6 +7,7 @@ from pathlib import Path
 
 import _db
 import pytest
+from _cli import apply_json
 from click.testing import CliRunner
 
 from engine.cli import main
@@ -33,10 +34,10 @@ def test_apply_json_from_stdin(db: str) -> None:
     text = STRIPE.read_text(encoding="utf-8")
     res = CliRunner().invoke(main, ["apply", "stripe", "-", "--db", db, "--json"], input=text)
     assert res.exit_code == 0, res.output
-    doc = json.loads(res.stdout)
-    assert len(doc["outcomes"]) == len(text.splitlines())
-    assert sum(doc["counts"].values()) == len(doc["outcomes"])
-    assert [o["line"] for o in doc["outcomes"]] == list(range(1, len(doc["outcomes"]) + 1))
+    doc = apply_json(res.stdout)
+    assert len(doc.decided) == len(text.splitlines())
+    assert sum(doc.summary["counts"].values()) == doc.summary["deliveries"] == len(doc.decided)
+    assert [o["line"] for o in doc.decided] == list(range(1, len(doc.decided) + 1))
 
 
 def test_bad_line_reported_with_number_and_stored(db: str, tmp_path: Path) -> None:
@@ -62,7 +63,7 @@ def test_on_unknown_reject(db: str, tmp_path: Path) -> None:
     src.write_text(json.dumps(body) + "\n")
     args = ["apply", "stripe", str(src), "--db", db, "--json", "--on-unknown", "reject"]
     res = CliRunner().invoke(main, args)
-    assert json.loads(res.stdout)["outcomes"][0]["status"] == "rejected"
+    assert apply_json(res.stdout).decided[0]["status"] == "rejected"
 
 
 def test_state_history_replay(db: str) -> None:

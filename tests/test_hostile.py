@@ -14,10 +14,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import _db
 import pytest
+from _cli import ApplyJson, apply_json
 
 from engine import Engine
 from engine.chart import bundled_chart_dir, load_chart
@@ -213,7 +213,7 @@ def _states(eng: Engine, provider: str) -> dict[str, str]:
     return {s.invoice_id: s.state for s in eng.invoices(provider)}
 
 
-def _run_cli(provider: str, lines: list[bytes], tmp_path: Path) -> tuple[dict[str, Any], Path]:
+def _run_cli(provider: str, lines: list[bytes], tmp_path: Path) -> tuple[ApplyJson, Path]:
     stream = tmp_path / f"{provider}.jsonl"
     stream.write_bytes(b"\n".join(lines) + b"\n")
     db = tmp_path / f"{provider}.db"
@@ -224,8 +224,7 @@ def _run_cli(provider: str, lines: list[bytes], tmp_path: Path) -> tuple[dict[st
     )
     assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result, db
+    return apply_json(proc.stdout), db
 
 
 def test_good_lines_around_hostile_ones(chart_name: str, tmp_path: Path) -> None:
@@ -248,8 +247,8 @@ def test_good_lines_around_hostile_ones(chart_name: str, tmp_path: Path) -> None
     assert all(o.reason for o in outs if o.status == "invalid")
 
     result, db = _run_cli(chart_name, mixed, tmp_path)
-    assert [o["status"] for o in result["outcomes"]] == [o.status for o in outs]
-    assert [o["reason"] for o in result["outcomes"]] == [o.reason for o in outs]
+    assert [o["status"] for o in result.decided] == [o.status for o in outs]
+    assert [o["reason"] for o in result.decided] == [o.reason for o in outs]
     with Engine(db) as stored:
         assert _states(stored, chart_name) == expected
         raws = _db.bodies(stored)

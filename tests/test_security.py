@@ -29,6 +29,7 @@ from typing import Any
 
 import _db
 import pytest
+from _cli import apply_json
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -217,9 +218,9 @@ def test_header_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    result = json.loads(applied.stdout)
-    assert result["counts"] == {"applied": 1}
-    invoice = result["outcomes"][0]["invoice_id"]
+    result = apply_json(applied.stdout)
+    assert result.summary["counts"] == {"applied": 1}
+    invoice = result.decided[0]["invoice_id"]
     history = subprocess.run(
         [str(CLI), "history", "chargeover", invoice, "--db", str(db), "--json"],
         check=True,

@@ -6,7 +6,8 @@ Each module below adds its commands to :data:`main`; importing them is what regi
 from . import (
     _charts,  # noqa: F401  (registers charts, show, lint, schema, check)
     _diagram,  # noqa: F401  (registers diagram)
-    _run,  # noqa: F401  (registers apply, state, history, replay, demo)
+    _read,  # noqa: F401  (registers state, history, replay)
+    _run,  # noqa: F401  (registers apply, demo)
 )
 from ._base import main
 

@@ -1,29 +1,63 @@
 """The click group and what every command shares: error handling, --json, --db, --chart-dir.
 
-Library errors (:class:`~engine.errors.EngineError`) become ``Error: …`` on stderr with exit
-code 1, never a traceback; usage errors stay click's (exit 2).
+Every failure is ``Error: …`` on stderr, never a traceback, and it is caught in one place
+(:class:`_Group`): library errors (:class:`~engine.errors.EngineError`) and operating-system
+errors (a file that can't be written) exit 1; usage errors stay click's (exit 2); anything else
+is a bug, still reported in one line (exit 1), with ``INVOICE_ENGINE_DEBUG=1`` to see where.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..errors import EngineError
+from ..errors import EngineError, StoreError
+
+if TYPE_CHECKING:
+    from ..runtime.engine import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: Set to see a traceback for an unexpected error instead of its one-line report.
+DEBUG_ENV = "INVOICE_ENGINE_DEBUG"
+
+
+def _os_message(exc: OSError) -> str:
+    """An OS error in words, naming the file: ``can't use '/x/y.svg': No such file or …``."""
+    what = exc.strerror or str(exc)
+    if exc.filename is None:
+        return what
+    return f"can't use {os.fsdecode(exc.filename)!r}: {what}"
+
 
 class _Group(click.Group):
+    """The one place a failure becomes ``Error: …`` (see the module docstring)."""
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort, EOFError):
+            raise  # click's own: usage errors (2), exits, ^C / end of input
         except EngineError as exc:
             raise click.ClickException(str(exc)) from exc
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # `| head` closed the pipe: click exits quietly
+                raise
+            raise click.ClickException(_os_message(exc)) from exc
+        except Exception as exc:
+            if os.environ.get(DEBUG_ENV):
+                raise
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {exc}. This is a bug in invoice-engine; "
+                f"run again with {DEBUG_ENV}=1 to see where it happened"
+            ) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -82,3 +116,42 @@ def table(rows: list[list[str]], headers: list[str]) -> str:
     out = [line.format(*headers).rstrip(), line.format(*("-" * w for w in widths)).rstrip()]
     out.extend(line.format(*row).rstrip() for row in rows)
     return "\n".join(out)
+
+
+def valid_text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """``callback=`` for a text argument that reaches the database (ids, names): text that is
+    valid Unicode: an argument made of undecodable bytes (which Python keeps
+    as lone surrogates) is a usage error naming it, not a crash deep in the database."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.BadParameter(f"{value!r} is not valid UTF-8 text") from None
+    return value
+
+
+def open_engine(db_path: str, chart_dir: str | None, *, readonly: bool, **kw: Any) -> Engine:
+    """The engine over ``--db``; ``readonly`` for commands that only read, which then write
+    nothing to the file (nor create it: a missing one is ``no database at …``)."""
+    from ..runtime.engine import Engine
+
+    try:
+        return Engine(db_path, chart_dir=chart_dir, readonly=readonly, **kw)
+    except StoreError as exc:
+        if readonly and str(exc).startswith("no database at"):
+            raise click.ClickException(
+                f"{exc}; run `invoice-engine apply` first, or pass --db"
+            ) from None
+        raise
+
+
+def write_output(output: str, data: str | bytes) -> None:
+    """Write ``-o FILE``; a file that can't be written is ``Error: can't write …``."""
+    path = Path(output)
+    try:
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"can't write {output!r}: {exc.strerror or exc}") from None

@@ -14,7 +14,7 @@ import click
 
 from ..chart import available_charts, load_chart
 from ..errors import ChartError, TransitionNotAllowed
-from ._base import chart_dir_option, emit_json, json_option, main, table
+from ._base import chart_dir_option, emit_json, json_option, main, table, write_output
 
 if TYPE_CHECKING:
     from ..chart import Chart
@@ -181,7 +181,7 @@ def _lint_one(target: str, chart_dir: str | None) -> tuple[str, str, list[Findin
     from ..chart.lint import Finding, lint
 
     try:
-        chart = load_chart(target, chart_dir)
+        chart = load_chart(target, chart_dir, enforce_lint=False)  # lint reports each error
     except ChartError as exc:
         name = Path(exc.source).stem if exc.source.endswith((".yaml", ".yml")) else target
         broken = Finding(
@@ -259,7 +259,7 @@ def schema(output: str | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    Path(output).write_text(text, encoding="utf-8")
+    write_output(output, text)
     click.echo(f"Wrote {output}", err=True)
 
 

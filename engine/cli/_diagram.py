@@ -4,15 +4,17 @@ invoice's path through it highlighted."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
 from ..chart import load_chart
 from ..diagrams import FORMATS, Direction, HistoryEntry, export, format_for
 from ..errors import DiagramError
-from ._base import chart_dir_option, db_option, main
+from ._base import chart_dir_option, db_option, main, open_engine, valid_text, write_output
+
+if TYPE_CHECKING:
+    from ..chart import Chart
 
 _PICTURES = ("mermaid", "dot", "svg", "png")
 
@@ -35,6 +37,7 @@ _PICTURES = ("mermaid", "dot", "svg", "png")
 @click.option(
     "--invoice",
     "invoice_id",
+    callback=valid_text,
     help="Highlight this invoice's path (from --db): its states, steps, rejected events.",
 )
 @click.option(
@@ -82,7 +85,7 @@ def diagram(
     chart = load_chart(provider, chart_dir)
     history = None
     if invoice_id is not None:
-        history = _history(db_path, chart_dir, chart.name, invoice_id)
+        history = _history(db_path, chart_dir, chart, invoice_id)
     way = cast(Direction, direction)
     data = export(chart, fmt, highlight=history, direction=way)
 
@@ -93,27 +96,20 @@ def diagram(
         else:
             click.echo(data, nl=False)
         return
-    path = Path(output)
-    if isinstance(data, bytes):
-        path.write_bytes(data)
-    else:
-        path.write_text(data, encoding="utf-8")
+    write_output(output, data)
     click.echo(f"Wrote {output} ({fmt})", err=True)
 
 
 def _history(
-    db_path: str, chart_dir: str | None, provider: str, invoice_id: str
+    db_path: str, chart_dir: str | None, chart: Chart, invoice_id: str
 ) -> list[HistoryEntry]:
-    from ..runtime.engine import Engine
-
-    if db_path != ":memory:" and not Path(db_path).exists():
-        raise click.ClickException(
-            f"no database at {db_path!r}; run `invoice-engine apply` first, or pass --db"
-        )
-    with Engine(db_path, chart_dir=chart_dir) as eng:
+    """The invoice's history, read without writing to the database (the chart drawn is the
+    one its events are looked up under, also when it was given as a path)."""
+    provider = chart.name
+    with open_engine(db_path, chart_dir, readonly=True, charts={provider: chart}) as eng:
         outcomes = eng.history(provider, invoice_id)
     if not outcomes:
         raise click.ClickException(
-            f"no deliveries about {provider!r} invoice {invoice_id!r} in {db_path}"
+            f"no deliveries about {provider!r} invoice {invoice_id!r} in {db_path!r}"
         )
     return list(outcomes)

@@ -1,16 +1,18 @@
-"""Engine commands: apply, state, history, replay, demo.
+"""Engine commands that write: apply, demo.
 
 ``apply`` streams a JSONL file of deliveries through :meth:`Engine.iter_apply`, so memory stays
-flat however long the file. A line is a bare body or ``{"headers": {...}, "body": ...}``; a line
-that is not JSON is still applied, as raw bytes, so it is stored as ``invalid`` with the exact
-bytes received and reported with its line number. Bad lines never stop a run.
+flat however long the file (with --json too: it prints JSON lines as each batch commits). A
+line is a bare body or ``{"headers": {...}, "body": ...}``; a line that is not JSON is still
+applied, as raw bytes, so it is stored as ``invalid`` with the exact bytes received and
+reported with its line number. Bad lines never stop a run. Summaries count outcomes as they
+stand after the run (see :mod:`._tally`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -19,7 +21,17 @@ import click
 
 from ..chart import available_charts
 from ..models import Outcome
-from ._base import chart_dir_option, db_option, emit_json, json_option, main, table
+from ._base import (
+    chart_dir_option,
+    db_option,
+    emit_json,
+    json_option,
+    main,
+    open_engine,
+    table,
+    valid_text,
+)
+from ._tally import Final, RunTally
 
 if TYPE_CHECKING:  # imported where used: chart-only commands start faster without SQLite
     from ..runtime.engine import Delivery, Engine
@@ -27,7 +39,7 @@ if TYPE_CHECKING:  # imported where used: chart-only commands start faster witho
 __all__ = ["example_streams_dir", "read_jsonl"]
 
 _STATUSES = ("applied", "unchanged", "duplicate", "rejected", "invalid")
-_SHOWN = 10  # rejections / invalid lines listed after a run
+_SHOWN = 10  # rejections / invalid lines listed after an apply
 DEMO_DB = "invoice-engine-demo.db"
 
 
@@ -93,25 +105,16 @@ def _progress(stream: IO[bytes], total: int | None) -> Iterator[bytes]:
 
 
 def _run(
-    eng: Engine, provider: str, stream: IO[bytes], total: int | None
+    eng: Engine, provider: str, stream: IO[bytes], total: int | None, tally: RunTally
 ) -> Iterator[tuple[int, Outcome]]:
-    """Apply a JSONL stream; yield (line number, outcome) pairs in order."""
+    """Apply a JSONL stream; yield (line number, outcome as decided) pairs in order, each once
+    its batch is committed, and remember them in ``tally``."""
     lines: deque[int] = deque()
     deliveries = read_jsonl(_progress(stream, total), lines)
     for outcome in eng.iter_apply(provider, deliveries):
-        yield lines.popleft(), outcome
-
-
-def _summary(counts: Counter[str], problems: list[tuple[int, Outcome]], dropped: int) -> str:
-    rows = [[s, str(counts[s])] for s in _STATUSES if counts[s]]
-    rows.append(["total", str(sum(counts.values()))])
-    text = table(rows, ["outcome", "deliveries"])
-    if problems:
-        text += "\n\nRejected or invalid:\n"
-        text += "\n".join(f"  line {n}: {o.status} {_who(o)} — {o.reason}" for n, o in problems)
-        if dropped:
-            text += f"\n  … and {dropped} more (see `invoice-engine history` or --json)"
-    return text
+        number = lines.popleft()
+        tally.add(number, outcome)
+        yield number, outcome
 
 
 def _who(o: Outcome) -> str:
@@ -119,18 +122,37 @@ def _who(o: Outcome) -> str:
     return f"{o.invoice_id} {what}" if o.invoice_id else what
 
 
-def _engine(db_path: str, chart_dir: str | None, *, must_exist: bool, **kw: Any) -> Engine:
-    if must_exist and db_path != ":memory:" and not Path(db_path).exists():
-        raise click.ClickException(
-            f"no database at {db_path!r}; run `invoice-engine apply` first, or pass --db"
-        )
-    from ..runtime.engine import Engine
+def _revised_note(n: int) -> str:
+    return (
+        f"{n} outcome{'s were' if n != 1 else ' was'} revised by later deliveries: the counts "
+        "are as the outcomes stand now (`invoice-engine history` marks them [revised Nx])."
+    )
 
-    return Engine(db_path, chart_dir=chart_dir, **kw)
+
+def _summary(final: Final) -> str:
+    rows = [[s, str(final.counts[s])] for s in _STATUSES if final.counts[s]]
+    rows.append(["total", str(final.total)])
+    text = table(rows, ["outcome", "deliveries"])
+    if final.revised:
+        text += "\n\n" + _revised_note(final.revised)
+    if final.problems:
+        text += "\n\nRejected or invalid:\n"
+        text += "\n".join(
+            f"  line {n}: {o.status} {_who(o)} — {o.reason}"
+            + (f" [revised {o.revisions}x]" if o.revisions else "")
+            for n, o in final.problems
+        )
+        if final.more:
+            text += f"\n  … and {final.more} more (see `invoice-engine history` or --json)"
+    return text
+
+
+def _json_line(data: dict[str, Any]) -> None:
+    click.echo(json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":")))
 
 
 @main.command()
-@click.argument("provider")
+@click.argument("provider", callback=valid_text)
 @click.argument("file", type=click.File("rb"))
 @click.option(
     "--on-unknown",
@@ -139,13 +161,24 @@ def _engine(db_path: str, chart_dir: str | None, *, must_exist: bool, **kw: Any)
     show_default=True,
     help="An invoice first seen through a non-creating event: adopt its status, or reject.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 if any delivery ends rejected or invalid (checked after applying every line).",
+)
 @db_option
 @chart_dir_option
-@json_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print JSON lines (one object per line) instead of text; see above.",
+)
 def apply(
     provider: str,
     file: IO[bytes],
     on_unknown: str,
+    strict: bool,
     db_path: str,
     chart_dir: str | None,
     as_json: bool,
@@ -154,137 +187,73 @@ def apply(
 
     Each line is a bare body, or {"headers": {...}, "body": ...} where body is an object or the
     raw JSON string. Lines that can't be read are recorded as invalid, with their bytes, and
-    listed with their line numbers; they never stop the run. Ends with a summary by outcome.
+    listed with their line numbers; they never stop the run. A later line can revise an earlier
+    line's outcome (a late event re-folds its invoice): the closing summary counts outcomes as
+    they stand after the run and says how many were revised. Exit 0 however the deliveries
+    ended, unless --strict.
 
-    Example: invoice-engine apply stripe examples/streams/stripe.jsonl
+    \b
+    --json prints JSON lines, so memory stays flat however long FILE is:
+      {"kind": "outcome", "line": N, "status": ..., "seq": ..., ...}
+          each delivery as decided, printed as its batch commits;
+      {"kind": "revised", "line": N, "status": ..., "revisions": R, ...}
+          after the run, each outcome a later delivery revised, as it stands now;
+      {"kind": "summary", "provider": ..., "deliveries": N, "counts": {...},
+       "revised": R, "rejected_or_invalid": P}
+          last: the final counts.
+    A line's last object is its final outcome.
+
+    Example: invoice-engine apply stripe examples/streams/stripe.jsonl --strict
     """
     name = getattr(file, "name", None)
     try:
         total = Path(name).stat().st_size if isinstance(name, str) and name != "<stdin>" else None
     except OSError:
         total = None
-    counts: Counter[str] = Counter()
-    problems: list[tuple[int, Outcome]] = []
-    dropped = 0
-    rows: list[dict[str, Any]] = []
-    with _engine(db_path, chart_dir, must_exist=False, on_unknown=on_unknown) as eng:
+    tally = RunTally()
+
+    def revised(line: int, o: Outcome) -> None:
+        _json_line({"kind": "revised", "line": line, **o.model_dump(mode="json")})
+
+    with open_engine(db_path, chart_dir, readonly=False, on_unknown=on_unknown) as eng:
         eng.chart(provider)  # an unknown provider fails before any line is read
-        for number, outcome in _run(eng, provider, file, total):
-            counts[outcome.status] += 1
+        for number, outcome in _run(eng, provider, file, total, tally):
             if as_json:
-                rows.append({"line": number, **outcome.model_dump(mode="json")})
-            elif outcome.status in ("rejected", "invalid"):
-                if len(problems) < _SHOWN:
-                    problems.append((number, outcome))
-                else:
-                    dropped += 1
+                _json_line({"kind": "outcome", "line": number, **outcome.model_dump(mode="json")})
+        final = tally.final(eng, shown=_SHOWN, on_revised=revised if as_json else None)
     if as_json:
-        emit_json({"provider": provider, "counts": dict(counts), "outcomes": rows})
-    else:
-        click.echo(_summary(counts, problems, dropped))
-
-
-@main.command()
-@click.argument("provider")
-@click.argument("invoice_id")
-@db_option
-@chart_dir_option
-@json_option
-def state(
-    provider: str, invoice_id: str, db_path: str, chart_dir: str | None, as_json: bool
-) -> None:
-    """Show an invoice's current state (exit 1 if it is not known).
-
-    Example: invoice-engine state stripe in_1PqA8sDemo0001
-    """
-    with _engine(db_path, chart_dir, must_exist=True) as eng:
-        st = eng.state(provider, invoice_id)
-    if st is None:
-        raise click.ClickException(f"no invoice {invoice_id!r} of {provider!r} in {db_path!r}")
-    if as_json:
-        emit_json(st.model_dump(mode="json"))
-    else:
-        click.echo(str(st))
-
-
-def _when(o: Outcome) -> str:
-    if o.occurred_at is None:
-        return "-"
-    return o.occurred_at.strftime("%Y-%m-%d %H:%M:%S")
-
-
-@main.command()
-@click.argument("provider")
-@click.argument("invoice_id")
-@db_option
-@chart_dir_option
-@json_option
-def history(
-    provider: str, invoice_id: str, db_path: str, chart_dir: str | None, as_json: bool
-) -> None:
-    """Show every delivery about an invoice, in the order they count (occurrence time).
-
-    Deliveries that did not count (duplicates, superseded retries) come last. An outcome a
-    late event changed is marked "revised Nx".
-
-    Example: invoice-engine history stripe in_1PqA8sDemo0002
-    """
-    with _engine(db_path, chart_dir, must_exist=True) as eng:
-        outs = eng.history(provider, invoice_id)
-    if not outs:
-        raise click.ClickException(f"no deliveries about {provider!r} invoice {invoice_id!r}")
-    if as_json:
-        emit_json([o.model_dump(mode="json") for o in outs])
-        return
-    rows = []
-    for o in outs:
-        move = f"{o.from_state or '∅'} → {o.to_state or '∅'}"
-        note = o.reason or ""
-        if o.adopted:
-            note = "(adopted) " + note
-        if o.revisions:
-            note = f"[revised {o.revisions}x] " + note
-        rows.append(
-            [f"#{o.seq}", _when(o), o.event_type or "?", o.trigger or "-", move, o.status, note]
+        _json_line(
+            {
+                "kind": "summary",
+                "provider": provider,
+                "deliveries": final.total,
+                "counts": {s: final.counts[s] for s in _STATUSES if final.counts[s]},
+                "revised": final.revised,
+                "rejected_or_invalid": final.failed,
+            }
         )
-    click.echo(table(rows, ["seq", "occurred", "event", "trigger", "from → to", "outcome", "note"]))
-
-
-@main.command()
-@click.argument("provider", required=False)
-@click.option("--repair", is_flag=True, help="Correct stored rows to what the replay finds.")
-@db_option
-@chart_dir_option
-@json_option
-def replay(
-    provider: str | None, repair: bool, db_path: str, chart_dir: str | None, as_json: bool
-) -> None:
-    """Rebuild every invoice from its events and compare with what is stored.
-
-    Exit code 1 when there are mismatches (unless --repair corrected them).
-
-    Example: invoice-engine replay stripe
-    """
-    with _engine(db_path, chart_dir, must_exist=True) as eng:
-        report = eng.replay(provider, repair=repair)
-    if as_json:
-        emit_json({**report.model_dump(mode="json"), "ok": report.ok})
     else:
-        click.echo(str(report) + (" (repaired)" if repair and not report.ok else ""))
-    if not report.ok and not repair:
-        click.get_current_context().exit(1)
+        click.echo(_summary(final))
+    if strict and final.failed:
+        n = final.failed
+        raise click.ClickException(
+            f"--strict: {n} deliver{'ies' if n != 1 else 'y'} ended rejected or invalid"
+        )
 
 
 def _demo_one(eng: Engine, provider: str, path: Path) -> dict[str, Any]:
-    counts: Counter[str] = Counter()
-    problems: list[dict[str, Any]] = []
+    tally = RunTally()
     with path.open("rb") as f:
-        for number, o in _run(eng, provider, f, None):
-            counts[o.status] += 1
-            if o.status in ("rejected", "invalid"):
-                problems.append({"line": number, "status": o.status, "reason": o.reason})
+        for _ in _run(eng, provider, f, None, tally):
+            pass
+    final = tally.final(eng, shown=1_000)
+    problems = [
+        {"line": n, "status": o.status, "reason": o.reason, "revisions": o.revisions}
+        for n, o in final.problems
+    ]
     invoices = [inv.model_dump(mode="json") for inv in eng.invoices(provider)]
-    return {"counts": dict(counts), "problems": problems, "invoices": invoices}
+    counts = {s: final.counts[s] for s in _STATUSES if final.counts[s]}
+    return {"counts": counts, "revised": final.revised, "problems": problems, "invoices": invoices}
 
 
 @main.command()
@@ -300,7 +269,8 @@ def demo(db_path: str | None, as_json: bool) -> None:
 
     The streams hold duplicates, late and out-of-order events, illegal transitions and a
     malformed delivery each. The default database is replaced on each run; one given with --db
-    is kept, so a second run shows every delivery as a duplicate.
+    is kept, so a second run shows every delivery as a duplicate. Counts are the outcomes as
+    they stand after each stream (a late event can revise an earlier one's).
 
     Example: invoice-engine demo
     """
@@ -314,9 +284,7 @@ def demo(db_path: str | None, as_json: bool) -> None:
     if not files:
         raise click.ClickException(f"no example streams found in {streams}")
     results: dict[str, Any] = {}
-    from ..runtime.engine import Engine
-
-    with Engine(db_path) as eng:
+    with open_engine(db_path, None, readonly=False) as eng:
         for path in files:
             results[path.stem] = _demo_one(eng, path.stem, path)
     if as_json:
@@ -325,8 +293,11 @@ def demo(db_path: str | None, as_json: bool) -> None:
     for provider, r in results.items():
         counts = ", ".join(f"{r['counts'][s]} {s}" for s in _STATUSES if r["counts"].get(s))
         click.secho(f"{provider}: {sum(r['counts'].values())} deliveries — {counts}", bold=True)
+        if r["revised"]:
+            click.echo(f"  {_revised_note(r['revised'])}")
         for p in r["problems"][:3]:
-            click.echo(f"  line {p['line']} {p['status']}: {_clip(p['reason'])}")
+            revised = f" [revised {p['revisions']}x]" if p["revisions"] else ""
+            click.echo(f"  line {p['line']} {p['status']}{revised}: {_clip(p['reason'])}")
         rows = [
             [i["invoice_id"], i["state"], i["canonical"], str(i["version"])] for i in r["invoices"]
         ]
