@@ -264,3 +264,26 @@ def test_an_oversize_body_keeps_the_limit_its_length_and_hash() -> None:
     assert f"{len(body):,} bytes" in (out.reason or "")
     assert hashlib.sha256(body).hexdigest() in (out.reason or "")
     assert _db.bodies(eng) == [body[:MAX_BODY_BYTES]]
+
+
+@pytest.mark.parametrize("field", ["id", "type", "invoice", "status"])
+def test_json_escapes_for_lone_surrogates_are_invalid_not_raised(field: str) -> None:
+    # "\ud800" in JSON text decodes to a lone surrogate, which no database can store as text.
+    escaped = "x\\ud800"
+    parts = {"id": '"evt_1"', "type": '"invoice.created"', "invoice": '"in_1"', "status": '"draft"'}
+    parts[field] = f'"{escaped}"'
+    body = (
+        f'{{"id": {parts["id"]}, "type": {parts["type"]}, "created": 1700000000,'
+        f' "data": {{"object": {{"id": {parts["invoice"]}, "status": {parts["status"]}}}}}}}'
+    ).encode()
+    eng = engine.Engine(":memory:")
+    out = eng.apply("stripe", body)
+    assert out.status == "invalid"
+    assert "Unicode" in (out.reason or "") or "unknown" in (out.reason or "")
+    assert _db.bodies(eng) == [body]
+
+
+def test_a_name_that_is_not_unicode_text_is_an_engine_error() -> None:
+    eng = engine.Engine(":memory:")
+    with pytest.raises(engine.StoreError, match="not valid Unicode"):
+        eng.state("stripe", "in_\ud800")

@@ -165,6 +165,13 @@ def _text(loc: Locator, value: Any, what: str) -> str:
     text = str(value).strip()
     if not text:
         raise DeliveryError(f"{what} at {loc} is empty", str(loc), value)
+    if not text.isascii():
+        try:  # JSON's \ud800 escapes give lone surrogates, which no database can store
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise DeliveryError(
+                f"{what} at {loc} is {_short(value)}, not valid Unicode text", str(loc), value
+            ) from None
     if len(text) > 255:
         raise DeliveryError(f"{what} at {loc} is {len(text)} characters long", str(loc), value)
     return text

@@ -369,6 +369,8 @@ class SqliteStore:
                 self._conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(f"{self.path!r}: {exc}") from exc
+            if isinstance(exc, UnicodeEncodeError):  # a lone surrogate in a name asked for
+                raise StoreError(f"{exc.object[:60]!r} is not valid Unicode text") from None
             raise
         try:
             self._conn.execute("COMMIT")
