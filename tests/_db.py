@@ -41,7 +41,7 @@ def events(db: Engine | Store | str | Path) -> list[EventRow]:
 
 def live_events(db: Engine | Store | str | Path, provider: str | None = None) -> list[EventRow]:
     """The rows that count (``live = 1``), optionally of one provider, by arrival."""
-    return [r for r in events(db) if r.live and provider in (None, r.provider)]
+    return [r for r in events(db) if r.in_fold and provider in (None, r.provider)]
 
 
 def bodies(db: Engine | Store | str | Path) -> list[bytes]:

@@ -30,9 +30,9 @@ def _comparable(o: Outcome) -> dict[str, Any]:
 
 
 def _tables(eng: Engine) -> tuple[list[Any], list[Any], list[Any]]:
-    # everything but the processing times (received_at, created_at, updated_at, revised_at)
+    # everything but the processing times (received_at, first_seen_at, updated_at, revised_at)
     events = [r._replace(received_at="", headers=r.headers) for r in _db.events(eng)]
-    invoices = [r._replace(created_at="", updated_at="") for r in _db.invoices(eng)]
+    invoices = [r._replace(first_seen_at="", updated_at="") for r in _db.invoices(eng)]
     revisions = [r._replace(revised_at="") for r in _db.revisions(eng)]
     return events, invoices, revisions
 

@@ -92,8 +92,8 @@ def _snapshot(db: Path) -> dict[str, Any]:
     events = _db.events(db)
     live = sorted(
         (r.event_id or "", r.invoice_id, r.event_type, r.outcome, r.from_state, r.to_state,
-         r.reason, r.retryable, r.adopted, r.fold_time, r.fold_rank, r.revisions)
-        for r in events if r.live
+         r.reason, r.retryable, r.adopted, r.fold_order, r.lifecycle_rank, r.revisions)
+        for r in events if r.in_fold
     )  # fmt: skip
     event_id = {r.seq: r.event_id or "" for r in events}
     revisions = sorted(  # a stable sort: by event id, then in the order written

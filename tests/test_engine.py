@@ -141,7 +141,7 @@ def test_untimed_retry_of_retryable_rejection() -> None:
     assert retry.status == "applied"
     assert (retry.from_state, retry.to_state) == ("open.unpaid", "closed.paid")
     superseded = next(r for r in _db.events(eng) if r.seq == first.seq)
-    assert superseded.live == 0
+    assert superseded.in_fold == 0
     assert "superseded" in (superseded.reason or "")
     assert eng.apply("chargeover", _co("closed-paid")).status == "duplicate"
     assert eng.replay().ok
@@ -174,8 +174,8 @@ def test_apply_many_equals_one_by_one(provider: str) -> None:
         [getattr(o, f) for f in fields] for o in singles
     ]
     assert states(many, provider) == states(one, provider)
-    cols = ("seq", "provider", "event_id", "live", "invoice_id", "outcome", "reason", "from_state",
-            "to_state", "body")  # fmt: skip
+    cols = ("seq", "provider", "event_id", "in_fold", "invoice_id", "outcome", "reason",
+            "from_state", "to_state", "body")  # fmt: skip
     assert [[getattr(r, c) for c in cols] for r in _db.events(many)] == [
         [getattr(r, c) for c in cols] for r in _db.events(one)
     ]

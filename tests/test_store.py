@@ -188,3 +188,25 @@ def test_readonly_refuses_writes(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "a.db").close()
     with Engine(tmp_path / "a.db", readonly=True) as eng, pytest.raises(StoreError, match="read"):
         eng.apply("stripe", BODY)
+
+
+def test_every_column_is_documented_in_the_readme() -> None:
+    from engine.store import _sqlite_schema as schema
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## The database", 1)[1].split("\n## ", 1)[0]
+    columns = {
+        *schema._EVENT_COLUMNS, *schema._INVOICE_COLUMNS, *schema._REVISION_COLUMNS,
+        *schema._CHART_COLUMNS,
+    }  # fmt: skip
+    assert [c for c in sorted(columns) if f"`{c}`" not in section] == []
+
+
+def test_times_are_stored_in_one_format(tmp_path: Path) -> None:
+    with Engine(tmp_path / "t.db") as eng:
+        eng.apply("stripe", BODY)
+    row = _db.events(tmp_path / "t.db")[0]
+    invoice = _db.invoices(tmp_path / "t.db")[0]
+    for text in (row.received_at, row.occurred_at, invoice.first_seen_at, invoice.updated_at):
+        assert text is not None
+        assert text.endswith("Z"), text

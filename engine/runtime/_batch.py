@@ -9,7 +9,7 @@ with ``executemany`` when the batch ends — or before a re-fold, which reads th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 from ..chart import Chart
@@ -25,16 +25,14 @@ from ..store.base import (
     RevisionRow,
     WriteTx,
 )
+from ._clock import Clock, utc_text
 from ._construct import construct
 from .decide import Decision, OnUnknown, fold_rank
 from .delivery import Event, Received
 from .fold import decide_safely, fold, inferred_text
 from .versions import Versions
 
-__all__ = ["Batch", "Clock", "Refolded", "refold"]
-
-#: The engine's one source of the current time (UTC), injectable for tests.
-Clock = Callable[[], datetime]
+__all__ = ["Batch", "Refolded", "refold"]
 
 
 def _micros(when: datetime) -> int:
@@ -44,19 +42,19 @@ def _micros(when: datetime) -> int:
 class _Invoice:
     """An invoice row held in memory for the length of a batch."""
 
-    __slots__ = ("canonical", "created_at", "key", "state", "version")
+    __slots__ = ("canonical", "first_seen_at", "key", "state", "version")
 
     def __init__(self, row: InvoiceRow | None) -> None:
         self.state = row.state if row else None
         self.canonical = row.canonical if row else None
         self.version = row.version if row else 0
-        self.created_at = row.created_at if row else None
+        self.first_seen_at = row.first_seen_at if row else None
         self.key = row.key if row else NO_KEY
 
     @property
     def exists(self) -> bool:
         """Whether the invoice has a row (born, or seen through rejected events only)."""
-        return self.created_at is not None
+        return self.first_seen_at is not None
 
 
 class Refolded:
@@ -204,18 +202,18 @@ class Batch:
             self.tx.insert_events(self.rows)
             self.rows.clear()
         if self.dirty:
-            now = self.clock().isoformat()
+            now = utc_text(self.clock())
             self.tx.upsert_invoices([self._invoice_row(iid, now) for iid in self.dirty])
             self.dirty.clear()
 
     def _invoice_row(self, invoice_id: str, now: str) -> InvoiceRow:
         inv = self.invoices[invoice_id]
-        if inv.created_at is None:
-            inv.created_at = now
+        if inv.first_seen_at is None:
+            inv.first_seen_at = now
         state = inv.state
         return InvoiceRow(
             self.provider, invoice_id, state, inv.canonical if state else None, inv.version,
-            inv.created_at, now, *inv.key,
+            inv.first_seen_at, now, *inv.key,
         )  # fmt: skip
 
     # ------------------------------------------------------------------- apply
@@ -259,8 +257,8 @@ class Batch:
         inv.state = d.state_after
         inv.key = key
         inv.version += 1
-        if inv.created_at is None:
-            inv.created_at = received.received_at.isoformat()
+        if inv.first_seen_at is None:
+            inv.first_seen_at = utc_text(received.received_at)
         self.dirty.add(ev.invoice_id)
         return self._record(received, ev, seq, d.status, d, key=key, live=1)
 
@@ -268,7 +266,7 @@ class Batch:
         at = received.received_at
         self.rows.append(
             EventRow(seq, self.provider, None, 0, None, None, None, None, "invalid", str(exc),
-                     None, None, 0, 0, None, None, None, at.isoformat(), 0, received.headers,
+                     None, None, 0, 0, None, None, None, utc_text(at), 0, received.headers,
                      received.raw, self.on_unknown, self.fingerprint, None)
         )  # fmt: skip
         return construct(
@@ -300,13 +298,14 @@ class Batch:
         at = received.received_at
         self.rows.append(
             EventRow(
-                seq=seq, provider=self.provider, event_id=ev.event_id, live=live,
+                seq=seq, provider=self.provider, event_id=ev.event_id, in_fold=live,
                 invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
-                status=ev.status, outcome=status, reason=reason, from_state=frm, to_state=to,
+                status_snapshot=ev.status, outcome=status, reason=reason, from_state=frm,
+                to_state=to,
                 retryable=int(retryable), adopted=int(adopted),
-                occurred_at=ev.occurred_at.isoformat() if ev.occurred_at else None,
-                fold_time=key.time if key else None, fold_rank=key.rank if key else None,
-                received_at=at.isoformat(), revisions=0, headers=received.headers,
+                occurred_at=utc_text(ev.occurred_at) if ev.occurred_at else None,
+                fold_order=key.time if key else None, lifecycle_rank=key.rank if key else None,
+                received_at=utc_text(at), revisions=0, headers=received.headers,
                 body=received.raw, policy=self.on_unknown, chart=self.fingerprint,
                 inferred=inferred_text(d.inferred) if d else None,
             )
@@ -342,7 +341,7 @@ class Batch:
         self.flush()
         done = refold(
             self.tx, self.versions, invoice_id, self.on_unknown, cause=seq,
-            now=self.clock().isoformat(), live=self.live,
+            now=utc_text(self.clock()), live=self.live,
         )  # fmt: skip
         if done.outcome is None:  # the row was just written live: the fold always meets it
             raise RuntimeError(f"event #{seq} vanished from its invoice's fold")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,6 +35,7 @@ from ..store import open_store
 from ..store.base import EventRow, InvoiceRow, ReadTx, WriteTx
 from ..store.sqlite import Synchronous
 from ._batch import Batch, Refolded, refold
+from ._clock import utc_now, utc_text
 from .decide import OnUnknown
 from .delivery import receive
 from .fold import fold
@@ -46,14 +47,10 @@ Body = bytes | bytearray | memoryview | str | Mapping[str, Any]
 Delivery = Body | tuple[Body, Mapping[str, Any] | None]
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _invoice_state(row: InvoiceRow) -> InvoiceState:
     return InvoiceState(
         provider=row.provider, invoice_id=row.invoice_id, state=row.state,
-        canonical=row.canonical, version=row.version, created_at=row.created_at,
+        canonical=row.canonical, version=row.version, created_at=row.first_seen_at,
         updated_at=row.updated_at,
     )  # fmt: skip
 
@@ -102,7 +99,7 @@ class Engine:
         on_unknown: OnUnknown = "adopt",
         synchronous: Synchronous = "NORMAL",
         batch_size: int = 2000,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] = utc_now,
         readonly: bool = False,
     ) -> None:
         if on_unknown not in ("adopt", "reject"):
@@ -282,7 +279,7 @@ class Engine:
             redo = set(found.invoices)
         if repair and redo:
             with self.store.write() as wtx:
-                now = self.clock().isoformat()
+                now = utc_text(self.clock())
                 for prov, iid in sorted(redo):
                     versions = self._versions_of(prov)
                     done = refold(
@@ -374,7 +371,8 @@ def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, no
         [
             InvoiceRow(
                 provider, invoice_id, done.state, done.canonical if done.state else None,
-                (old.version if old else 0) + 1, old.created_at if old else now, now, *done.key,
+                (old.version if old else 0) + 1, old.first_seen_at if old else now, now,
+                *done.key,
             )
         ]
     )  # fmt: skip

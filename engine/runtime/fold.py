@@ -63,8 +63,9 @@ def stored_event(chart: Chart, row: EventRow) -> Event:
     return construct(
         Event, provider=chart.name, event_id=row.event_id, derived_id=False,
         invoice_id=row.invoice_id, event_type=row.event_type,
-        trigger=spec.trigger if spec else None, status=row.status,
-        status_state=chart.state_for_status(row.status), occurred_at=None, payload=payload,
+        trigger=spec.trigger if spec else None, status=row.status_snapshot,
+        status_state=chart.state_for_status(row.status_snapshot), occurred_at=None,
+        payload=payload,
     )  # fmt: skip
 
 

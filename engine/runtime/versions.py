@@ -18,6 +18,7 @@ from datetime import datetime
 from ..chart import Chart, parse_chart
 from ..errors import ChartError
 from ..store.base import ChartRecord, ReadTx
+from ._clock import utc_text
 
 __all__ = ["VersionResolver", "Versions", "fingerprint"]
 
@@ -45,7 +46,7 @@ class Versions:
         spec = current.spec.model_dump_json()
         self.fingerprint = hashlib.sha256(spec.encode()).hexdigest()[:16]
         #: The row that keeps this version in the store, and whether a commit already has.
-        self.record = ChartRecord(self.fingerprint, current.name, spec, now.isoformat())
+        self.record = ChartRecord(self.fingerprint, current.name, spec, utc_text(now))
         self.recorded = False
         self._known: dict[str, Chart] = {self.fingerprint: current}
 

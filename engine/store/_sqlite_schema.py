@@ -5,9 +5,9 @@ Three tables, readable as they are in Datasette or ``sqlite-utils``:
 - ``invoices``: one row per (provider, invoice id): state, canonical state, version, timestamps,
   and the fold key of the last event folded into it (to tell a late arrival in O(1)).
 - ``events``: every delivery ever received, whatever its outcome, with the raw body bytes and
-  the (redacted) headers. ``live = 1`` marks the row that stands for an event in the invoice's
-  fold; duplicates, invalid deliveries and superseded attempts have ``live = 0``. A partial
-  unique index on (provider, event_id) where live = 1 makes double-applying impossible even
+  the (redacted) headers. ``in_fold = 1`` marks the row that stands for an event in the invoice's
+  fold; duplicates, invalid deliveries and superseded attempts have ``in_fold = 0``. A partial
+  unique index on (provider, event_id) where in_fold = 1 makes double-applying impossible even
   for several processes on one file.
 - ``revisions``: the audit trail of outcomes changed when a late event re-folded an invoice.
 - ``charts``: every version of a chart that decided events, by fingerprint (``events.chart``),
@@ -35,9 +35,11 @@ __all__ = [
     "create_private",
     "create_schema",
     "set_wal",
+    "view_as_current",
 ]
 
-#: 1: events, invoices, revisions. 2: events.policy, .chart and .inferred, and the charts table.
+#: 1: events, invoices, revisions. 2: events.policy, .chart and .inferred, the charts table, and
+#: columns renamed to say what they hold (live -> in_fold, status -> status_snapshot, …).
 SCHEMA_VERSION = 2
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
@@ -45,11 +47,11 @@ _EVENT_COLUMNS = {
     "seq": int,
     "provider": str,
     "event_id": str,
-    "live": int,
+    "in_fold": int,  # 1: this row stands for its event in the invoice's fold
     "invoice_id": str,
     "event_type": str,
     "trigger": str,
-    "status": str,
+    "status_snapshot": str,  # the invoice status the provider reported with the event
     "outcome": str,
     "reason": str,
     "from_state": str,
@@ -57,8 +59,8 @@ _EVENT_COLUMNS = {
     "retryable": int,
     "adopted": int,
     "occurred_at": str,
-    "fold_time": int,
-    "fold_rank": int,
+    "fold_order": int,  # occurrence time in µs since the epoch; arrival number if untimed
+    "lifecycle_rank": int,  # breaks ties in fold_order: earlier in the lifecycle first
     "received_at": str,
     "revisions": int,
     "headers": str,
@@ -81,10 +83,10 @@ _INVOICE_COLUMNS = {
     "state": str,
     "canonical": str,
     "version": int,
-    "created_at": str,
+    "first_seen_at": str,  # when this engine first recorded the invoice (not the provider's)
     "updated_at": str,
-    "last_time": int,
-    "last_rank": int,
+    "last_fold_order": int,  # the fold key of the last event folded in
+    "last_lifecycle_rank": int,
     "last_event_id": str,
 }
 
@@ -167,8 +169,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
                 "events",
                 _EVENT_COLUMNS,
                 pk="seq",
-                not_null={"provider", "live", "outcome", "received_at", "revisions"},
-                defaults={"live": 0, "revisions": 0, "retryable": 0, "adopted": 0},
+                not_null={"provider", "in_fold", "outcome", "received_at", "revisions"},
+                defaults={"in_fold": 0, "revisions": 0, "retryable": 0, "adopted": 0},
                 if_not_exists=True,
             ),
             db.create_table_sql(
@@ -181,9 +183,9 @@ def create_schema(conn: sqlite3.Connection) -> None:
             db.create_table_sql("revisions", _REVISION_COLUMNS, pk="id", if_not_exists=True),
             # sqlite-utils' create_index has no WHERE clause: the partial indexes are plain SQL.
             "CREATE UNIQUE INDEX IF NOT EXISTS events_live_event"
-            " ON events(provider, event_id) WHERE live = 1",
-            "CREATE INDEX IF NOT EXISTS events_invoice_fold"
-            " ON events(provider, invoice_id, fold_time, fold_rank, event_id) WHERE live = 1",
+            " ON events(provider, event_id) WHERE in_fold = 1",
+            "CREATE INDEX IF NOT EXISTS events_invoice_fold ON events(provider, invoice_id,"
+            " fold_order, lifecycle_rank, event_id) WHERE in_fold = 1",
             "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
             "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
             "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
@@ -193,6 +195,14 @@ def create_schema(conn: sqlite3.Connection) -> None:
             "ALTER TABLE events ADD COLUMN policy TEXT",
             "ALTER TABLE events ADD COLUMN chart TEXT",
             "ALTER TABLE events ADD COLUMN inferred TEXT",
+            # names that say what they hold (SQLite rewrites the indexes that use them)
+            "ALTER TABLE events RENAME COLUMN live TO in_fold",
+            "ALTER TABLE events RENAME COLUMN status TO status_snapshot",
+            "ALTER TABLE events RENAME COLUMN fold_time TO fold_order",
+            "ALTER TABLE events RENAME COLUMN fold_rank TO lifecycle_rank",
+            "ALTER TABLE invoices RENAME COLUMN created_at TO first_seen_at",
+            "ALTER TABLE invoices RENAME COLUMN last_time TO last_fold_order",
+            "ALTER TABLE invoices RENAME COLUMN last_rank TO last_lifecycle_rank",
         ]
     statements.append(
         db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)
@@ -200,6 +210,30 @@ def create_schema(conn: sqlite3.Connection) -> None:
     for sql in statements:
         conn.execute(sql)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def view_as_current(conn: sqlite3.Connection, version: int) -> None:
+    """Show an older file's tables under today's names, without writing to it.
+
+    Read-only connections may still create TEMP objects (they live outside the file): views
+    named like the tables shadow them, so every query reads an older file as if it were
+    current. Columns an older version did not record read as NULL.
+    """
+    if version != 1:
+        raise ValueError(f"no view for schema version {version}")
+    renamed = {"in_fold": "live", "status_snapshot": "status", "fold_order": "fold_time",
+               "lifecycle_rank": "fold_rank", "first_seen_at": "created_at",
+               "last_fold_order": "last_time", "last_lifecycle_rank": "last_rank"}  # fmt: skip
+    added = {"policy", "chart", "inferred"}
+    for table, columns in (("events", _EVENT_COLUMNS), ("invoices", _INVOICE_COLUMNS)):
+        select = ", ".join(
+            f"NULL AS {c}" if c in added else f"{renamed.get(c, c)} AS {c}" for c in columns
+        )
+        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM main.{table}")
+    conn.execute(
+        "CREATE TEMP TABLE charts"
+        f" ({', '.join(f'{c} TEXT' for c in _CHART_COLUMNS)}, PRIMARY KEY (fingerprint))"
+    )
 
 
 #: The tables a file of ours has, at any schema version.

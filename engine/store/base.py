@@ -7,7 +7,7 @@ The runtime never writes SQL and never holds a connection: it opens a transactio
 tuple of its columns, in column order), so the per-delivery path builds no second copy.
 
 ``events.status`` is the provider's status snapshot; ``events.outcome`` is the engine's verdict.
-The *fold key* of a live event — ``(fold_time, fold_rank, event_id)`` — is the order it counts
+The *fold key* of a live event — ``(fold_order, lifecycle_rank, event_id)`` — is the order it counts
 in: occurrence time in microseconds since the epoch and the lifecycle rank for charts with
 event times, the arrival sequence number for charts without.
 """
@@ -60,12 +60,12 @@ class EventRow(NamedTuple):
     provider: str
     event_id: str | None
     #: 1 for the row that counts for its event id; 0 for duplicates, invalid, superseded rows.
-    live: int
+    in_fold: int
     invoice_id: str | None
     event_type: str | None
     trigger: str | None
     #: The provider's status snapshot carried by the delivery (not the engine's outcome).
-    status: str | None
+    status_snapshot: str | None
     #: The engine's verdict: applied, unchanged, duplicate, rejected or invalid.
     outcome: str
     reason: str | None
@@ -74,8 +74,10 @@ class EventRow(NamedTuple):
     retryable: int
     adopted: int
     occurred_at: str | None
-    fold_time: int | None
-    fold_rank: int | None
+    #: Occurrence time in µs since the epoch (arrival number for charts without event times).
+    fold_order: int | None
+    #: Breaks ties in ``fold_order``: earlier in the lifecycle first.
+    lifecycle_rank: int | None
     received_at: str
     revisions: int
     headers: str | None
@@ -90,7 +92,7 @@ class EventRow(NamedTuple):
     @property
     def key(self) -> FoldKey:
         """The event's fold key (live rows about an invoice always have one)."""
-        return FoldKey(self.fold_time or 0, self.fold_rank or 0, self.event_id or "")
+        return FoldKey(self.fold_order or 0, self.lifecycle_rank or 0, self.event_id or "")
 
 
 class InvoiceRow(NamedTuple):
@@ -102,16 +104,17 @@ class InvoiceRow(NamedTuple):
     canonical: str | None
     #: Bumped every time an event is folded into the invoice.
     version: int
-    created_at: str
+    #: When this engine first recorded the invoice (processing time, not the provider's date).
+    first_seen_at: str
     updated_at: str
     #: The fold key of the last event folded in, to tell a late arrival in O(1).
-    last_time: int
-    last_rank: int
+    last_fold_order: int
+    last_lifecycle_rank: int
     last_event_id: str
 
     @property
     def key(self) -> FoldKey:
-        return FoldKey(self.last_time, self.last_rank, self.last_event_id)
+        return FoldKey(self.last_fold_order, self.last_lifecycle_rank, self.last_event_id)
 
 
 class RevisedOutcome(NamedTuple):
@@ -225,7 +228,7 @@ class WriteTx(ReadTx, Protocol):
     def insert_events(self, rows: Sequence[EventRow]) -> None: ...
 
     def upsert_invoices(self, rows: Sequence[InvoiceRow]) -> None:
-        """Insert or update; an existing row keeps its ``created_at``."""
+        """Insert or update; an existing row keeps its ``first_seen_at``."""
         ...
 
     def supersede(self, seq: int, by_seq: int) -> None:

@@ -28,6 +28,7 @@ from ._sqlite_schema import (
     create_private,
     create_schema,
     set_wal,
+    view_as_current,
 )
 from .base import (
     ChartRecord,
@@ -58,29 +59,26 @@ _UPSERT_INVOICE = f"""
 INSERT INTO invoices ({_INVOICE_NAMES}) VALUES ({_in(len(InvoiceRow._fields))})
 ON CONFLICT (provider, invoice_id) DO UPDATE SET
   state = excluded.state, canonical = excluded.canonical, version = excluded.version,
-  updated_at = excluded.updated_at, last_time = excluded.last_time,
-  last_rank = excluded.last_rank, last_event_id = excluded.last_event_id
+  updated_at = excluded.updated_at, last_fold_order = excluded.last_fold_order,
+  last_lifecycle_rank = excluded.last_lifecycle_rank, last_event_id = excluded.last_event_id
 """
 _REVISION_NAMES = ", ".join(RevisionRow._fields)
 _INSERT_REVISION = (
     f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_in(len(RevisionRow._fields))})"
 )
-_FOLD_SQL = """
-SELECT {columns} FROM events WHERE provider = ? AND invoice_id = ? AND live = 1
-ORDER BY fold_time, fold_rank, event_id
+_FOLD_SQL = f"""
+SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ? AND in_fold = 1
+ORDER BY fold_order, lifecycle_rank, event_id
 """
 
 
 class _Tx:
     """Reads and writes on the store's connection, inside a transaction the store opened."""
 
-    __slots__ = ("_conn", "_events", "_fold_sql", "_has_chart")
+    __slots__ = ("_conn",)
 
-    def __init__(self, conn: sqlite3.Connection, columns: dict[str, str]) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._events = ", ".join(columns.values())  # what SELECT names for an EventRow
-        self._fold_sql = _FOLD_SQL.format(columns=self._events)
-        self._has_chart = columns["chart"] == "chart"
 
     # ------------------------------------------------------------------- reads
 
@@ -115,7 +113,7 @@ class _Tx:
     def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
         row = self._conn.execute(
             "SELECT seq, outcome, retryable FROM events"
-            " WHERE provider = ? AND event_id = ? AND live = 1",
+            " WHERE provider = ? AND event_id = ? AND in_fold = 1",
             (provider, event_id),
         ).fetchone()
         return None if row is None else LiveEvent(row[0], row[1], bool(row[2]))
@@ -125,7 +123,7 @@ class _Tx:
         for part in _chunks(event_ids):
             for event_id, seq, outcome, retryable in self._conn.execute(
                 "SELECT event_id, seq, outcome, retryable FROM events WHERE provider = ?"
-                f" AND live = 1 AND event_id IN ({_in(len(part))})",
+                f" AND in_fold = 1 AND event_id IN ({_in(len(part))})",
                 (provider, *part),
             ):
                 found[event_id] = LiveEvent(seq, outcome, bool(retryable))
@@ -134,20 +132,19 @@ class _Tx:
     def fold_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
         # read through the events_invoice_fold index: O(this invoice's events)
         return [
-            EventRow._make(row)
-            for row in self._conn.execute(self._fold_sql, (provider, invoice_id))
+            EventRow._make(row) for row in self._conn.execute(_FOLD_SQL, (provider, invoice_id))
         ]
 
     def explain_fold(self) -> list[str]:
-        rows = self._conn.execute(f"EXPLAIN QUERY PLAN {self._fold_sql}", ("?", "?")).fetchall()
+        rows = self._conn.execute(f"EXPLAIN QUERY PLAN {_FOLD_SQL}", ("?", "?")).fetchall()
         return [str(r[3]) for r in rows]
 
     def history_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
         return [
             EventRow._make(row)
             for row in self._conn.execute(
-                f"SELECT {self._events} FROM events WHERE provider = ? AND invoice_id = ?"
-                " ORDER BY live DESC, fold_time, fold_rank, event_id, seq",
+                f"SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ?"
+                " ORDER BY in_fold DESC, fold_order, lifecycle_rank, event_id, seq",
                 (provider, invoice_id),
             )
         ]
@@ -156,7 +153,7 @@ class _Tx:
         where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
         rows = self._conn.execute(
             "SELECT DISTINCT provider, invoice_id FROM events"
-            f" WHERE live = 1 AND invoice_id IS NOT NULL {where}",
+            f" WHERE in_fold = 1 AND invoice_id IS NOT NULL {where}",
             args,
         ).fetchall()
         return [(p, i) for p, i in rows]
@@ -170,13 +167,11 @@ class _Tx:
 
     def event_rows(self, first: int = 1, last: int | None = None) -> Iterator[EventRow]:
         bound = (first, last if last is not None else 2**63 - 1)
-        sql = f"SELECT {self._events} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"
+        sql = f"SELECT {_EVENT_NAMES} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"
         for row in self._conn.execute(sql, bound):
             yield EventRow._make(row)
 
     def chart_record(self, fingerprint: str) -> ChartRecord | None:
-        if not self._has_chart:  # an older file, read as it is: no chart was recorded
-            return None
         row = self._conn.execute(
             f"SELECT {', '.join(ChartRecord._fields)} FROM charts WHERE fingerprint = ?",
             (fingerprint,),
@@ -185,10 +180,9 @@ class _Tx:
 
     def chart_versions(self, provider: str | None = None) -> dict[tuple[str, str | None], int]:
         where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
-        chart = "chart" if self._has_chart else "NULL"
         rows = self._conn.execute(
-            f"SELECT provider, {chart} AS version, COUNT(*) FROM events"
-            f" WHERE live = 1 AND invoice_id IS NOT NULL {where} GROUP BY provider, version",
+            "SELECT provider, chart, COUNT(*) FROM events"
+            f" WHERE in_fold = 1 AND invoice_id IS NOT NULL {where} GROUP BY provider, chart",
             args,
         )
         return {(p, c): n for p, c, n in rows}
@@ -211,7 +205,7 @@ class _Tx:
 
     def supersede(self, seq: int, by_seq: int) -> None:
         self._conn.execute(
-            "UPDATE events SET live = 0, reason = reason || ? WHERE seq = ?",
+            "UPDATE events SET in_fold = 0, reason = reason || ? WHERE seq = ?",
             (f"; superseded by #{by_seq}", seq),
         )
 
@@ -287,11 +281,14 @@ class SqliteStore:
             raise StoreError(f"can't open {self.path!r} as a SQLite database: {exc}") from None
         self._conn = conn
         self._lock = threading.RLock()
-        self._tx = _Tx(conn, self._columns(conn))
-        if not readonly and version < SCHEMA_VERSION:
-            with self.write():
-                create_schema(conn)
-            self._tx = _Tx(conn, self._columns(conn))  # the columns the schema now has
+        self._tx = _Tx(conn)
+        if version < SCHEMA_VERSION:
+            if readonly:  # read an older file as it is, through views under today's names
+                with self.read():
+                    view_as_current(conn, version)
+            else:
+                with self.write():
+                    create_schema(conn)
 
     def _check_ours(self, conn: sqlite3.Connection) -> int:
         """The file's schema version, once it is known to be ours (nothing is written)."""
@@ -316,13 +313,6 @@ class SqliteStore:
         if version == 0 and self.readonly:
             raise StoreError(f"{name!r} is not an invoice-engine database yet (it is empty)")
         return version
-
-    @staticmethod
-    def _columns(conn: sqlite3.Connection) -> dict[str, str]:
-        """Each events column as SELECT should name it: an older file opened read-only lacks
-        the newer columns, which then read as NULL."""
-        present = {r[1] for r in conn.execute("PRAGMA table_info(events)")}
-        return {c: c if c in present else f"NULL AS {c}" for c in EventRow._fields}
 
     @contextmanager
     def write(self) -> Iterator[_Tx]:
