@@ -46,6 +46,9 @@ class Outcome(BaseModel):
     #: Steps the engine inferred along the chart to catch up with the status the event
     #: reported, when its own step was illegal (``"finalize: draft → open"``); see the README.
     inferred: tuple[str, ...] = ()
+    #: How many *other* events' outcomes this event's late arrival revised when it re-folded
+    #: the invoice (a payment that no longer counts, say): look at them with ``history``.
+    caused_revisions: int = 0
 
     def __str__(self) -> str:
         who = f"{self.provider}/{self.invoice_id}" if self.invoice_id else self.provider
@@ -64,6 +67,8 @@ class Outcome(BaseModel):
             tail += f" (inferred: {'; '.join(self.inferred)})"
         if self.retryable:
             tail += " [retryable]"
+        if self.caused_revisions:
+            tail += f" [revised {self.caused_revisions} earlier outcomes]"
         return f"{self.status:<9} {who} {what}{move}{tail}"
 
 
@@ -116,6 +121,8 @@ class ReplayReport(BaseModel):
     unrepaired: list[Mismatch] = []
     #: Things worth knowing that are not mismatches (events decided under an earlier chart).
     notes: list[str] = []
+    #: How many events' outcomes the repair (or ``rechart``) rewrote, each kept as a revision.
+    revised: int = 0
 
     @property
     def ok(self) -> bool:
@@ -134,5 +141,7 @@ class ReplayReport(BaseModel):
                 fixed = len(self.mismatches) - len(self.unrepaired)
                 lines.append(f"repaired {fixed}; could not repair {len(self.unrepaired)}")
                 lines += [f"  {m}" for m in self.unrepaired[:50]]
+        if self.revised:
+            lines.append(f"rewrote {self.revised} outcomes (each kept as a revision)")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -114,6 +114,20 @@ def delete_invoice_behind_the_engine(path: str | Path, invoice_id: str) -> None:
         conn.execute("DELETE FROM invoices WHERE invoice_id = ?", (invoice_id,))
 
 
+def tamper_canonical_behind_the_engine(path: str | Path, invoice_id: str, canonical: str) -> None:
+    """Overwrite an invoice's stored canonical state."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute(
+            "UPDATE invoices SET canonical = ? WHERE invoice_id = ?", (canonical, invoice_id)
+        )
+
+
+def delete_events_behind_the_engine(path: str | Path, invoice_id: str) -> None:
+    """Lose every event row of an invoice, keeping its invoice row."""
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM events WHERE invoice_id = ?", (invoice_id,))
+
+
 @contextmanager
 def invoice_writes_fail(path: str | Path) -> Iterator[None]:
     """While inside, every write of an ``invoices`` row fails (a trigger raises 'boom')."""

@@ -367,3 +367,15 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
         err = proc.stderr.read()
     assert b"Traceback" not in err, err.decode(errors="replace")
     assert proc.returncode == 1
+
+
+def test_output_never_overwrites_a_database(tmp_path: Path, good_db: Path) -> None:
+    path = tmp_path / "rr.db"
+    shutil.copyfile(good_db, path)
+    before = path.read_bytes()
+    res = run(
+        "diagram", "stripe", "--invoice", PAID, "--db", str(path), "-o", str(path), "-f", "svg"
+    )
+    assert res.exit_code == 1
+    assert "is a SQLite database" in res.stderr
+    assert path.read_bytes() == before

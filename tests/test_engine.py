@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +281,47 @@ def test_a_reported_status_the_chart_cannot_reach_stays_rejected() -> None:
     voided = eng.apply("stripe", _stripe("evt_3", "invoice.voided", 1_700_000_200, "void"))
     assert voided.status == "rejected"  # paid -> void: Stripe's chart has no way there
     assert voided.inferred == ()
+
+
+def test_a_late_event_says_how_many_earlier_outcomes_it_revised() -> None:
+    # A late invoice.deleted (before the finalization) re-folds a paid invoice to deleted: the
+    # caller must be told that two recorded outcomes no longer count.
+    eng = Engine(":memory:")
+    eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
+    eng.apply("stripe", _stripe("evt_2", "invoice.finalized", 1_700_000_010, "open"))
+    eng.apply("stripe", _stripe("evt_3", "invoice.paid", 1_700_000_030, "paid"))
+    late = eng.apply("stripe", _stripe("evt_4", "invoice.deleted", 1_700_000_005, "deleted"))
+    assert late.status == "applied"
+    assert late.caused_revisions == 2
+    assert "revised 2 earlier outcomes" in str(late)
+    assert [o.caused_revisions for o in eng.outcomes(late.seq or 0)] == [2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"clock": lambda: "now"}, "clock()"),
+        ({"charts": {"stripe": "x"}}, "give a Chart"),
+    ],
+)
+def test_engine_arguments_of_the_wrong_kind_are_refused(kwargs: Any, words: str) -> None:
+    from engine import EngineError
+
+    with pytest.raises(EngineError, match=re.escape(words)):
+        Engine(":memory:", **kwargs)
+
+
+@pytest.mark.parametrize("deliveries", ["abc", b"abc", {"a": 1}])
+def test_apply_many_wants_an_iterable_of_deliveries(deliveries: Any) -> None:
+    from engine import EngineError
+
+    with pytest.raises(EngineError, match="iterable of bodies"):
+        Engine(":memory:").apply_many("stripe", deliveries)
+
+
+def test_a_readonly_engine_refuses_to_repair(tmp_path: Path) -> None:
+    from engine import EngineError
+
+    Engine(tmp_path / "t.db").close()
+    with Engine(tmp_path / "t.db", readonly=True) as eng, pytest.raises(EngineError, match="read"):
+        eng.replay(repair=True)

@@ -210,3 +210,28 @@ def test_times_are_stored_in_one_format(tmp_path: Path) -> None:
     for text in (row.received_at, row.occurred_at, invoice.first_seen_at, invoice.updated_at):
         assert text is not None
         assert text.endswith("Z"), text
+
+
+@pytest.mark.parametrize("name", ["file:x.db", "file:x.db?mode=memory"])
+def test_sqlite_uri_names_are_refused(
+    tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StoreError, match="URI"):
+        Engine(name)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("db", [None, 3, b"x.db"])
+def test_a_database_name_is_a_path(db: Any) -> None:
+    with pytest.raises(StoreError, match="give a file path"):
+        Engine(db)
+
+
+def test_a_closed_engine_says_so() -> None:
+    eng = Engine(":memory:")
+    eng.close()
+    with pytest.raises(StoreError, match="closed"):
+        eng.apply("stripe", BODY)
+    with pytest.raises(StoreError, match="closed"):
+        eng.state("stripe", "in_1")

@@ -149,6 +149,14 @@ def write_output(output: str, data: str | bytes) -> None:
     """Write ``-o FILE``; a file that can't be written is ``Error: can't write …``."""
     path = Path(output)
     try:
+        with path.open("rb") as existing:
+            if existing.read(16) == b"SQLite format 3\x00":  # a database: never overwrite it
+                raise click.ClickException(
+                    f"{output!r} is a SQLite database; write the output to another file"
+                )
+    except OSError:
+        pass  # not there yet (or unreadable: the write below says why)
+    try:
         if isinstance(data, bytes):
             path.write_bytes(data)
         else:

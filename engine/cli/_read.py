@@ -113,15 +113,16 @@ def history(
     "--rechart",
     is_flag=True,
     help="Re-decide all of history under the charts as they are now (after you edited one), "
-    "recording each changed outcome as a revision. Without it, each event is judged under the "
-    "chart and policy it was decided with.",
+    "each event under the on-unknown policy it came under, recording each changed outcome as "
+    "a revision (the report counts them). Without it, each event is judged under the chart it "
+    "was decided with.",
 )
 @click.option(
     "--on-unknown",
     type=click.Choice(["adopt", "reject"]),
     default=None,
-    help="With --rechart: the policy for an invoice first seen through a non-creating event "
-    "(default: adopt, as apply's).",
+    help="With --rechart: the policy for events recorded before invoice-engine recorded "
+    "policies (schema 1 databases; default: adopt). Every other event keeps its own.",
 )
 @db_option
 @chart_dir_option

@@ -135,6 +135,11 @@ def _summary(final: Final) -> str:
     text = table(rows, ["outcome", "deliveries"])
     if final.revised:
         text += "\n\n" + _revised_note(final.revised)
+    if final.caused > final.revised:  # some revised outcomes were recorded before this run
+        text += (
+            f"\n\nThis run's late deliveries revised {final.caused} outcomes in all, some "
+            "recorded before it: `invoice-engine history` shows each invoice's story."
+        )
     if final.problems:
         text += "\n\nRejected or invalid:\n"
         text += "\n".join(
@@ -229,6 +234,7 @@ def apply(
                 "deliveries": final.total,
                 "counts": {s: final.counts[s] for s in _STATUSES if final.counts[s]},
                 "revised": final.revised,
+                "caused_revisions": final.caused,
                 "rejected_or_invalid": final.failed,
             }
         )

@@ -35,6 +35,8 @@ class Final:
     counts: Counter[str] = field(default_factory=Counter)
     #: How many of the run's outcomes later deliveries revised (``Outcome.revisions > 0``).
     revised: int = 0
+    #: How many outcomes (of this run or earlier ones) the run's late deliveries revised.
+    caused: int = 0
     #: The first ``shown`` rejected or invalid deliveries, with their line numbers.
     problems: list[tuple[int, Outcome]] = field(default_factory=list)
     #: How many more there were beyond ``problems``.
@@ -98,6 +100,7 @@ class RunTally:
         result = Final()
         for line, o in self.outcomes(eng):
             result.counts[o.status] += 1
+            result.caused += o.caused_revisions
             if o.revisions:
                 result.revised += 1
                 if on_revised is not None:

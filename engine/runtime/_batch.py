@@ -61,15 +61,22 @@ class Refolded:
     """What re-folding an invoice found: its state (and that state's canonical one, from the
     chart version that decided it), its last fold key, and the cause's outcome."""
 
-    __slots__ = ("canonical", "key", "outcome", "state")
+    __slots__ = ("canonical", "key", "outcome", "revised", "state")
 
     def __init__(
-        self, state: str | None, canonical: str | None, key: FoldKey, outcome: Outcome | None
+        self,
+        state: str | None,
+        canonical: str | None,
+        key: FoldKey,
+        outcome: Outcome | None,
+        revised: int,
     ) -> None:
         self.state = state
         self.canonical = canonical
         self.key = key
         self.outcome = outcome
+        #: How many events' outcomes the re-fold revised (a revision row each).
+        self.revised = revised
 
 
 def refold(
@@ -86,7 +93,7 @@ def refold(
     """Fold one invoice's live events in fold order, rewriting the outcomes that change.
 
     Each event is decided under the chart version and policy it was recorded with (with
-    ``rechart``: under the current chart and ``on_unknown``, which are then recorded on it).
+    ``rechart``: under the current chart, which is then recorded on it; the policy stays).
     A changed outcome of any event but ``cause`` (the late arrival itself, whose outcome was a
     placeholder) is written to ``revisions``. ``live``, a batch's cache of live events, is
     updated with each event's new outcome. Returns the outcome of event ``cause`` (``None`` for
@@ -97,16 +104,18 @@ def refold(
     canonical: str | None = None
     key = NO_KEY
     result: Outcome | None = None
+    written = 0  # revision rows
     rows = tx.fold_rows(provider, invoice_id)
-    for step in fold(rows, versions.resolver(tx, rechart=rechart), on_unknown, rechart=rechart):
+    for step in fold(rows, versions.resolver(tx, rechart=rechart), on_unknown):
         row, d = step.row, step.decision
         revisions = row.revisions
         recorded = (row.policy, row.chart)  # as RevisedOutcome orders them
-        if rechart:
-            recorded = (on_unknown, versions.fingerprint)
+        if rechart:  # the current chart; each event keeps the policy it came under
+            recorded = (step.policy, versions.fingerprint)
         if step.changed or recorded != (row.policy, row.chart):
             revision = None
             if step.changed and row.seq != cause:
+                written += 1
                 revisions += 1
                 revision = RevisionRow(
                     row.seq, cause, now, row.outcome, d.status, row.from_state, row.to_state,
@@ -134,9 +143,11 @@ def refold(
                 to_state=d.to_state, reason=d.reason, retryable=d.retryable, adopted=d.adopted,
                 occurred_at=datetime.fromisoformat(row.occurred_at) if row.occurred_at else None,
                 received_at=datetime.fromisoformat(row.received_at), seq=row.seq,
-                revisions=revisions, inferred=d.inferred,
+                revisions=revisions, inferred=d.inferred, caused_revisions=0,
             )  # fmt: skip
-    return Refolded(state, canonical, key, result)
+    if result is not None and written:
+        result = result.model_copy(update={"caused_revisions": written})
+    return Refolded(state, canonical, key, result, written)
 
 
 class Batch:
@@ -273,7 +284,7 @@ class Batch:
             Outcome, status="invalid", provider=self.provider, event_id=None, invoice_id=None,
             event_type=None, trigger=None, from_state=None, to_state=None, reason=str(exc),
             retryable=False, adopted=False, occurred_at=None, received_at=at, seq=seq,
-            revisions=0, inferred=(),
+            revisions=0, inferred=(), caused_revisions=0,
         )  # fmt: skip
 
     def _record(
@@ -317,7 +328,7 @@ class Batch:
             invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
             from_state=frm, to_state=to, reason=reason, retryable=retryable, adopted=adopted,
             occurred_at=ev.occurred_at, received_at=at, seq=seq, revisions=0,
-            inferred=d.inferred if d else (),
+            inferred=d.inferred if d else (), caused_revisions=0,
         )  # fmt: skip
 
     def _supersede(self, prior_seq: int, by_seq: int) -> None:

@@ -17,7 +17,7 @@ from typing import Literal
 
 from ..chart.compiled import Chart
 from ..chart.spec import EventSpec
-from ..errors import ChartError, TransitionNotAllowed
+from ..errors import ChartError, TransitionNotAllowed, UnknownState
 from .delivery import Event
 
 __all__ = ["Decision", "OnUnknown", "decide", "fold_rank"]
@@ -96,6 +96,8 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
         return Decision("unchanged", None, None, reason=f"{event.event_type} is about no invoice")
     if state is None:
         return _first_sight(chart, spec, event, on_unknown)
+    if state not in chart.tree or not chart.tree.node(state).leaf:  # history meets an edit
+        raise UnknownState(chart.name, state, chart.states)
 
     if spec.create:
         return Decision("unchanged", state, state, reason=f"invoice already exists in {state!r}")
@@ -142,7 +144,12 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
     try:
         dest = chart.next_state(state, trigger, event.payload)
     except TransitionNotAllowed as exc:
-        if not chart.steps(state, trigger) and state in chart.destinations(trigger):
+        own_guard_refused = bool(chart.steps(state, trigger))
+        if not own_guard_refused:  # a guard that refuses the event's own step is the answer
+            caught_up = _catch_up(chart, state, event, trigger)
+            if caught_up is not None:
+                return caught_up
+        if not own_guard_refused and state in chart.destinations(trigger):
             return Decision(
                 "unchanged",
                 state,
@@ -150,9 +157,6 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
                 trigger,
                 reason=f"already {state!r}: {trigger} took effect",
             )
-        caught_up = _catch_up(chart, state, event, trigger)
-        if caught_up is not None:
-            return caught_up
         return Decision(
             "rejected",
             state,
@@ -173,54 +177,59 @@ def _catch_up(
     chart: Chart, state: str, event: Event, trigger: str | None, *, taken: str | None = None
 ) -> Decision | None:
     """Catch up along the chart to the status the event reports, when the event alone does not
-    get the invoice there (its own step is illegal, or leads short of the reported state).
+    get the invoice there (its own step is illegal here, or leads short of that status).
 
     A provider that says "this invoice is paid" about an invoice we hold as ``draft`` has sent
     (or will send, or lost) the events in between. If the chart can reach the reported state
     from ``state``, the engine takes the shortest chain of transitions there and records the
     steps it inferred; if it can't (``paid`` → ``void`` on Stripe), nothing is inferred. Guards
-    are not evaluated along the chain: the steps' own payloads are what is missing, and the
-    reported status is the evidence of where the invoice is. ``taken``: the state the invoice
+    along the chain are evaluated on this event's payload — the only evidence there is — so a
+    chain never takes a step the delivery itself contradicts. ``taken``: the state the invoice
     was in before the event's own (legal) step led it to ``state``.
     """
     target = event.status_state
     if target is None or target == state or target not in chart.reachable(state):
         return None
-    path = _shortest_path(chart, state, target)
+    path = _shortest_path(chart, state, target, event.payload)
     if path is None:
         return None
     own = taken is None and path[-1][0] == trigger  # the event's own step ends the chain
     inferred = tuple(f"{t}: {a} → {b}" for t, a, b in (path[:-1] if own else path))
-    why = "; ".join(inferred) if inferred else f"{path[-1][0]} past its guard"
     return Decision(
         "applied",
         state if taken is None else taken,
         target,
         trigger or path[-1][0],
-        reason=f"caught up with status {event.status!r} along the chart: {why}",
+        reason=f"caught up with status {event.status!r} along the chart: " + "; ".join(inferred),
         inferred=inferred,
     )
 
 
-def _shortest_path(chart: Chart, start: str, target: str) -> list[tuple[str, str, str]] | None:
-    """The fewest transitions (trigger, from, to) from ``start`` to ``target``, in chart order."""
+def _shortest_path(
+    chart: Chart, start: str, target: str, payload: object
+) -> list[tuple[str, str, str]] | None:
+    """The fewest legal steps (trigger, from, to) from ``start`` to ``target`` — guards read
+    ``payload`` — in chart order."""
     came: dict[str, tuple[str, str, str] | None] = {start: None}
     queue = deque([start])
     while queue:
         here = queue.popleft()
         for t in chart.allowed_triggers(here):
-            for there, _ in chart.steps(here, t):
-                if there is None or there in came:
-                    continue
-                came[there] = (t, here, there)
-                if there == target:
-                    path = []
-                    step = came[there]
-                    while step is not None:
-                        path.append(step)
-                        step = came[step[1]]
-                    return path[::-1]
-                queue.append(there)
+            try:
+                there = chart.next_state(here, t, payload)
+            except TransitionNotAllowed:
+                continue
+            if there in came:
+                continue
+            came[there] = (t, here, there)
+            if there == target:
+                path = []
+                step = came[there]
+                while step is not None:
+                    path.append(step)
+                    step = came[step[1]]
+                return path[::-1]
+            queue.append(there)
     return None
 
 

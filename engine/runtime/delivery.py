@@ -113,7 +113,7 @@ def body_bytes(body: object) -> bytes:
     if isinstance(body, bytearray | memoryview):
         return bytes(body)
     if isinstance(body, str):
-        return body.encode("utf-8", "surrogatepass")
+        return str.encode(body, "utf-8", "surrogatepass")  # not a subclass's own encode
     if isinstance(body, Mapping):
         try:
             text = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -147,6 +147,14 @@ def _parse_body(raw: bytes) -> dict[str, Any]:
         kind = "null" if doc is None else type(doc).__name__.replace("list", "array")
         raise DeliveryError(f"body is a JSON {kind}, expected an object", "$", doc)
     return doc
+
+
+def _broken(exc: Exception) -> str:
+    """An exception raised by a caller's object, described without trusting the object."""
+    try:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    except Exception:
+        return "an error that can't be described"
 
 
 def _short(value: object) -> str:
@@ -199,11 +207,13 @@ def _time(
             when = datetime.fromisoformat(value)
         else:
             when = datetime.strptime(value, spec.format)
+        # in the try: a time near year 1 or 9999 with an offset overflows when made UTC
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        when.timestamp()  # and must be a point the fold key can hold
     except (TypeError, ValueError, OverflowError, OSError):
         raise DeliveryError(
             f"occurrence time at {where} is {_short(value)}, expected {spec.format}", where, value
         ) from None
-    when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
     if when > (now or datetime.now(UTC)) + MAX_CLOCK_SKEW:
         raise DeliveryError(f"occurrence time at {where} is in the future: {value!r}", where, value)
     return when
@@ -315,11 +325,16 @@ def receive(chart: Chart, body: object, headers: object, now: datetime) -> Recei
         raw = body_bytes(body)
     except DeliveryError as exc:  # nothing to keep but what was wrong with it
         raw, problem = f"<{exc}>".encode("utf-8", "replace"), exc
+    except Exception as exc:  # a caller's object that breaks when asked for its bytes
+        problem = DeliveryError(f"the body can't be read: {_broken(exc)}")
+        raw = f"<{problem}>".encode("utf-8", "replace")
     hdrs: dict[str, str] = {}
     try:
         hdrs = normalize_headers(headers)
     except DeliveryError as exc:
         problem = problem or exc
+    except Exception as exc:
+        problem = problem or DeliveryError(f"the headers can't be read: {_broken(exc)}")
     stored_headers = json.dumps(redact_headers(hdrs)) if hdrs else None
     event: Event | DeliveryError
     if problem is not None:

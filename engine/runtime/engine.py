@@ -26,19 +26,19 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from ..chart import Chart, load_chart
 from ..errors import ChartError, EngineError, UnknownProvider
-from ..models import InvoiceState, Mismatch, Outcome, ReplayReport
+from ..models import InvoiceState, Outcome, ReplayReport
 from ..store import open_store
-from ..store.base import EventRow, InvoiceRow, ReadTx, WriteTx
+from ..store.base import EventRow, InvoiceRow
 from ..store.sqlite import Synchronous
-from ._batch import Batch, Refolded, refold
-from ._clock import utc_now, utc_text
+from ._batch import Batch
+from ._clock import utc_now
 from .decide import OnUnknown
 from .delivery import receive
-from .fold import fold
+from .replay import replay
 from .versions import Versions
 
 __all__ = ["Body", "Delivery", "Engine"]
@@ -55,7 +55,7 @@ def _invoice_state(row: InvoiceRow) -> InvoiceState:
     )  # fmt: skip
 
 
-def _outcome(row: EventRow) -> Outcome:
+def _outcome(row: EventRow, caused: int = 0) -> Outcome:
     return Outcome(
         status=row.outcome, provider=row.provider, event_id=row.event_id,
         invoice_id=row.invoice_id, event_type=row.event_type, trigger=row.trigger,
@@ -63,6 +63,7 @@ def _outcome(row: EventRow) -> Outcome:
         retryable=bool(row.retryable), adopted=bool(row.adopted), occurred_at=row.occurred_at,
         received_at=row.received_at, seq=row.seq, revisions=row.revisions,
         inferred=tuple(json.loads(row.inferred)) if row.inferred else (),
+        caused_revisions=caused,
     )  # fmt: skip
 
 
@@ -109,9 +110,12 @@ class Engine:
         if chart_dir is not None and not Path(chart_dir).is_dir():
             raise EngineError(f"chart_dir={str(chart_dir)!r} is not a folder")
         for name, chart in (charts or {}).items():
+            if not isinstance(chart, Chart):
+                raise EngineError(f"charts[{name!r}] is {chart!r}; give a Chart (load_chart)")
             _check_name(chart, name)
-        if clock().tzinfo is None:
-            raise EngineError("clock() returned a naive datetime; give one with a time zone (UTC)")
+        now = clock()
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise EngineError(f"clock() returned {now!r}; give a datetime with a time zone (UTC)")
         self.store = open_store(db, synchronous=synchronous, readonly=readonly)
         self.chart_dir = chart_dir
         self._charts: dict[str, Chart] = dict(charts or {})
@@ -176,6 +180,12 @@ class Engine:
     def iter_apply(self, provider: str, deliveries: Iterable[Delivery]) -> Iterator[Outcome]:
         """Apply a stream, ``batch_size`` deliveries per transaction, yielding each outcome
         once its batch is committed. Memory stays flat however long the stream."""
+        if isinstance(deliveries, str | bytes | bytearray | Mapping):
+            kind = type(deliveries).__name__
+            raise EngineError(
+                f"deliveries is a {kind}: give an iterable of bodies (or (body, headers) pairs);"
+                " apply() takes one delivery"
+            )
         versions = self._versions_of(provider)
         items = iter(deliveries)
         while True:
@@ -232,7 +242,8 @@ class Engine:
         a late event may have revised an outcome since it was first returned (see
         ``Outcome.revisions``)."""
         with self.store.read() as tx:
-            return [_outcome(r) for r in tx.event_rows(first, last)]
+            caused = tx.revisions_caused(first, last)
+            return [_outcome(r, caused.get(r.seq, 0)) for r in tx.event_rows(first, last)]
 
     def invoices(self, provider: str | None = None) -> Iterator[InvoiceState]:
         """Every invoice with a known state, optionally of one provider."""
@@ -262,78 +273,17 @@ class Engine:
             repair: correct the stored outcomes and invoice rows to what the replay finds,
                 inside one write transaction, then check again; what could not be corrected is
                 in ``unrepaired``.
-            rechart: re-decide history under the *current* charts and this engine's policy,
-                recording each changed outcome as a revision (implies ``repair``).
+            rechart: re-decide history under the *current* charts (each event keeps the
+                ``on_unknown`` policy it was decided under; this engine's stands in for events
+                recorded before policies were), recording each changed outcome as a revision
+                (implies ``repair``); the report's ``revised`` counts them.
         """
-        repair = repair or rechart
-        with self.store.read() as tx:
-            providers = {p for p, _ in tx.chart_versions(provider)}
-        for name in sorted(providers | ({provider} if provider else set())):
-            self._versions_of(name)  # every chart loaded (or its error raised) up front
-        with self.store.read() as tx:
-            found = self._check(tx, provider)
-        mismatches = found.mismatches
-        unrepaired: list[Mismatch] = []
-        redo = {(m.provider, m.invoice_id) for m in mismatches}
-        if rechart:
-            redo = set(found.invoices)
-        if repair and redo:
-            with self.store.write() as wtx:
-                now = utc_text(self.clock())
-                for prov, iid in sorted(redo):
-                    versions = self._versions_of(prov)
-                    done = refold(
-                        wtx, versions, iid, self.on_unknown, cause=None, now=now, rechart=rechart
-                    )
-                    _put_invoice(wtx, prov, iid, done, now)
-                unrepaired = self._check(wtx, provider, only=redo).mismatches
-            if rechart:
-                found = _Found(found.invoices, found.events, found.mismatches, [])
-        return ReplayReport(
-            invoices=len(found.invoices), events=found.events, mismatches=mismatches,
-            repaired=repair, unrepaired=unrepaired, notes=found.notes,
+        if (repair or rechart) and self.store.readonly:
+            raise EngineError("this Engine was opened read-only: repair and rechart write")
+        return replay(
+            self.store, self._versions_of, self.on_unknown, self.clock, provider,
+            repair=repair, rechart=rechart,
         )  # fmt: skip
-
-    def _check(
-        self, tx: ReadTx, provider: str | None, only: set[tuple[str, str]] | None = None
-    ) -> _Found:
-        """Fold every invoice (or ``only`` these) from its stored events and compare with what
-        is stored, in one transaction."""
-        pairs = tx.folded_invoices(provider)
-        if only is not None:
-            pairs = [p for p in pairs if p in only]
-        mismatches: list[Mismatch] = []
-        events = 0
-        for prov, iid in pairs:
-            versions = self._versions_of(prov)
-            state: str | None = None
-            for step in fold(tx.fold_rows(prov, iid), versions.resolver(tx), self.on_unknown):
-                events += 1
-                row, d = step.row, step.decision
-                if d.status != row.outcome or d.to_state != row.to_state:
-                    mismatches.append(
-                        Mismatch(provider=prov, invoice_id=iid, what=f"event #{row.seq} outcome",
-                                 stored=f"{row.outcome} → {row.to_state}",
-                                 replayed=f"{d.status} → {d.to_state}")
-                    )  # fmt: skip
-                state = d.state_after
-            stored = tx.invoice(prov, iid)
-            if stored is None or stored.state != state:
-                mismatches.append(
-                    Mismatch(provider=prov, invoice_id=iid, what="state",
-                             stored=stored.state if stored else "(no invoice row)",
-                             replayed=state)
-                )  # fmt: skip
-        notes = []
-        for (prov, version), n in sorted(tx.chart_versions(provider).items(), key=str):
-            current = self._versions_of(prov).fingerprint
-            if only is None and version is not None and version != current:
-                notes.append(
-                    f"{prov}: {n} events were decided under an earlier chart ({version}); they "
-                    "replay under it. replay(rechart=True) (--rechart) re-decides them under "
-                    "the current chart."
-                )
-        return _Found(pairs, events, mismatches, notes)
 
     def close(self) -> None:
         """Close the database connection; the engine can't be used afterwards."""
@@ -355,24 +305,3 @@ def _check_name(chart: Chart, name: str) -> None:
             f"the chart says provider: {chart.name!r}, but it is loaded as {name!r}; "
             "rename one so they match",
         )
-
-
-class _Found(NamedTuple):
-    invoices: list[tuple[str, str]]
-    events: int
-    mismatches: list[Mismatch]
-    notes: list[str]
-
-
-def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, now: str) -> None:
-    """Write a re-folded invoice's row, creating it if it was lost."""
-    old = tx.invoice(provider, invoice_id)
-    tx.upsert_invoices(
-        [
-            InvoiceRow(
-                provider, invoice_id, done.state, done.canonical if done.state else None,
-                (old.version if old else 0) + 1, old.first_seen_at if old else now, now,
-                *done.key,
-            )
-        ]
-    )  # fmt: skip

@@ -79,25 +79,20 @@ def decide_safely(chart: Chart, state: str | None, event: Event, policy: OnUnkno
 
 
 def fold(
-    rows: Iterable[EventRow],
-    version: VersionResolver,
-    on_unknown: OnUnknown,
-    *,
-    rechart: bool = False,
+    rows: Iterable[EventRow], version: VersionResolver, on_unknown: OnUnknown
 ) -> Iterator[Folded]:
     """Decide each of an invoice's live events in turn, from no state, in the rows' order.
 
     Each event is decided with the chart (``version`` of its recorded fingerprint) and the
     ``on_unknown`` policy it was recorded with; ``on_unknown`` stands in for rows written before
-    the policy was recorded, and for every row when ``rechart`` re-decides history anew. A state
-    the chart version does not know (history that spans a chart edit) makes the event
-    ``rejected`` with that reason: a fold never raises.
+    the policy was recorded. A state the chart version does not know (history that spans a
+    chart edit) makes the event ``rejected`` with that reason: a fold never raises.
     """
     state: str | None = None
     for row in rows:
         chart = version(row.chart)
         policy: OnUnknown = on_unknown
-        if not rechart and row.policy in ("adopt", "reject"):
+        if row.policy in ("adopt", "reject"):
             policy = "adopt" if row.policy == "adopt" else "reject"
         event = stored_event(chart, row)
         decision = decide_safely(chart, state, event, policy)

@@ -49,6 +49,8 @@ class Versions:
         self.record = ChartRecord(self.fingerprint, current.name, spec, utc_text(now))
         self.recorded = False
         self._known: dict[str, Chart] = {self.fingerprint: current}
+        #: Recorded fingerprints the store lacks or this release can't read (see replay).
+        self.unreadable: set[str] = set()
 
     def resolver(self, tx: ReadTx, *, rechart: bool = False) -> VersionResolver:
         """A lookup of recorded fingerprints through ``tx`` (``rechart``: always the current)."""
@@ -65,13 +67,16 @@ class Versions:
 
     def _load(self, tx: ReadTx, recorded: str) -> Chart:
         """The recorded chart version, as it was: lint rules added since don't apply to history.
-        A version this release can't read at all (or one the store lacks) gives the current."""
+        A version this release can't read at all (or one the store lacks) gives the current
+        chart, so a late event can still be folded, and is remembered in ``unreadable``."""
         rec = tx.chart_record(recorded)
         if rec is None:
+            self.unreadable.add(recorded)
             return self.current
         source = f"{rec.provider} chart {rec.fingerprint} (as recorded {rec.recorded_at})"
         try:
             spec = parse_chart(json.loads(rec.spec), source, enforce_lint=False)
             return Chart(spec, enforce_lint=False)
         except (ChartError, ValueError):
+            self.unreadable.add(recorded)
             return self.current

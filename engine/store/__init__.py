@@ -7,8 +7,10 @@ for.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ..errors import StoreError
 from .base import Store
 from .sqlite import SqliteStore, Synchronous
 
@@ -24,4 +26,6 @@ def open_store(
         StoreError: ``db`` names no usable database (a URL of a kind with no store here, a
             missing folder, a file that is not an invoice-engine database, …).
     """
+    if not isinstance(db, str | os.PathLike):
+        raise StoreError(f"db={db!r}: give a file path (str or Path), or ':memory:'")
     return SqliteStore(db, synchronous=synchronous, readonly=readonly)

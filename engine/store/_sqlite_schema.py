@@ -110,6 +110,8 @@ def check_path(name: str, readonly: bool) -> None:
     """Refuse, by name, a path that can't be a database file, before anything is created."""
     if name.strip() == "":
         raise StoreError("no database named: give a file path, or ':memory:'")
+    if name.startswith("file:"):  # SQLite would read it as a URI (mode=memory, another path…)
+        raise StoreError(f"{name!r}: SQLite URI names are not accepted; give a plain file path")
     if "://" in name:
         scheme = name.split("://", 1)[0]
         raise StoreError(
@@ -189,6 +191,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
             "CREATE INDEX IF NOT EXISTS events_invoice_seq ON events(provider, invoice_id, seq)",
             "CREATE INDEX IF NOT EXISTS events_event_id ON events(provider, event_id)",
             "CREATE INDEX IF NOT EXISTS revisions_seq ON revisions(seq)",
+            "CREATE INDEX IF NOT EXISTS revisions_cause ON revisions(cause_seq)",
         ]
     elif version == 1:  # rows written before policy and chart were recorded keep them NULL
         statements += [
@@ -203,6 +206,7 @@ def create_schema(conn: sqlite3.Connection) -> None:
             "ALTER TABLE invoices RENAME COLUMN created_at TO first_seen_at",
             "ALTER TABLE invoices RENAME COLUMN last_time TO last_fold_order",
             "ALTER TABLE invoices RENAME COLUMN last_rank TO last_lifecycle_rank",
+            "CREATE INDEX IF NOT EXISTS revisions_cause ON revisions(cause_seq)",
         ]
     statements.append(
         db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)

@@ -213,6 +213,10 @@ class ReadTx(Protocol):
         """The chart version recorded under ``fingerprint``."""
         ...
 
+    def revisions_caused(self, first: int, last: int | None = None) -> dict[int, int]:
+        """How many revisions each event numbered ``first`` to ``last`` caused, by its seq."""
+        ...
+
     def chart_versions(self, provider: str | None = None) -> dict[tuple[str, str | None], int]:
         """How many live events each (provider, chart fingerprint) decided."""
         ...
@@ -246,6 +250,9 @@ class WriteTx(ReadTx, Protocol):
 
 class Store(Protocol):
     """A database the engine records into."""
+
+    #: Opened for reading only: :meth:`write` raises.
+    readonly: bool
 
     def read(self) -> AbstractContextManager[ReadTx]:
         """A read-only transaction over a consistent snapshot of committed data."""

@@ -178,6 +178,15 @@ class _Tx:
         ).fetchone()
         return None if row is None else ChartRecord._make(row)
 
+    def revisions_caused(self, first: int, last: int | None = None) -> dict[int, int]:
+        bound = (first, last if last is not None else 2**63 - 1)
+        rows = self._conn.execute(
+            "SELECT cause_seq, COUNT(*) FROM revisions WHERE cause_seq BETWEEN ? AND ?"
+            " GROUP BY cause_seq",
+            bound,
+        )
+        return {seq: n for seq, n in rows}
+
     def chart_versions(self, provider: str | None = None) -> dict[tuple[str, str | None], int]:
         where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
         rows = self._conn.execute(
@@ -280,6 +289,7 @@ class SqliteStore:
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"can't open {self.path!r} as a SQLite database: {exc}") from None
         self._conn = conn
+        self._closed = False
         self._lock = threading.RLock()
         self._tx = _Tx(conn)
         if version < SCHEMA_VERSION:
@@ -328,6 +338,7 @@ class SqliteStore:
         """
         if self.readonly:
             raise StoreError(f"{self.path!r} was opened read-only")
+        self._check_open()
         with self._lock:
             yield from self._transaction("BEGIN IMMEDIATE")
 
@@ -337,6 +348,7 @@ class SqliteStore:
 
         Inside another transaction of the same thread, it reads in that one.
         """
+        self._check_open()
         with self._lock:
             if self._conn.in_transaction:
                 yield self._tx
@@ -375,4 +387,11 @@ class SqliteStore:
             return tx.explain_fold()
 
     def close(self) -> None:
-        self._conn.close()
+        """Close the connection (after any transaction another thread has open)."""
+        with self._lock:
+            self._closed = True
+            self._conn.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self.path!r} is closed; open a new Engine to use it")
