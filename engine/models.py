@@ -12,15 +12,17 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = ["InvoiceState", "Mismatch", "Outcome", "OutcomeStatus", "ReplayReport"]
 
-OutcomeStatus = Literal["applied", "unchanged", "duplicate", "rejected", "invalid"]
+OutcomeStatus = Literal["applied", "unchanged", "duplicate", "ignored", "rejected", "invalid"]
 
 
 class Outcome(BaseModel):
     """What happened to one delivery.
 
     ``status`` is one of ``applied`` (the invoice changed or was born), ``unchanged`` (legal,
-    nothing to change), ``duplicate`` (this event was already recorded), ``rejected`` (illegal
-    from the invoice's state; ``retryable`` says whether a later delivery could make it legal),
+    nothing to change), ``duplicate`` (this event was already recorded), ``ignored`` (a readable
+    event of a type the chart does not map, e.g. Stripe's ``customer.created``), ``rejected``
+    (illegal from the invoice's state; ``retryable`` says whether a later delivery could make it
+    legal),
     ``invalid`` (the delivery could not be read; ``reason`` names the path and value).
     """
 

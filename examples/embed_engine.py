@@ -3,7 +3,8 @@
 ``handle`` is what a web framework's view would call with the raw request body and headers.
 The status tells the provider what to do next:
 
-- 200: recorded (applied, unchanged, or a duplicate we already have) — don't send it again;
+- 200: recorded (applied, unchanged, a duplicate we already have, or an event type the chart
+  ignores, such as Stripe's ``customer.created``) — don't send it again;
 - 409 with Retry-After: rejected but *retryable* (a later event could make it legal) on a
   provider whose events carry no occurrence time (ChargeOver, Moxie): there the engine decides
   a redelivery of that event again, so asking the provider to retry is the retry;

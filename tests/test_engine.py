@@ -250,7 +250,7 @@ _VALUES = st.recursive(
 def test_apply_never_raises_for_any_python_value(provider: str, body: Any, headers: Any) -> None:
     eng = Engine(":memory:")
     out = eng.apply(provider, body, headers)
-    assert out.status in {"applied", "unchanged", "rejected", "invalid", "duplicate"}
+    assert out.status in {"applied", "unchanged", "rejected", "invalid", "duplicate", "ignored"}
     assert out.status != "invalid" or out.reason
     assert [o.status for o in eng.apply_many(provider, [(body, headers), body])]
     assert len(_db.events(eng)) == 3  # every delivery is a row, whatever it was
@@ -325,3 +325,13 @@ def test_a_readonly_engine_refuses_to_repair(tmp_path: Path) -> None:
     Engine(tmp_path / "t.db").close()
     with Engine(tmp_path / "t.db", readonly=True) as eng, pytest.raises(EngineError, match="read"):
         eng.replay(repair=True)
+
+
+def test_an_event_type_the_chart_does_not_map_is_ignored_not_invalid() -> None:
+    eng = Engine(":memory:")
+    body = {"id": "evt_9", "type": "customer.created", "created": 1_700_000_000,
+            "data": {"object": {"id": "cus_1"}}}  # fmt: skip
+    out = eng.apply("stripe", body)
+    assert (out.status, out.event_type) == ("ignored", "customer.created")
+    assert "unknown event type" in (out.reason or "")
+    assert eng.counts() == {"ignored": 1}

@@ -30,7 +30,7 @@ from engine.errors import ChartError
 from engine.testing import deliveries
 
 CHART_NAMES = sorted(p.stem for p in bundled_chart_dir().glob("*.yaml"))
-STATUSES = {"applied", "unchanged", "duplicate", "rejected", "invalid"}
+STATUSES = {"applied", "unchanged", "duplicate", "ignored", "rejected", "invalid"}
 
 json_values = st.recursive(
     st.none()

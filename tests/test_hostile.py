@@ -113,6 +113,11 @@ def _expected(provider: str, name: str) -> tuple[str, str | None]:
         if chart.state_for_status(str(value)) is not None:
             return "good", None  # the chart maps both spellings (Moxie)
     pattern = PROVIDER[name]
+    in_header = all(loc.header for loc in dm.event_type)  # a header's 7.25 is text
+    if name in ("event_type_unknown.json", "event_type_wrong_case.json") or (
+        name == "event_type_number.json" and in_header
+    ):
+        return "ignored", pattern  # readable, but no event this chart maps
     return ("good", None) if pattern is None else ("invalid", pattern)
 
 
@@ -156,7 +161,7 @@ def test_provider_corpus(chart_name: str) -> None:
             if path.name != "status_wrong_case.json":  # (Moxie's key is derived from the status)
                 assert out.event_id == good.event_id
         else:
-            assert out.status == "invalid", (path.name, out)
+            assert out.status == status, (path.name, out)
             assert out.reason is not None
             assert pattern is not None
             assert re.search(pattern, out.reason), (path.name, out.reason)

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # imported where used: chart-only commands start faster witho
 
 __all__ = ["example_streams_dir", "read_jsonl"]
 
-_STATUSES = ("applied", "unchanged", "duplicate", "rejected", "invalid")
+_STATUSES = ("applied", "unchanged", "duplicate", "ignored", "rejected", "invalid")
 _SHOWN = 10  # rejections / invalid lines listed after an apply
 DEMO_DB = "invoice-engine-demo.db"
 

@@ -28,7 +28,7 @@ from ..store.base import (
 from ._clock import Clock, utc_text
 from ._construct import construct
 from .decide import Decision, OnUnknown, fold_rank
-from .delivery import Event, Received
+from .delivery import Event, Received, UnmappedEvent
 from .fold import decide_safely, fold, inferred_text
 from .versions import Versions
 
@@ -274,15 +274,20 @@ class Batch:
         return self._record(received, ev, seq, d.status, d, key=key, live=1)
 
     def _invalid(self, received: Received, exc: DeliveryError, seq: int) -> Outcome:
+        """An unreadable delivery (``invalid``), or one of a type the chart ignores."""
         at = received.received_at
+        status: OutcomeStatus = "invalid"
+        event_type = None
+        if isinstance(exc, UnmappedEvent):
+            status, event_type = "ignored", exc.event_type
         self.rows.append(
-            EventRow(seq, self.provider, None, 0, None, None, None, None, "invalid", str(exc),
+            EventRow(seq, self.provider, None, 0, None, event_type, None, None, status, str(exc),
                      None, None, 0, 0, None, None, None, utc_text(at), 0, received.headers,
                      received.raw, self.on_unknown, self.fingerprint, None)
         )  # fmt: skip
         return construct(
-            Outcome, status="invalid", provider=self.provider, event_id=None, invoice_id=None,
-            event_type=None, trigger=None, from_state=None, to_state=None, reason=str(exc),
+            Outcome, status=status, provider=self.provider, event_id=None, invoice_id=None,
+            event_type=event_type, trigger=None, from_state=None, to_state=None, reason=str(exc),
             retryable=False, adopted=False, occurred_at=None, received_at=at, seq=seq,
             revisions=0, inferred=(), caused_revisions=0,
         )  # fmt: skip

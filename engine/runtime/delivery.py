@@ -26,6 +26,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "Event",
     "Received",
+    "UnmappedEvent",
     "body_bytes",
     "normalize_headers",
     "read_delivery",
@@ -253,7 +254,7 @@ def read_delivery(
     if spec is None:
         known = ", ".join(sorted(chart.spec.events)[:12])
         where = "+".join(str(loc) for loc in dm.event_type)
-        raise DeliveryError(
+        raise UnmappedEvent(
             f"unknown event type {event_type!r} at {where}; known: {known}", where, event_type
         )
 
@@ -299,6 +300,15 @@ def read_delivery(
         occurred_at=_time(chart, payload, hdrs, now),
         payload=payload,
     )
+
+
+class UnmappedEvent(DeliveryError):
+    """A readable delivery of an event type the chart does not map (Stripe sends a webhook
+    endpoint every event type it subscribes to): recorded as ``ignored``, not ``invalid``."""
+
+    @property
+    def event_type(self) -> str:
+        return str(self.value)
 
 
 class Received(NamedTuple):
