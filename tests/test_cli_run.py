@@ -136,3 +136,39 @@ def test_help_ends_with_example(command: str) -> None:
     res = CliRunner().invoke(main, [command, "--help"])
     assert res.exit_code == 0
     assert "Example: invoice-engine " + command in res.output
+
+
+def test_a_line_longer_than_any_body_is_not_held_whole(tmp_path: Path) -> None:
+    import hashlib
+
+    from engine.cli._run import MAX_LINE_BYTES, bounded_lines
+    from engine.runtime.delivery import MAX_BODY_BYTES, Oversized
+
+    huge = b"x" * (MAX_LINE_BYTES * 3)
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(STRIPE.read_bytes().splitlines()[0] + b"\n" + huge + b"\n{}\n")
+    with src.open("rb") as f:
+        lines = list(bounded_lines(f))
+    assert [type(x) for x in lines] == [bytes, Oversized, bytes]
+    big = lines[1]
+    assert isinstance(big, Oversized)
+    assert big.size == len(huge) + 1
+    assert big.sha256 == hashlib.sha256(huge + b"\n").hexdigest()
+    assert len(big.head) == MAX_BODY_BYTES
+    db = str(tmp_path / "t.db")
+    res = CliRunner().invoke(main, ["apply", "stripe", str(src), "--db", db])
+    assert res.exit_code == 0, res.output
+    rows = _db.events(db)
+    assert [r.outcome for r in rows] == ["applied", "invalid", "invalid"]
+    assert big.sha256 in (rows[1].reason or "")
+    assert len(rows[1].body) == MAX_BODY_BYTES
+
+
+def test_headers_over_the_limit_are_invalid() -> None:
+    from engine import Engine
+
+    out = Engine(":memory:").apply(
+        "stripe", STRIPE.read_bytes().splitlines()[0], {"x": "y" * 70_000}
+    )
+    assert out.status == "invalid"
+    assert "headers are over" in (out.reason or "")

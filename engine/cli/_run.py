@@ -10,6 +10,7 @@ stand after the run (see :mod:`._tally`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections import deque
@@ -21,6 +22,7 @@ import click
 
 from ..chart import available_charts
 from ..models import Outcome
+from ..runtime.delivery import MAX_BODY_BYTES, Oversized
 from ._base import (
     chart_dir_option,
     db_option,
@@ -68,7 +70,9 @@ def _delivery(line: bytes) -> Delivery:
     return line
 
 
-def read_jsonl(stream: Iterable[bytes], lines: deque[int] | None = None) -> Iterator[Delivery]:
+def read_jsonl(
+    stream: Iterable[bytes | Oversized], lines: deque[int] | None = None
+) -> Iterator[Delivery]:
     """Deliveries from a JSONL byte stream, skipping blank lines.
 
     Args:
@@ -77,6 +81,11 @@ def read_jsonl(stream: Iterable[bytes], lines: deque[int] | None = None) -> Iter
             caller can pair outcomes with lines without holding the whole file.
     """
     for number, raw in enumerate(stream, 1):
+        if isinstance(raw, Oversized):  # a line too long to hold: its head, size and hash
+            if lines is not None:
+                lines.append(number)
+            yield raw
+            continue
         line = raw.rstrip(b"\r\n")
         if not line.strip():
             continue
@@ -85,19 +94,45 @@ def read_jsonl(stream: Iterable[bytes], lines: deque[int] | None = None) -> Iter
         yield _delivery(line)
 
 
-def _progress(stream: IO[bytes], total: int | None) -> Iterator[bytes]:
+#: The longest JSONL line held in memory: a body at the limit, escaped in an envelope.
+MAX_LINE_BYTES = 2 * MAX_BODY_BYTES + 64 * 1024
+
+
+def bounded_lines(stream: IO[bytes]) -> Iterator[bytes | Oversized]:
+    """The stream's lines, never holding more than ``MAX_LINE_BYTES`` of one: a longer line is
+    read through in chunks and given as :class:`Oversized` (its head, size and SHA-256)."""
+    while True:
+        line = stream.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return
+        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        digest = hashlib.sha256(line)
+        head, size = line[:MAX_BODY_BYTES], len(line)
+        while not line.endswith(b"\n"):
+            line = stream.readline(1024 * 1024)
+            if not line:
+                break
+            digest.update(line)
+            size += len(line)
+        yield Oversized(head, size, digest.hexdigest())
+
+
+def _progress(stream: IO[bytes], total: int | None) -> Iterator[bytes | Oversized]:
     """The stream's lines, with a progress display on stderr when stderr is a terminal."""
+    lines = bounded_lines(stream)
     if not sys.stderr.isatty():
-        yield from stream
+        yield from lines
         return
     if total:
         with click.progressbar(length=total, label="Applying", file=sys.stderr) as bar:
-            for raw in stream:
-                bar.update(len(raw))
+            for raw in lines:
+                bar.update(raw.size if isinstance(raw, Oversized) else len(raw))
                 yield raw
         return
     n = 0
-    for n, raw in enumerate(stream, 1):
+    for n, raw in enumerate(lines, 1):
         if n % 1000 == 0:
             click.echo(f"\rApplied {n:,} lines", err=True, nl=False)
         yield raw

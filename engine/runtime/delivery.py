@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -24,7 +25,9 @@ from ._construct import construct
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "MAX_HEADER_BYTES",
     "Event",
+    "Oversized",
     "Received",
     "UnmappedEvent",
     "body_bytes",
@@ -40,6 +43,8 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 #: Occurrence times further than this in the future are ``invalid``: a clock that wrong would
 #: pin the invoice's order forever.
 MAX_CLOCK_SKEW = timedelta(days=1)
+#: Headers larger than this in all (names and values) make a delivery ``invalid``.
+MAX_HEADER_BYTES = 64 * 1024
 #: Header names whose values are secrets: stored and printed as ``[redacted]``.
 _SECRET_WORDS = ("signature", "hmac", "secret", "token", "key", "authorization", "cookie")
 
@@ -77,10 +82,17 @@ def normalize_headers(headers: object) -> dict[str, str]:
             f"headers are a {type(headers).__name__}; expected a mapping of name to value"
         )
     out: dict[str, str] = {}
+    size = 0
     try:
         for k, v in headers.items():
             name = k.decode("latin-1") if isinstance(k, bytes) else str(k)
-            out[name.lower()] = v if isinstance(v, str) else _header_text(v)
+            value = v if isinstance(v, str) else _header_text(v)
+            size += len(name) + len(value)
+            if size > MAX_HEADER_BYTES:
+                raise DeliveryError(f"headers are over {MAX_HEADER_BYTES:,} bytes in all")
+            out[name.lower()] = value
+    except DeliveryError:
+        raise
     except Exception as exc:  # a user's object whose __str__ fails: the delivery is unreadable
         raise DeliveryError(f"a header can't be read as text: {exc!r}") from None
     return out
@@ -302,6 +314,17 @@ def read_delivery(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A body too large to hold, as a reader that would not hold it saw it: its first bytes,
+    its size and its SHA-256 (the CLI passes this for a JSONL line over the limit). Not a
+    tuple, so it is never mistaken for a ``(body, headers)`` pair."""
+
+    head: bytes
+    size: int
+    sha256: str
+
+
 class UnmappedEvent(DeliveryError):
     """A readable delivery of an event type the chart does not map (Stripe sends a webhook
     endpoint every event type it subscribes to): recorded as ``ignored``, not ``invalid``."""
@@ -331,6 +354,9 @@ def receive(chart: Chart, body: object, headers: object, now: datetime) -> Recei
     bytes that are stored, so a replay of the stored row decides the same.
     """
     problem: DeliveryError | None = None
+    if isinstance(body, Oversized):
+        problem = _too_large(body.size, body.sha256)
+        body = body.head[:MAX_BODY_BYTES]
     try:
         raw = body_bytes(body)
     except DeliveryError as exc:  # nothing to keep but what was wrong with it
@@ -355,10 +381,13 @@ def receive(chart: Chart, body: object, headers: object, now: datetime) -> Recei
         except DeliveryError as exc:
             event = exc
     if len(raw) > MAX_BODY_BYTES:  # keep the limit's worth; the reason has its size and hash
-        digest = hashlib.sha256(raw).hexdigest()
-        event = DeliveryError(
-            f"body is {len(raw):,} bytes (sha256 {digest}); the limit is {MAX_BODY_BYTES:,},"
-            " and only that much of it is stored"
-        )
+        event = _too_large(len(raw), hashlib.sha256(raw).hexdigest())
         raw = raw[:MAX_BODY_BYTES]
     return Received(raw, stored_headers, event, now)
+
+
+def _too_large(size: int, digest: str) -> DeliveryError:
+    return DeliveryError(
+        f"body is {size:,} bytes (sha256 {digest}); the limit is {MAX_BODY_BYTES:,},"
+        " and only that much of it is stored"
+    )

@@ -37,13 +37,13 @@ from ..store.sqlite import Synchronous
 from ._batch import Batch
 from ._clock import utc_now
 from .decide import OnUnknown
-from .delivery import receive
+from .delivery import Oversized, receive
 from .replay import replay
 from .versions import Versions
 
 __all__ = ["Body", "Delivery", "Engine"]
 
-Body = bytes | bytearray | memoryview | str | Mapping[str, Any]
+Body = bytes | bytearray | memoryview | str | Mapping[str, Any] | Oversized
 Delivery = Body | tuple[Body, Mapping[str, Any] | None]
 
 
