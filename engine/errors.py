@@ -7,10 +7,13 @@ to fix without reading a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ChartError",
+    "ChartProblem",
     "DeliveryError",
     "DiagramError",
     "EngineError",
@@ -32,21 +35,113 @@ class EngineError(Exception):
     """The root of every error this package raises on purpose."""
 
 
-class ChartError(EngineError):
-    """A chart file is broken: unreadable YAML, a wrong shape, or a meaning that does not hold.
+@dataclass(frozen=True, kw_only=True)
+class ChartProblem:
+    """One thing wrong in a chart file, and where.
 
     Attributes:
         source: the file (or ``"<string>"``) the chart came from.
-        location: where inside it, e.g. ``transitions[3].dest``; empty for the whole file.
-        problem: what was wrong, in words.
+        line: the line (1-based) in the file; ``None`` when not known (a chart given as data).
+        column: the column (1-based) on that line; ``None`` when not known.
+        location: where inside the chart, as its YAML reads (``transitions[3].dest``,
+            ``events['invoice.paid'].trigger``); empty for the whole file.
+        problem: what is wrong, in words, naming the value found.
+        subject: the state or transition at ``location``, by name (``state 'deleted'``,
+            ``transition 'pay'``); empty when the location names none, or the problem already
+            does.
     """
 
-    def __init__(self, source: str, location: str, problem: str) -> None:
+    source: str
+    line: int | None = None
+    column: int | None = None
+    location: str = ""
+    problem: str
+    subject: str = ""
+
+    @property
+    def where(self) -> str:
+        """What and where: ``state 'deleted' at states[6].final`` (the location alone when it
+        names no state or transition)."""
+        if self.subject:
+            return f"{self.subject} at {self.location}" if self.location else self.subject
+        return self.location
+
+    def __str__(self) -> str:
+        place = self.source
+        if self.line is not None:
+            place += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        where = self.where
+        return f"{place}: {where}: {self.problem}" if where else f"{place}: {self.problem}"
+
+
+class ChartError(EngineError):
+    """A chart file is broken: unreadable YAML, a wrong shape, or a meaning that does not hold.
+
+    A chart is checked in full before it is refused: :attr:`problems` lists every problem
+    found (in file order), each with its line; ``str()`` says them all. The other attributes
+    are the first problem's.
+
+    Attributes:
+        problems: every problem found, in file order (at least one).
+        source: the file (or ``"<string>"``) the chart came from.
+        location: where inside it, e.g. ``transitions[3].dest``; empty for the whole file.
+        problem: what was wrong, in words.
+        line: the line of the first problem (1-based); ``None`` when not known.
+        column: its column (1-based); ``None`` when not known.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        location: str = "",
+        problem: str = "",
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        subject: str = "",
+        more: Sequence[ChartProblem] = (),
+    ) -> None:
+        first = ChartProblem(
+            source=source,
+            line=line,
+            column=column,
+            location=location,
+            problem=problem,
+            subject=subject,
+        )
+        self.problems: list[ChartProblem] = [first, *more]
         self.source = source
         self.location = location
         self.problem = problem
-        where = f"{source}: {location}" if location else source
-        super().__init__(f"{where}: {problem}")
+        self.line = line
+        self.column = column
+        if not more:
+            message = str(first)
+        else:
+            shown = "\n".join(f"  {p}" for p in self.problems)
+            message = f"{source}: {len(self.problems)} problems:\n{shown}"
+        super().__init__(message)
+
+    @classmethod
+    def of(cls, problems: Sequence[ChartProblem]) -> ChartError:
+        """One error for ``problems`` (at least one), the first of which it is named after."""
+        first, *more = problems
+        return cls(
+            first.source,
+            first.location,
+            first.problem,
+            line=first.line,
+            column=first.column,
+            subject=first.subject,
+            more=more,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_chart_error, (list(self.problems),))
+
+
+def _chart_error(problems: list[ChartProblem]) -> ChartError:
+    return ChartError.of(problems)
 
 
 class UnknownProvider(EngineError):

@@ -1,8 +1,10 @@
-"""engine.chart: broken charts are refused with the file, the place and the problem; YAML traps.
+"""engine.chart: broken charts are refused with every problem, each with the file, the line, the
+place and the problem; YAML traps.
 
-``tests/charts_broken/`` holds one chart per mistake. Each file's first line is
-``# expect: LOCATION: PROBLEM``, the start of what the error must say after the file name, so a
-new case is a new file and no new code.
+``tests/charts_broken/`` holds one chart per mistake (a few hold several). Each file's first
+line is ``# expect: LINE:COLUMN: LOCATION: PROBLEM``, the start of what the first problem must
+say after the file name, and each further problem has a ``# also: …`` line after it; the chart
+must be refused with exactly those problems. A new case is a new file and no new code.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import jsonschema
 import pytest
 
 import engine
+from engine.chart._messages import parse_location
 from engine.chart.load import bundled_chart_dir, load_yaml, parse_chart, read_chart_file
 from engine.chart.spec import ChartSpec
 
@@ -39,20 +42,55 @@ events:
 """
 
 
-def _expected(path: Path) -> str:
-    first = path.read_text(encoding="utf-8").splitlines()[0]
-    assert first.startswith("# expect: "), f"{path.name}: first line must be '# expect: …'"
-    return first.removeprefix("# expect: ")
+def _expected(path: Path) -> list[str]:
+    """What each problem must say after the file name: ``# expect: …``, then ``# also: …``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# expect: "), f"{path.name}: first line must be '# expect: …'"
+    more = [line.removeprefix("# also: ") for line in lines[1:] if line.startswith("# also: ")]
+    return [lines[0].removeprefix("# expect: "), *more]
 
 
 @pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.name)
-def test_broken_chart_is_refused_with_file_location_and_problem(path: Path) -> None:
+def test_broken_chart_is_refused_with_file_line_location_and_problem(path: Path) -> None:
     with pytest.raises(engine.ChartError) as info:
         read_chart_file(path)
     err = info.value
     assert err.source == str(path)
-    assert str(err).startswith(f"{path}: {_expected(path)}"), str(err)
-    assert "Input should be a valid dictionary or instance of" not in str(err)
+    expected = _expected(path)
+    assert len(err.problems) == len(expected), str(err)
+    for problem, want in zip(err.problems, expected, strict=True):
+        # `file:12:5: location: …` with a line, `file: …` for the whole file (an empty one).
+        said = f"{path}{':' if want[0].isdigit() else ': '}{want}"
+        assert str(problem).startswith(said), str(err)
+        assert problem.source == str(path)
+        assert str(problem) in str(err)
+    first = err.problems[0]
+    assert (err.location, err.problem, err.line, err.column) == (
+        first.location,
+        first.problem,
+        first.line,
+        first.column,
+    )
+    assert "Input should be" not in str(err)
+
+
+@pytest.mark.parametrize("path", BROKEN, ids=lambda p: p.name)
+def test_the_line_of_a_problem_is_where_its_key_or_value_is_written(path: Path) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    with pytest.raises(engine.ChartError) as info:
+        read_chart_file(path)
+    for problem in info.value.problems:
+        if problem.line is None or not problem.location or "missing" in problem.problem:
+            continue  # the whole file, or a key that isn't there
+        path_in_chart = parse_location(problem.location)
+        assert path_in_chart, problem
+        last, written = path_in_chart[-1], lines[problem.line - 1]
+        if isinstance(last, str):  # its key is on that line (`dest: payed`), or its owner's
+            # (`invoice.paid: payy` is the shorthand of events['invoice.paid'].trigger)
+            keys = [f"{part}:" for part in path_in_chart if isinstance(part, str)]
+            assert keys[-1] in written or keys[-2] in written, (problem, written)
+        else:  # an item of a list: `- {…}`, or inside `[…]`
+            assert written.lstrip().startswith("- ") or "[" in written, (problem, written)
 
 
 def test_the_corpus_covers_the_known_mistakes() -> None:
@@ -155,8 +193,14 @@ def test_yaml_errors_name_the_line() -> None:
     with pytest.raises(engine.ChartError) as info:
         load_yaml("a: 1\nb: [1, 2\nc: 3\n", "x.yaml")
     assert info.value.source == "x.yaml"
-    assert info.value.location.startswith("line 3")
+    assert (info.value.line, info.value.column, info.value.location) == (3, 2, "")
     assert "line 2" in info.value.problem  # where the unclosed list began
+    assert str(info.value).startswith("x.yaml:3:2: not valid YAML: ")
+
+
+def test_a_key_that_is_a_list_is_a_chart_error_not_a_crash() -> None:
+    with pytest.raises(engine.ChartError, match=r"^x\.yaml:1:3: not valid YAML: a key can't be"):
+        load_yaml("? [a]\n: 1\n", "x.yaml")
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -175,15 +219,24 @@ def test_a_file_that_is_not_utf8_is_a_chart_error(tmp_path: Path) -> None:
 
 
 def test_errors_from_data_name_the_source_given() -> None:
-    with pytest.raises(engine.ChartError, match=r"^<string>: provider: missing \(required\)"):
+    with pytest.raises(engine.ChartError) as info:
         parse_chart({})
-    with pytest.raises(engine.ChartError, match=r"^mine: provider: missing"):
+    assert str(info.value.problems[0]) == "<string>: provider: missing (required)"
+    assert info.value.line is None  # data has no lines
+    with pytest.raises(engine.ChartError) as info:
         parse_chart({}, "mine")
+    assert str(info.value.problems[0]).startswith("mine: provider: missing")
 
 
-def test_several_problems_are_counted() -> None:
-    with pytest.raises(engine.ChartError, match=r"more problems\)$"):
+def test_several_problems_are_each_listed() -> None:
+    with pytest.raises(engine.ChartError) as info:
         parse_chart({"provider": "x"})
+    missing = ["initial", "states", "transitions", "delivery", "events"]
+    assert [p.location for p in info.value.problems] == missing
+    assert str(info.value).splitlines() == [
+        "<string>: 5 problems:",
+        *(f"  <string>: {key}: missing (required)" for key in missing),
+    ]
 
 
 # ------------------------------------------------------------------------------------ schema

@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import pytest
 
@@ -45,6 +46,34 @@ def test_chart_header_names_its_sources_and_assumptions(chart_file: Path) -> Non
     assert "Sources followed" in header
     assert "Assumptions" in header
     assert engine.load_chart(chart_file).spec.sources, "sources: lists the documents followed"
+
+
+def _comments(text: str) -> list[str]:
+    """The comments of a YAML file: whole-line ones, and those after a value (`key: v  # …`)."""
+    found = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            found.append(line.lstrip())
+        elif " #" in line:
+            found.append(line[line.index(" #") + 1 :])
+    return found
+
+
+def test_charts_cite_what_users_can_read(chart_file: Path) -> None:
+    """A chart's sources are the provider's public documentation, by URL: nothing that only
+    exists on the machine it was written on (issue 17, item 7)."""
+    chart = engine.load_chart(chart_file)
+    comments = _comments(chart_file.read_text(encoding="utf-8"))
+    for text in [*chart.spec.sources, *comments]:
+        for private in ("seed", ".txt", "shared/", "PROVIDERS.md"):
+            assert private.lower() not in text.lower(), f"{chart_file.name}: {text!r}"
+    assert chart.spec.sources
+    for source in chart.spec.sources:
+        parsed = urlparse(source)
+        assert (parsed.scheme, bool(parsed.netloc)) == ("https", True), source
+        assert " " not in source, source
+        # The reasoning stays in the chart: its header says what each source is used for.
+        assert source in "\n".join(comments), f"{chart_file.name}: {source} not in the header"
 
 
 def test_every_leaf_has_a_known_canonical_state(chart_file: Path) -> None:

@@ -224,7 +224,8 @@ def test_lint_reports_a_chart_that_does_not_load_and_goes_on() -> None:
     broken = HERE / "charts_broken" / "unknown_key.yaml"
     result = run("lint", str(broken), "stripe")
     assert result.exit_code == 1
-    assert "unknown_key: error: transitions[1].destination: unexpected key" in result.stdout
+    expected = "unknown_key: error: line 12, col 34: transition 'pay' at transitions[1].destination"
+    assert f"{expected}: unexpected key" in result.stdout
     assert "[invalid]" in result.stdout
     assert "stripe: ok" in result.stdout
     report = json.loads(run("lint", str(broken), "--json").stdout)

@@ -322,8 +322,12 @@ def test_the_load_error_lists_every_lint_error() -> None:
     err = info.value
     assert err.location == "states[2]"
     assert "[final-exit]" in err.problem
-    assert "and 1 more lint error(s): pay from open: " in err.problem
-    assert err.problem.endswith("[nondeterminism]")
+    first, second = err.problems  # one problem per lint error, each at its own place
+    assert (first.location, second.location) == ("states[2]", "transitions[1]")
+    assert second.subject == "transition 'pay'"
+    assert second.problem.startswith("'pay' from 'open' goes to 'paid', 'void'")
+    assert second.problem.endswith("[nondeterminism]")
+    assert str(second) in str(err)
 
 
 def test_an_exception_cannot_excuse_an_error() -> None:
@@ -333,8 +337,12 @@ def test_an_exception_cannot_excuse_an_error() -> None:
     assert _rules(findings) == [("final-exit", "paid"), ("excused-error", "paid")]
     assert "only warnings (no-final-path, noncanonical, unused-exception)" in findings[1].message
     assert RULES["excused-error"][0] == "error"
-    with pytest.raises(engine.ChartError, match=r"states\[2\]: .*\[excused-error\]$"):
+    with pytest.raises(engine.ChartError) as info:
         parse_chart(data)
+    assert [(p.location, p.problem.rsplit(" ", 1)[-1]) for p in info.value.problems] == [
+        ("states[2]", "[final-exit]"),
+        ("lint_exceptions[0]", "[excused-error]"),
+    ]
     # Even when the error itself is gone, naming an error rule is refused.
     clean = _data(GOOD, lint_exceptions=[{**exception, "target": "void"}])
     with pytest.raises(engine.ChartError, match=r"^<string>: lint_exceptions\[0\]: .*names an"):

@@ -2,22 +2,44 @@
 
 A location reads like the YAML it points at: ``transitions[3].dest``, ``states[1].states[0]``,
 and ``events['invoice.paid'].trigger`` for keys that contain dots (provider event types do),
-which would otherwise be mistaken for nesting. Pydantic's messages speak Python ("Input should
-be a valid dictionary or instance of EventSpec"); :func:`pydantic_problem` says it in terms of
-the chart file, with the value found and, for a typo'd key, the key that was probably meant.
+which would otherwise be mistaken for nesting. :func:`parse_location` reads one back into the
+keys and indexes it is made of, so the loader can find its line in the file, and
+:func:`subject` names the state or transition it points into (``states[6]`` is
+``state 'deleted'``). Pydantic's messages speak Python ("Input should be a valid dictionary or
+instance of EventSpec"); :func:`pydantic_problem` says it in terms of the chart file, with the
+value found and, for a typo'd key or name, the one that was probably meant.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import re
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel
 
-__all__ = ["key_path", "locate", "pydantic_problem", "unknown"]
+__all__ = [
+    "Path",
+    "clean_loc",
+    "close_to",
+    "key_path",
+    "locate",
+    "meant_key",
+    "parse_location",
+    "pydantic_problem",
+    "shown",
+    "subject",
+    "unknown",
+]
+
+#: A place in a chart as the keys and list indexes that lead there: ``('states', 6, 'final')``.
+Path = tuple[str | int, ...]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOCATION_PART = re.compile(
+    r"""\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\]"""
+)
 
 
 def key_path(prefix: str, key: str) -> str:
@@ -27,23 +49,96 @@ def key_path(prefix: str, key: str) -> str:
     return f"{prefix}[{key!r}]"
 
 
+def close_to(name: str, valid: list[str]) -> str | None:
+    """The name in ``valid`` that ``name`` probably meant: the same but for case, the full name
+    of a nested state given by its own name (``paid`` for ``closed.paid``), or a close spelling.
+    """
+    for v in valid:
+        if v.lower() == name.lower() or v.rsplit(".", 1)[-1] == name:
+            return v
+    close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 def unknown(kind: str, name: str, valid: list[str]) -> str:
-    """``unknown state 'x'; states are: a, b, …``: a misspelled name, and the choices (15)."""
-    shown = ", ".join(valid[:15]) + (", …" if len(valid) > 15 else "")
-    return f"unknown {kind} {name!r}; {kind}s are: {shown}"
+    """``unknown state 'x' (did you mean 'y'?); states are: a, b, …``: the choices (15)."""
+    listed = ", ".join(valid[:15]) + (", …" if len(valid) > 15 else "")
+    meant = close_to(name, valid)
+    hint = f" (did you mean {meant!r}?)" if meant is not None else ""
+    return f"unknown {kind} {name!r}{hint}; {kind}s are: {listed or '(none)'}"
+
+
+def clean_loc(loc: tuple[int | str, ...]) -> Path:
+    """A pydantic error location without its validator steps: only the chart's keys and
+    indexes (``function-after``, ``[key]`` and the like are pydantic's own)."""
+    return tuple(
+        part
+        for part in loc
+        if isinstance(part, int)
+        or not (part in ("function-after", "function-before", "function-plain") or "[" in part)
+    )
 
 
 def locate(loc: tuple[int | str, ...]) -> str:
     """A pydantic error location as the chart file spells it (``transitions[3].dest``)."""
     out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif part in ("function-after", "function-before", "function-plain") or "[" in str(part):
-            continue
-        else:
-            out = key_path(out, str(part))
+    for part in clean_loc(loc):
+        out = f"{out}[{part}]" if isinstance(part, int) else key_path(out, part)
     return out
+
+
+def parse_location(location: str) -> Path | None:
+    """The keys and indexes a location is made of: ``events['a.b'].states[1]`` is
+    ``('events', 'a.b', 'states', 1)``; ``None`` for text that is not a location."""
+    path: list[str | int] = []
+    pos = 0
+    while pos < len(location):
+        m = _LOCATION_PART.match(location, pos)
+        if m is None or (m.group(1) and pos > 0 and location[pos] != "."):
+            return None
+        name, index, quoted = m.groups()
+        path.append(name if name else int(index) if index else ast.literal_eval(quoted))
+        pos = m.end()
+    return tuple(path)
+
+
+def _child(node: Any, part: str | int) -> Any:
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    if isinstance(node, dict):
+        return node.get(part)
+    return None
+
+
+def subject(path: Path, data: Any) -> str:
+    """The state or transition ``path`` points into, by name, read from the chart's ``data``:
+    ``state 'closed.paid'`` for ``states[1].states[0].final``, ``transition 'pay'`` for
+    ``transitions[3].dest``; empty when it points elsewhere or the name isn't a string."""
+    node = data
+    names: list[str] = []
+    for i, part in enumerate(path):
+        node = _child(node, part)
+        if node is None:
+            break
+        if not (isinstance(part, int) and isinstance(node, dict)):
+            continue
+        within, name, trigger = path[i - 1] if i else None, node.get("name"), node.get("trigger")
+        if within == "states" and (i == 1 or names) and isinstance(name, str) and name:
+            names.append(name)
+        elif within == "transitions" and i == 1 and isinstance(trigger, str) and trigger:
+            return f"transition {trigger!r}"
+    # A state's own name is the value at .name: saying it again would only repeat it.
+    return f"state {'.'.join(names)!r}" if names and path[-1] != "name" else ""
+
+
+def shown(value: Any) -> str:
+    """A value as the chart file would write it (``true``, ``null``, ``'text'``), kept short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
 
 
 def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
@@ -80,28 +175,47 @@ def _unexpected_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     if model is None:
         return f"unexpected key {key!r}"
     keys = list(model.model_fields)
+    close = meant_key(key, keys)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    return f"unexpected key {key!r}{hint}; keys here are: {', '.join(keys)}"
+
+
+def meant_key(key: str, keys: list[str]) -> str | None:
+    """The key of ``keys`` a misspelled ``key`` probably meant, if any."""
     # A prefix (destination -> dest) is the likeliest typo; otherwise only a close spelling.
     close = [k for k in keys if key.startswith(k) or k.startswith(key)] or (
         difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
     )
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unexpected key {key!r}{hint}; keys here are: {', '.join(keys)}"
+    return close[0] if close else None
+
+
+#: What a chart file calls the types pydantic expected, by pydantic error type.
+_EXPECTED = {
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+}
 
 
 def pydantic_problem(error: Any, root: type[BaseModel]) -> str:
-    """One pydantic error in the words of a chart file (YAML types, not Python's)."""
+    """One pydantic error in the words of a chart file (YAML types, not Python's), naming the
+    value found."""
     kind, value = error["type"], error.get("input")
     if kind == "missing":
         return "missing (required)"
     if kind == "extra_forbidden":
         return _unexpected_key(root, tuple(error["loc"]))
-    msg: str = error["msg"].removeprefix("Value error, ")
+    msg: str = _EXPECTED.get(kind) or error["msg"].removeprefix("Value error, ")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         is_event = len(error["loc"]) == 2 and error["loc"][0] == "events"
         msg = "expected a trigger name or a mapping" if is_event else "expected a mapping"
-    if kind in ("string_type", "list_type", "model_type", "model_attributes_type", "dict_type"):
-        shown = "null" if value is None else repr(value)
-        msg += f", got {shown}"
+    if kind in (*_EXPECTED, "model_type", "model_attributes_type", "dict_type"):
+        msg += f", got {shown(value)}"
         if kind == "string_type" and isinstance(value, bool | int | float):
             written = str(value).lower() if isinstance(value, bool) else str(value)
             kind_name = {"bool": "a boolean", "int": "an integer", "float": "a number"}
@@ -109,6 +223,14 @@ def pydantic_problem(error: Any, root: type[BaseModel]) -> str:
     elif kind == "too_short":
         n = error["ctx"]["min_length"]
         msg = f"needs at least {n} {'entry' if n == 1 else 'entries'}, got none"
+    elif kind == "string_too_short":
+        msg = f"must not be empty, got {shown(value)}"
     elif kind == "string_pattern_mismatch":
         msg = f"{value!r} doesn't match {error['ctx']['pattern']}"
+    elif (
+        kind != "value_error"
+        and isinstance(value, str | int | float | bool)
+        and shown(value) not in msg
+    ):
+        msg += f" (got {shown(value)})"
     return msg

@@ -20,11 +20,11 @@ and an exception that no longer matches anything is itself reported, so they don
 
 **Errors are refused by the loader.** A chart with an error-level finding (:data:`RULES`) does
 not load: :func:`~engine.chart.load_chart`, :func:`~engine.chart.parse_chart` and
-``Chart(spec)`` raise a :class:`~engine.errors.ChartError` listing every error (see
-:func:`enforce`). Only *warnings* may be excused: an exception that names an error rule excuses
-nothing and is itself an error (``excused-error``), because an error means the chart does
-something it must not (``paid -> disputed`` out of a final state). To lint a chart that has
-errors, :func:`lint` takes its :class:`ChartSpec`, or a chart built with
+``Chart(spec)`` raise a :class:`~engine.errors.ChartError` listing every error, one problem
+each (see :func:`enforce`). Only *warnings* may be excused: an exception that names an error
+rule excuses nothing and is itself an error (``excused-error``), because an error means the
+chart does something it must not (``paid -> disputed`` out of a final state). To lint a chart
+that has errors, :func:`lint` takes its :class:`ChartSpec`, or a chart built with
 ``Chart(spec, enforce_lint=False)`` (``load_chart(..., enforce_lint=False)``).
 """
 
@@ -32,59 +32,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-from ..errors import ChartError
-from ._messages import key_path
+from ..errors import ChartError, ChartProblem
+from ._findings import RULES, Finding, invalid
+from ._messages import key_path, parse_location, subject
 from .compiled import Chart
 from .expr import Guard, json_kind
 from .spec import CANONICAL_STATES, ChartSpec
 from .tree import StateTree
 
-__all__ = ["RULES", "Finding", "enforce", "lint"]
-
-Severity = Literal["error", "warning"]
-
-#: Every rule: its severity and what it catches. Rule names are what ``lint_exceptions`` name.
-RULES: dict[str, tuple[Severity, str]] = {
-    "unreachable": ("error", "no sequence of transitions reaches the state from an initial state"),
-    "dead-end": ("error", "a state that is not final, but that no transition leaves"),
-    "final-exit": ("error", "a final state that a transition leaves"),
-    "no-final-path": ("warning", "no final state can be reached from the state"),
-    "nondeterminism": (
-        "error",
-        "one trigger from one source goes to several targets, not told apart by guards",
-    ),
-    "unknown-trigger": ("error", "an event is mapped to a trigger no transition defines"),
-    "missing-canonical": ("error", "a state has no canonical lifecycle state"),
-    "noncanonical": ("warning", "a canonical name outside engine.chart.CANONICAL_STATES"),
-    "unused-exception": ("warning", "a lint exception that matches no finding"),
-    "excused-error": ("error", "a lint exception that names an error rule (only warnings may be)"),
-}
-
-
-class Finding(BaseModel):
-    """One problem lint found.
-
-    Attributes:
-        rule: the rule's name (a key of :data:`RULES`), as ``lint_exceptions`` spell it.
-        severity: ``"error"`` (the chart is wrong) or ``"warning"`` (it may be on purpose).
-        target: what the finding is about: a state (``open.overdue``), an event type
-            (``invoice.paid``), or ``"TRIGGER from SOURCE"`` for a transition.
-        message: what is wrong, in words.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    rule: str
-    severity: Severity
-    target: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.severity}: {self.target}: {self.message} [{self.rule}]"
+__all__ = ["RULES", "Finding", "enforce", "invalid", "lint"]
 
 
 def _finding(rule: str, target: str, message: str) -> Finding:
@@ -377,17 +335,26 @@ def enforce(chart: Chart, source: str | None = None) -> None:
         source: names the chart in the error (its file); default: the chart's own.
 
     Raises:
-        ChartError: at the first error's place in the chart file (``states[2]``,
-            ``transitions[4]``, ``events['invoice.paid'].trigger``, ``lint_exceptions[0]``),
-            saying every error, each with its rule.
+        ChartError: listing every error, each at its place in the chart file (``states[2]``,
+            ``transitions[4]``, ``events['invoice.paid'].trigger``, ``lint_exceptions[0]``)
+            and with its rule; the loader adds each one's line.
     """
     errors = [f for f in lint(chart) if f.severity == "error"]
     if not errors:
         return
     where = source if source is not None else str(chart.path or f"<chart {chart.name!r}>")
-    first, *more = errors
-    problem = f"{first.message} [{first.rule}]"
-    if more:
-        rest = "; ".join(f"{f.target}: {f.message} [{f.rule}]" for f in more)
-        problem += f"; and {len(more)} more lint error(s): {rest}"
-    raise ChartError(where, _location(chart, first), problem)
+    data = chart.spec.model_dump()
+    problems = []
+    for f in errors:
+        location = _location(chart, f)
+        named = subject(parse_location(location) or (), data)
+        problem = f"{f.message} [{f.rule}]"
+        problems.append(
+            ChartProblem(
+                source=where,
+                location=location,
+                problem=problem,
+                subject=named if named not in problem else "",
+            )
+        )
+    raise ChartError.of(problems)

@@ -8,26 +8,40 @@ delivery map and every status mapping must exist; every state must have a canoni
 state. A chart file must be named after its provider (``stripe.yaml`` says ``provider:
 stripe``). Last, the chart's error-level lint findings are refused
 (:func:`~engine.chart.lint.enforce`): a chart that lint says is wrong does not load. Either
-way a broken chart raises :class:`~engine.errors.ChartError` naming the file, the place inside
-it and what was wrong.
+way a broken chart raises :class:`~engine.errors.ChartError` listing every problem of the
+first stage that has any (structure, then name and meaning, then lint), each with the file, the
+line and column, the state or transition concerned by name and the place inside the chart
+(``state 'deleted' at states[6].final``), the value found and, for a misspelled key or name,
+the one probably meant.
 
-YAML is read with a safe loader that keeps ``on``/``off``/``yes``/``no`` as strings (YAML 1.1
-would turn them into booleans, silently changing a state called ``on`` into ``True``) and that
-refuses duplicate keys (PyYAML would otherwise keep the last one without a word).
+YAML is read safely by :mod:`engine.chart._yaml` (``on``/``off``/``yes``/``no`` stay strings,
+duplicate keys are refused), which also notes where every value and key starts
+(:class:`~engine.chart._yaml.Marks`): that is how a problem found in the parsed chart is given
+its line.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from ..errors import ChartError, UnknownProvider
-from ._messages import key_path, locate, pydantic_problem, unknown
+from ..errors import ChartError, ChartProblem, UnknownProvider
+from ._messages import (
+    clean_loc,
+    key_path,
+    locate,
+    meant_key,
+    parse_location,
+    pydantic_problem,
+    subject,
+    unknown,
+)
+from ._yaml import Marks, load_yaml, parse_yaml
 from .compiled import Chart
 from .lint import enforce
 from .spec import ChartSpec
@@ -42,75 +56,48 @@ __all__ = [
     "read_chart_file",
 ]
 
-# --------------------------------------------------------------------------------------- YAML
+# --------------------------------------------------------------------------------- placing
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe, YAML-1.2-ish booleans (only true/false), and no duplicate keys."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool",
-    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-    list("tTfF"),
-)
-
-
-def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            first = seen[key].start_mark
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first at line {first.line + 1}); YAML would keep "
-                "only the last one",
-                key_node.start_mark,
-            )
-        seen[key] = key_node
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,
-)
-
-
-def load_yaml(text: str, source: str = "<string>") -> Any:
-    """YAML to Python, safely; a YAML error becomes a :class:`ChartError` with the line."""
-    try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and start is not None and start is not mark:
-            # The mistake is often where the construct began (an unclosed bracket), not here.
-            problem += f" ({context} at line {start.line + 1})"
-        raise ChartError(source, where, f"not valid YAML: {problem}") from None
+def _placed(
+    exc: ChartError, data: Any, marks: Marks | None, *, keys: frozenset[int] = frozenset()
+) -> ChartError:
+    """``exc`` with each problem's line and column (from ``marks``) and subject (from
+    ``data``) filled in where it has none, in file order. ``keys``: the indexes of problems
+    about a key itself (an unexpected key), placed at the key rather than its value."""
+    problems: list[ChartProblem] = []
+    for i, p in enumerate(exc.problems):
+        path = parse_location(p.location)
+        if path is not None:
+            if p.line is None and marks is not None and (at := marks.find(path, key=i in keys)):
+                p = replace(p, line=at[0], column=at[1])
+            named = "" if p.subject else subject(path, data)
+            if named and named not in p.problem:
+                p = replace(p, subject=named)
+        problems.append(p)
+    problems.sort(key=lambda p: (p.line is None, p.line or 0, p.column or 0))
+    return ChartError.of(problems)
 
 
 # --------------------------------------------------------------------------------- meaning
 
 
 def _check_meaning(spec: ChartSpec, source: str) -> None:
+    """Every name the chart uses must exist; raise every problem found, in chart order."""
     tree = StateTree(spec.states, source)  # the tree's own rules, raised as it is built
     names = list(tree.names)
     leaves = list(tree.leaves)
+    problems: list[ChartProblem] = []
+
+    def problem(location: str, text: str) -> None:
+        problems.append(ChartProblem(source=source, location=location, problem=text))
 
     def state(name: str, loc: str) -> None:
         if name not in tree:
-            raise ChartError(source, loc, unknown("state", name, names))
+            problem(loc, unknown("state", name, names))
 
+    if not spec.initial:
+        problem("initial", f"needs at least 1 state, got none; states are: {', '.join(names)}")
     for i, name in enumerate(spec.initial):
         state(name, f"initial[{i}]" if len(spec.initial) > 1 else "initial")
     triggers: list[str] = []
@@ -126,41 +113,54 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
     for event_type, ev in spec.events.items():
         loc = key_path("events", event_type)
         if event_type.count(".") < joined - 1:
-            raise ChartError(
-                source,
+            problem(
                 loc,
                 f"event type {event_type!r} can never arrive: delivery.event_type joins "
                 f"{joined} values with '.', so every event type read has at least "
                 f"{joined - 1} '.'",
             )
         if ev.trigger is not None and ev.trigger not in triggers:
-            raise ChartError(source, f"{loc}.trigger", unknown("trigger", ev.trigger, triggers))
+            problem(f"{loc}.trigger", unknown("trigger", ev.trigger, triggers))
         for j, s in enumerate(ev.states or []):
             state(s, f"{loc}.states[{j}]")
         if ev.follow_status and spec.delivery.status is None:
-            raise ChartError(source, loc, "follow_status needs delivery.status")
+            problem(loc, "follow_status needs delivery.status")
     for value, target in spec.delivery.statuses.items():
         if target not in leaves:
-            raise ChartError(
-                source, key_path("delivery.statuses", value), unknown("state", target, leaves)
-            )
+            problem(key_path("delivery.statuses", value), unknown("state", target, leaves))
+    if problems:
+        raise ChartError.of(problems)
 
 
-def _structure(data: Any, source: str) -> ChartSpec:
-    """The first validation: the chart's shape, by the pydantic models."""
+def _structure(data: Any, source: str, marks: Marks | None = None) -> ChartSpec:
+    """The first validation: the chart's shape, by the pydantic models; every problem."""
     if data is None:
         raise ChartError(source, "", "the chart is empty; it needs provider, initial, states, …")
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         raise ChartError(source, "", f"a chart is a mapping (provider: …, states: …), got {kind}")
     try:
-        spec = ChartSpec.model_validate(data)
+        return ChartSpec.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        msg = pydantic_problem(first, ChartSpec)
-        more = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise ChartError(source, locate(first["loc"]), msg + more) from None
-    return spec
+        errors = exc.errors()
+    # A key that is missing next to one that is unexpected is most likely misspelled there.
+    extra = {clean_loc(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    problems: list[ChartProblem] = []
+    keys: set[int] = set()
+    for error in errors:
+        path = clean_loc(error["loc"])
+        text = pydantic_problem(error, ChartSpec)
+        if error["type"] == "extra_forbidden":
+            keys.add(len(problems))
+        elif error["type"] == "missing":
+            near = [str(p[-1]) for p in extra if p[:-1] == path[:-1]]
+            typo = meant_key(str(path[-1]), near) if near and path else None
+            if typo is not None:
+                at = marks.find((*path[:-1], typo), key=True) if marks is not None else None
+                line = f" (line {at[0]})" if at else ""
+                text += f"; {typo!r}{line} looks like a misspelling of it"
+        problems.append(ChartProblem(source=source, location=locate(error["loc"]), problem=text))
+    raise _placed(ChartError.of(problems), data, marks, keys=frozenset(keys))
 
 
 def parse_chart(data: Any, source: str = "<string>", *, enforce_lint: bool = True) -> ChartSpec:
@@ -173,33 +173,40 @@ def parse_chart(data: Any, source: str = "<string>", *, enforce_lint: bool = Tru
             :func:`engine.chart.lint.enforce`); ``False`` to lint a broken chart.
 
     Raises:
-        ChartError: naming ``source``, the location inside it and the problem.
+        ChartError: listing every problem, each naming ``source``, the location inside it
+            (and the state or transition there) and what is wrong. Data has no lines: a file
+            read with :func:`load_chart` gives them too.
     """
     spec = _structure(data, source)
-    _check_meaning(spec, source)
-    if enforce_lint:
-        enforce(Chart(spec, enforce_lint=False), source)
+    try:
+        _check_meaning(spec, source)
+        if enforce_lint:
+            enforce(Chart(spec, enforce_lint=False), source)
+    except ChartError as exc:
+        raise _placed(exc, data, None) from None
     return spec
 
 
-def _check_file_name(spec: ChartSpec, path: Path) -> None:
+def _file_name_problem(spec: ChartSpec, path: Path) -> ChartProblem | None:
     """A chart file is named after its provider: ``stripe.yaml`` says ``provider: stripe``.
 
     Charts are found by file name and their invoices stored under the provider's name; a
     file that says otherwise would store rows under one name and find them under another.
     """
-    if path.stem != spec.provider:
-        raise ChartError(
-            str(path),
-            "provider",
-            f"the file is {path.name} but it says provider: {spec.provider}; a chart file is "
-            f"named after its provider: rename the file to {spec.provider}{path.suffix or '.yaml'}"
-            f" or write provider: {path.stem}",
-        )
+    if path.stem == spec.provider:
+        return None
+    return ChartProblem(
+        source=str(path),
+        location="provider",
+        problem=f"the file is {path.name} but it says provider: {spec.provider}; a chart file "
+        f"is named after its provider: rename the file to {spec.provider}"
+        f"{path.suffix or '.yaml'} or write provider: {path.stem}",
+    )
 
 
-def _read_spec(path: Path) -> ChartSpec:
-    """Read a chart file: YAML, structure, its name, meaning (not lint)."""
+def _read_spec(path: Path) -> tuple[ChartSpec, Callable[[ChartError], ChartError]]:
+    """Read a chart file: YAML, structure, its name, meaning (not lint). Also returns what
+    gives a later error (lint's) the file's lines."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -207,10 +214,25 @@ def _read_spec(path: Path) -> ChartSpec:
     except UnicodeDecodeError as exc:
         raise ChartError(str(path), "", f"not UTF-8 text: {exc.reason}") from None
     source = str(path)
-    spec = _structure(load_yaml(text, source), source)
-    _check_file_name(spec, path)
-    _check_meaning(spec, source)
-    return spec
+    data, marks = parse_yaml(text, source)
+    spec = _structure(data, source, marks)
+    problems = [p for p in [_file_name_problem(spec, path)] if p is not None]
+    try:
+        _check_meaning(spec, source)
+    except ChartError as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise _placed(ChartError.of(problems), data, marks)
+    return spec, lambda exc: _placed(exc, data, marks)
+
+
+def _checked(chart: Chart, place: Callable[[ChartError], ChartError]) -> Chart:
+    """``chart``, if lint finds no error in it; else its errors, at their lines."""
+    try:
+        enforce(chart, str(chart.path))
+    except ChartError as exc:
+        raise place(exc) from None
+    return chart
 
 
 def read_chart_file(path: str | Path, *, enforce_lint: bool = True) -> ChartSpec:
@@ -221,12 +243,12 @@ def read_chart_file(path: str | Path, *, enforce_lint: bool = True) -> ChartSpec
         enforce_lint: refuse a chart with error-level lint findings; ``False`` to lint it.
 
     Raises:
-        ChartError: naming the file, the location inside it and the problem.
+        ChartError: listing every problem, each with the file, line, location and what.
     """
     p = Path(path)
-    spec = _read_spec(p)
+    spec, place = _read_spec(p)
     if enforce_lint:
-        enforce(Chart(spec, p, enforce_lint=False), str(p))
+        _checked(Chart(spec, p, enforce_lint=False), place)
     return spec
 
 
@@ -261,7 +283,9 @@ def available_charts(chart_dir: str | Path | None = None) -> list[str]:
 def _load_path(path: Path, mtime: float, enforce_lint: bool = True) -> Chart:
     # Bounded: a long-running process that watches an edited chart, or loads many files by
     # path, would otherwise keep every version it ever compiled.
-    return Chart(_read_spec(path), path, enforce_lint=enforce_lint)
+    spec, place = _read_spec(path)
+    chart = Chart(spec, path, enforce_lint=False)
+    return _checked(chart, place) if enforce_lint else chart
 
 
 def load_chart(

@@ -17,7 +17,7 @@ two of them can disagree about which leaf ``open`` enters or what ``*`` covers.
 Building a tree also checks the rules of the tree itself (no two sibling states of one name,
 no parallel regions, an ``initial`` only on a compound state and naming one of its children,
 no final compound state, and, unless asked not to, a canonical state for every leaf). It
-raises the first problem, in file order, as a :class:`~engine.errors.ChartError` with the
+raises every problem, in file order, as one :class:`~engine.errors.ChartError`, each with the
 location of the offending state (``states[1].states[0].initial``).
 """
 
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import NamedTuple
 
-from ..errors import ChartError
+from ..errors import ChartError, ChartProblem
 from ._messages import unknown
 from .spec import CANONICAL_STATES, StateSpec
 
@@ -111,45 +111,54 @@ class StateTree:
     ) -> None:
         nodes: dict[str, StateNode] = {}
         leaves: list[str] = []
+        problems: list[ChartProblem] = []
+
+        def problem(location: str, text: str) -> None:
+            problems.append(ChartProblem(source=source, location=location, problem=text))
 
         def walk(states: Sequence[StateSpec], parent: str | None, where: str) -> None:
-            # Depth-first, in file order, checking each state before its children: the first
-            # problem raised is the first one in the file.
+            # Depth-first, in file order, checking each state before its children, and going
+            # on after a problem: every problem is reported, the first one in the file first.
             names = [s.name for s in states]
-            twice: set[str] = set()
-            if len(set(names)) < len(names):  # count() is quadratic: only when some name repeats
-                twice = {n for n in names if names.count(n) > 1}
+            twice: dict[str, list[int]] = {}
+            if len(set(names)) < len(names):  # only when some name repeats
+                for i, n in enumerate(names):
+                    twice.setdefault(n, []).append(i)
+                twice = {n: at for n, at in twice.items() if len(at) > 1}
             inherited = None if parent is None else nodes[parent].canonical
             depth = 0 if parent is None else nodes[parent].depth + 1
             for i, s in enumerate(states):
                 loc = f"{where}[{i}]"
                 full = f"{parent}.{s.name}" if parent else s.name
-                if s.name in twice:
-                    raise ChartError(source, f"{loc}.name", f"state {s.name!r} is defined twice")
+                if s.name in twice and twice[s.name][0] == i:
+                    again = ", ".join(f"{where}[{j}]" for j in twice[s.name][1:])
+                    problem(f"{loc}.name", f"state {s.name!r} is defined twice (again at {again})")
                 if s.parallel:
-                    problem = "parallel regions are not supported yet"
-                    raise ChartError(source, f"{loc}.parallel", problem)
+                    problem(f"{loc}.parallel", "parallel regions are not supported yet")
                 canonical = s.canonical or inherited
                 if not s.states:
                     if canonical is None and require_canonical:
-                        raise ChartError(
-                            source,
+                        problem(
                             loc,
                             f"state {s.name!r} has no canonical lifecycle state: add canonical: "
                             f"one of {', '.join(CANONICAL_STATES)} (here or on its parent)",
                         )
                     if s.initial is not None:
-                        problem = "only compound states have initial"
-                        raise ChartError(source, f"{loc}.initial", problem)
+                        problem(
+                            f"{loc}.initial",
+                            f"only compound states have initial, and {s.name!r} has no states "
+                            f"(got initial: {s.initial!r})",
+                        )
                     nodes[full] = StateNode(full, s, parent, (), depth, canonical, None, loc)
                     leaves.append(full)
                     continue
                 if s.final:
-                    raise ChartError(source, f"{loc}.final", "a compound state can't be final")
+                    problem(f"{loc}.final", "a compound state can't be final")
                 own = [c.name for c in s.states]
                 child = s.initial if s.initial is not None else own[0]
                 if child not in own:
-                    raise ChartError(source, f"{loc}.initial", unknown("state", child, own))
+                    problem(f"{loc}.initial", unknown("state", child, own))
+                    child = own[0]
                 children = tuple(f"{full}.{c}" for c in own)
                 nodes[full] = StateNode(
                     full, s, parent, children, depth, canonical, f"{full}.{child}", loc
@@ -157,6 +166,8 @@ class StateTree:
                 walk(s.states, full, f"{loc}.states")
 
         walk(states, None, "states")
+        if problems:
+            raise ChartError.of(problems)
         self._nodes: Mapping[str, StateNode] = MappingProxyType(nodes)
         self._leaves = tuple(leaves)
         self._final_leaves = tuple(n for n in leaves if nodes[n].spec.final)

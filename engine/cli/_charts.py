@@ -37,7 +37,11 @@ def charts(chart_dir: str | None, as_json: bool) -> None:
         try:
             chart = load_chart(name, chart_dir)
         except ChartError as exc:
-            rows.append({"name": name, "error": str(exc), "path": exc.source})
+            more = len(exc.problems) - 1
+            error = str(exc.problems[0]) + (
+                f" (and {more} more: invoice-engine lint)" if more else ""
+            )
+            rows.append({"name": name, "error": error, "path": exc.source})
             continue
         rows.append(
             {
@@ -178,16 +182,13 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
 
 
 def _lint_one(target: str, chart_dir: str | None) -> tuple[str, str, list[Finding]]:
-    from ..chart.lint import Finding, lint
+    from ..chart.lint import invalid, lint
 
     try:
         chart = load_chart(target, chart_dir, enforce_lint=False)  # lint reports each error
     except ChartError as exc:
         name = Path(exc.source).stem if exc.source.endswith((".yaml", ".yml")) else target
-        broken = Finding(
-            rule="invalid", severity="error", target=exc.location or "(file)", message=exc.problem
-        )
-        return name, exc.source, [broken]
+        return name, exc.source, invalid(exc)  # every problem, each with its line
     return chart.name, str(chart.path), lint(chart)
 
 
