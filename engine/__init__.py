@@ -1,6 +1,55 @@
 """invoice-engine: invoice lifecycles as statecharts, and a webhook engine that keeps them true.
 
-The public API is this list; everything else is private.
+A *chart* (a YAML file; six providers' are bundled) says which states an invoice of one billing
+provider can be in, which webhook events move it where, and how to read those webhooks. An
+:class:`Engine` applies deliveries to invoices through it and records every event in SQLite.
+
+Quick start::
+
+    import engine
+    chart = engine.load_chart("stripe")
+    chart.next_state("draft", "finalize")          # 'open'
+    with engine.Engine("invoices.db") as eng:
+        outcome = eng.apply("stripe", body)        # an Outcome: applied, rejected, ...
+
+The public API is the list below (``engine.__all__``); every other module is private.
+
+Charts:
+    load_chart -- a chart by bundled name (``"stripe"``), by name in a folder, or by path.
+    available_charts -- the names of the bundled charts (and of a folder's).
+    Chart -- a loaded chart: ``next_state``, ``may``, ``allowed_triggers``, ``check``, ...
+    ChartSpec -- a chart as data (the YAML's shape), to build one in code.
+    lint -- check a chart's structure; returns Findings.
+    Finding -- one problem lint found.
+
+Webhooks and the record:
+    Engine -- applies deliveries to invoices and records everything in SQLite.
+    Outcome -- what happened to one delivery (applied, unchanged, duplicate, rejected, ...).
+    InvoiceState -- an invoice's current state as the engine knows it.
+    ReplayReport -- what rebuilding every invoice from the events table found.
+    Mismatch -- one difference a replay found.
+    Event -- one delivery, read through a chart.
+    read_delivery -- read one delivery without applying it.
+
+Errors (all are EngineError):
+    EngineError -- the root of every error raised on purpose.
+    ChartError -- a chart file is broken; lists every problem, with lines.
+    ChartProblem -- one problem of a broken chart: file, line, column, where, what.
+    UnknownProvider -- no chart by that name; lists those there are.
+    UnknownState -- a state the chart does not have; lists those it has.
+    UnknownTrigger -- a trigger the chart does not have; lists those it has.
+    TransitionNotAllowed -- a trigger illegal from a state; lists what is allowed.
+    DeliveryError -- a delivery that can't be read; names the path and value.
+    DiagramError -- a diagram can't be drawn (Graphviz missing or failed).
+    StoreError -- the SQLite store can't be opened or used.
+
+Submodules:
+    engine.diagrams -- Mermaid, Graphviz DOT/SVG/PNG, SCXML and XState of a chart.
+    engine.testing -- hypothesis strategies and a model-based test of your code against
+        a chart (``pip install 'invoice-engine[testing]'``).
+    engine.chart -- the chart's state tree and parts, for tools that read charts.
+
+``help(engine.Engine)``, ``help(engine.Chart)`` and so on document each in full.
 """
 
 import typing as _typing  # private: __all__ stays exactly the public names
@@ -8,6 +57,7 @@ import typing as _typing  # private: __all__ stays exactly the public names
 from .chart import Chart, ChartSpec, Finding, available_charts, lint, load_chart
 from .errors import (
     ChartError,
+    ChartProblem,
     DeliveryError,
     DiagramError,
     EngineError,
@@ -23,6 +73,7 @@ from .runtime.delivery import Event, read_delivery
 __all__ = [
     "Chart",
     "ChartError",
+    "ChartProblem",
     "ChartSpec",
     "DeliveryError",
     "DiagramError",
@@ -69,4 +120,6 @@ else:
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
 
     def __dir__() -> list[str]:
-        return sorted({*globals(), "Engine", "diagrams"})
+        # The public names and the public submodules: what a user (and tab completion) wants
+        # from dir(engine), not this module's imports and helpers.
+        return sorted({*__all__, "__version__", "chart", "diagrams", "errors", "models"})

@@ -100,14 +100,41 @@ transitions:
 delivery: {event_type: $.type, event_id: $.id, invoice_id: $.invoice}
 events: {e.go: go}
 """
+# A user's chart (issue 17): a transition written on a compound state into a state inside it,
+# and "*" transitions, both arrow and internal. Pictures must start each arrow where the
+# invoice was; the machine formats must behave the same (SCXML, XState run it too).
+ZEBRA = r"""
+provider: zebrapay
+title: ZebraPay
+initial: [draft]
+states:
+  - {name: draft, canonical: draft}
+  - name: issued
+    canonical: open
+    initial: unpaid
+    states: [{name: unpaid}, {name: partially_paid}, {name: overdue}]
+  - {name: paid, canonical: paid, final: true}
+  - {name: void, canonical: void, final: true}
+transitions:
+  - {trigger: issue, source: draft, dest: issued}
+  - {trigger: part_pay, source: issued, dest: issued.partially_paid}
+  - {trigger: lapse, source: issued.unpaid, dest: issued.overdue}
+  - {trigger: pay, source: issued, dest: paid}
+  - {trigger: void, source: '*', dest: void}
+  - {trigger: ping, source: '*', internal: true}
+delivery: {event_type: $.type, event_id: $.id, invoice_id: $.invoice}
+events: {created: {create: true}, issued: issue, part: part_pay, paid: pay, voided: void}
+"""
 # The module-scoped node runs need the names up front; per-chart tests use ``chart_name``.
-ALL = [*sorted(p.stem for p in bundled_chart_dir().glob("*.yaml")), "awkward"]
+ALL = [*sorted(p.stem for p in bundled_chart_dir().glob("*.yaml")), "awkward", "zebrapay"]
 
 
 @cache
 def chart_of(name: str) -> Chart:
     if name == "awkward":
         return Chart(parse_chart(load_yaml(AWKWARD), "awkward.yaml"))
+    if name == "zebrapay":
+        return Chart(parse_chart(load_yaml(ZEBRA), "zebrapay.yaml"))
     return load_chart(name)
 
 
@@ -592,6 +619,15 @@ def test_xstate_of_awkward_names(xstate: dict[str, Any]) -> None:
     check_xstate(xstate["awkward"], "awkward")
 
 
+def test_peers_run_a_compound_transition_into_its_own_child(
+    mermaid: dict[str, Any], xstate: dict[str, Any]
+) -> None:
+    check_mermaid(mermaid["zebrapay"], "zebrapay")
+    check_xstate(xstate["zebrapay"], "zebrapay")
+    check_scxml_document("zebrapay")
+    check_scxml_behaviour("zebrapay")
+
+
 def test_xstate_rejects_a_broken_config(xstate: dict[str, dict[str, Any]]) -> None:
     assert not xstate["broken"]["ok"]
     assert "nowhere" in xstate["broken"]["error"]
@@ -700,6 +736,75 @@ def test_events_rejected_before_birth_are_shown() -> None:
     check_dot("stripe", history)
 
 
+ZEBRA_HISTORY = [
+    Entry("applied", None, None, "draft", "created"),
+    Entry("applied", "issue", "draft", "issued.unpaid", "issued"),
+    Entry("applied", "part_pay", "issued.unpaid", "issued.partially_paid", "part"),
+    Entry("unchanged", "part_pay", "issued.partially_paid", "issued.partially_paid", "part"),
+    Entry("unchanged", "ping", "issued.partially_paid", "issued.partially_paid", "ping"),
+    Entry("applied", "pay", "issued.partially_paid", "paid", "paid"),
+]
+
+
+def _dot_lines(text: str, start: str) -> list[str]:
+    """The lines of the DOT statement starting ``start`` (an edge or node line)."""
+    return [line.strip() for line in text.splitlines() if line.strip().startswith(start)]
+
+
+def _region(text: str, cluster: str) -> str:
+    """The body of subgraph ``cluster`` (a top-level one) in DOT text."""
+    body = text.split(f"  subgraph {_dot._q(cluster)} {{\n", 1)[1]
+    return body.split("\n  }\n", 1)[0]
+
+
+def test_an_arrow_into_its_own_compound_starts_where_the_invoice_was() -> None:
+    """``part_pay`` is written on ``issued`` and leads into it: drawn from each state it leaves
+    (step 3 from ``unpaid``, where the invoice was), never from the cluster's border."""
+    chart = chart_of("zebrapay")
+    dot = diagrams.to_dot(chart, highlight=ZEBRA_HISTORY)
+    (taken,) = _dot_lines(dot, '"issued.unpaid" -> "issued.partially_paid"')
+    assert "<b>(3)</b>" in taken
+    assert "part_pay" in taken
+    (other,) = _dot_lines(dot, '"issued.overdue" -> "issued.partially_paid"')
+    assert "(3)" not in other
+    assert "part_pay" in other
+    assert not [x for x in dot.splitlines() if '-> "issued.partially_paid"' in x and "..e" in x]
+    # from partially_paid itself it changes nothing: listed inside, with how often it was used
+    (node,) = _dot_lines(dot, '"issued.partially_paid" [')
+    assert "↺ part_pay \u00d71" in node
+    # an arrow that leads out of the compound still leaves from its border
+    (pay,) = _dot_lines(dot, '"issued..exit" -> "paid"')
+    assert 'ltail="cluster_issued"' in pay
+    assert "<b>(4)</b>" in pay
+    check_dot("zebrapay", ZEBRA_HISTORY)
+    check_dot("zebrapay")
+    hl = _model.build(chart).highlight(ZEBRA_HISTORY)
+    assert hl.stays == {("issued.partially_paid", "part_pay"): 1}
+    assert hl.internal == {("*", "ping"): 1}
+
+
+def test_star_transitions_start_from_a_region_around_the_states_they_cover() -> None:
+    dot = diagrams.to_dot(chart_of("zebrapay"))
+    region = _region(dot, "cluster_..any")
+    assert "any non-final state" in region
+    assert "↺ ping" in region
+    assert '"draft" [' in region
+    assert 'subgraph "cluster_issued"' in region
+    assert '"paid" [' not in region
+    assert '"void" [' not in region
+    (void,) = _dot_lines(dot, '"..any..exit" -> "void"')
+    assert 'ltail="cluster_..any"' in void
+    # to a state inside the region (awkward's refund): from the region, without ltail
+    awkward = diagrams.to_dot(chart_of("awkward"))
+    drawn = [x for x in _dot_lines(awkward, '"..any..entry" -> "closed.note"') if "invis" not in x]
+    (refund,) = drawn
+    assert "refund" in refund
+    assert "ltail" not in refund
+    region = _region(awkward, "cluster_..any")
+    assert 'subgraph "cluster_closed"' in region  # has a non-final leaf, and a final one
+    assert 'subgraph "cluster_archive"' not in region  # all final
+
+
 def test_escaping_keeps_text_and_breaks_syntax() -> None:
     assert _text('a "b"; c: #d <e> 100%') == "a #quot;b#quot;#59; c#58; #35;d #lt;e#gt; 100#37;"
     assert "direction" not in _text("set direction LR now").replace("directio#110;", "")
@@ -726,6 +831,20 @@ def test_cli_prints_mermaid_by_default_and_guesses_from_the_suffix(tmp_path: Pat
     assert json.loads(res.stdout)["id"] == "moxie"
     res = runner.invoke(main, ["diagram", "stripe", "-f", "dot", "--direction", "TB"])
     assert "rankdir=TB" in res.stdout
+
+
+def test_every_direction_draws_in_every_picture_format() -> None:
+    chart = chart_of("chargeover")
+    assert diagrams.DIRECTIONS == ("LR", "TB", "RL", "BT")
+    for way in diagrams.DIRECTIONS:
+        assert f"rankdir={way}" in diagrams.to_dot(chart, direction=way)
+        assert f"direction {way}" in diagrams.to_mermaid(chart, direction=way)
+
+
+def test_the_cli_offers_every_direction_the_api_draws() -> None:
+    res = CliRunner().invoke(main, ["diagram", "stripe", "-f", "dot", "--direction", "BT"])
+    assert res.exit_code == 0, res.output
+    assert "rankdir=BT" in res.stdout
 
 
 def test_cli_images(tmp_path: Path) -> None:

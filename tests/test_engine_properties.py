@@ -275,8 +275,10 @@ def test_lost_events_are_caught_up_with_when_the_chart_can_reach_the_snapshot(
         after = eng.state(chart_name, invoice)
         if chart.spec.delivery.status is None or spec.info or spec.create or before is None:
             continue  # no snapshot to catch up with, or nothing to catch up from
-        if spec.trigger and chart.steps(before.state, spec.trigger) and not chart.may(
-            before.state, spec.trigger, last.body
+        if (
+            spec.trigger
+            and chart.steps(before.state, spec.trigger)
+            and not chart.may(before.state, spec.trigger, last.body)
         ):
             continue  # the event's own guard refuses it here: that is the answer
         if last.dest in _reachable(chart, before.state, last.body):

@@ -7,6 +7,7 @@ left out of ``__all__`` (or listed but gone) fails here, so the list can't drift
 from __future__ import annotations
 
 import inspect
+import pydoc
 from types import ModuleType
 
 import engine
@@ -14,10 +15,11 @@ import engine
 
 def _public_names() -> set[str]:
     # Submodules become attributes of the package when imported (engine.chart, …); they are
-    # reached as modules, not re-exported names. dir() includes the names loaded on first use.
+    # reached as modules, not re-exported names. dir() includes the names loaded on first use;
+    # vars() is what engine/__init__.py really binds (dir() is kept to the public names).
     return {
         name
-        for name in dir(engine)
+        for name in {*vars(engine), *dir(engine)}
         if not name.startswith("_") and not isinstance(getattr(engine, name), ModuleType)
     }
 
@@ -38,3 +40,29 @@ def test_the_design_documents_names_are_there() -> None:
     documented = {"available_charts", "load_chart", "lint", "Chart", "Engine", "EngineError"}
     assert documented <= set(engine.__all__)
     assert engine.__version__
+
+
+def test_dir_is_the_public_names_and_submodules_only() -> None:
+    """``dir(engine)`` (tab completion, ``inspect.getmembers``) shows what a user may use."""
+    names = dir(engine)
+    assert set(engine.__all__) <= set(names)
+    private = [n for n in names if n.startswith("_") and n != "__version__"]
+    assert private == [], private
+    modules = {n for n in names if isinstance(getattr(engine, n), ModuleType)}
+    assert modules == {"chart", "diagrams", "errors", "models"}
+    assert len(names) <= len(engine.__all__) + 5
+
+
+def test_help_opens_with_the_public_list_one_line_each() -> None:
+    """``help(engine)`` starts with the module docstring: every public name, with a line on
+    what it is, before pydoc's own listing of each class in full."""
+    text = pydoc.plain(pydoc.render_doc(engine))
+    head = text.split("\nCLASSES\n", 1)[0]
+    assert len(head.splitlines()) < 150, len(head.splitlines())
+    doc = inspect.getdoc(engine) or ""
+    for name in engine.__all__:
+        lines = [line for line in doc.splitlines() if line.strip().startswith(f"{name} -- ")]
+        assert len(lines) == 1, f"engine.{name} is not listed once in engine's docstring"
+    for module in ("engine.diagrams", "engine.testing", "engine.chart"):
+        assert f"{module} -- " in doc
+    assert "pydantic" not in head  # the opening is ours, not pydantic's internals

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import engine
-from engine.chart import Chart
+from engine.chart import CandidateStep, Chart
 from engine.chart.expr import Guard
 
 
@@ -183,3 +183,102 @@ def test_guards_agree_with_the_independent_reading(literal: Any, op: str, value:
         assert literal is None or isinstance(literal, bool)
         return
     assert guard({"v": value}) is guard_holds(text, {"v": value})
+
+
+# ------------------------------------------------------- compound states as a validator's state
+
+
+def test_a_compound_state_answers_where_its_leaves_agree() -> None:
+    """ChargeOver writes ``pay`` and ``void`` on ``open``: asking from ``open`` works."""
+    chart = engine.load_chart("chargeover")
+    assert chart.next_state("open", "pay") == "closed.paid"
+    assert chart.next_state("open", "void") == "closed.void"
+    assert chart.may("open", "pay")
+    assert chart.allowed_triggers("open") == ["pay", "void"]
+    assert chart.check(["pay"], start="open") == "closed.paid"
+    assert chart.is_final("closed")
+    assert not chart.is_final("open")
+    assert chart.canonical("open") == "open"
+    assert chart.steps("open", "pay") == chart.steps("open.overdue", "pay")
+    assert ("open", "pay") in chart._fast  # one dict lookup, like a leaf
+    assert chart.states == ["open.unpaid", "open.overdue", "closed.paid", "closed.void"]
+
+
+def test_a_compound_state_never_guesses_a_leaf() -> None:
+    """Where the leaves disagree the error says what each would do, so the caller names one."""
+    chart = engine.load_chart("chargeover")
+    with pytest.raises(engine.TransitionNotAllowed) as info:
+        chart.next_state("open", "become_overdue")
+    err = info.value
+    assert (err.state, err.trigger, err.allowed) == ("open", "become_overdue", ["pay", "void"])
+    assert "'open' is a compound state" in str(err)
+    assert "open.unpaid → open.overdue" in str(err)
+    assert "open.overdue: not allowed" in str(err)
+    assert not chart.may("open", "become_overdue")
+    with pytest.raises(engine.TransitionNotAllowed, match=r"'closed'.*a final state"):
+        chart.next_state("closed", "pay")
+    with pytest.raises(engine.UnknownState, match=r"'closed' is a compound state.*closed\.paid"):
+        chart.canonical("closed")
+    with pytest.raises(engine.UnknownState, match=r"'opn'.*open\.unpaid"):
+        chart.next_state("opn", "pay")
+
+
+def test_compound_answers_are_exactly_what_every_leaf_inside_says(chart_file: Path) -> None:
+    chart = engine.load_chart(chart_file)
+    for compound in chart.tree.compound:
+        leaves = chart.tree.leaves_under(compound)
+        for trigger in chart.triggers:
+            by_leaf = {
+                leaf: chart.next_state(leaf, trigger) if chart.may(leaf, trigger) else None
+                for leaf in leaves
+            }
+            if chart.may(compound, trigger):
+                got = chart.next_state(compound, trigger)
+                stays = got == compound
+                assert all(by_leaf[x] == (x if stays else got) for x in leaves), trigger
+                assert trigger in chart.allowed_triggers(compound)
+            else:
+                assert trigger not in chart.allowed_triggers(compound)
+                answers = {None if a == x else a for x, a in by_leaf.items()}
+                assert None in answers or len(answers) > 1, (compound, trigger, by_leaf)
+
+
+def test_guarded_and_internal_steps_on_a_compound_state(tmp_path: Path) -> None:
+    path = tmp_path / "nested.yaml"
+    path.write_text(
+        """\
+provider: nested
+initial: open
+states:
+  - name: open
+    canonical: open
+    initial: unpaid
+    states: [{name: unpaid}, {name: late}]
+  - {name: paid, canonical: paid, final: true}
+transitions:
+  - {trigger: pay, source: open, dest: paid, guard: '$.due == 0'}
+  - {trigger: remind, source: open, internal: true}
+  - {trigger: lapse, source: open.unpaid, dest: open.late}
+delivery: {event_type: $.type, event_id: $.id, invoice_id: $.invoice}
+events: {created: {create: true}, pay: pay, remind: remind, lapse: lapse}
+""",
+        encoding="utf-8",
+    )
+    chart = engine.load_chart(path)
+    assert chart.next_state("open", "pay", {"due": 0}) == "paid"
+    with pytest.raises(engine.TransitionNotAllowed, match=r"is false"):
+        chart.next_state("open", "pay", {"due": 5})
+    assert chart.next_state("open", "remind") == "open"  # internal: stays where it is
+    assert chart.next_state("open.late", "remind") == "open.late"
+
+
+def test_steps_are_public_named_tuples() -> None:
+    chart = engine.load_chart("stripe")
+    (step,) = chart.steps("draft", "finalize")
+    assert isinstance(step, CandidateStep)
+    assert (step.dest, step.conditions) == ("open", ())
+    dest, conditions = step  # still a tuple: callers unpack it
+    assert (dest, conditions) == ("open", ())
+    assert chart.steps("paid", "void") == ()
+    (internal,) = chart.steps("open", "notify")
+    assert internal.dest is None

@@ -8,7 +8,7 @@ never the spec, for leaves, initial children, inherited canonical states and wha
 to.
 """
 
-from .compiled import Chart
+from .compiled import CandidateStep, Chart
 from .lint import Finding, lint
 from .load import available_charts, bundled_chart_dir, load_chart, load_yaml, parse_chart
 from .spec import CANONICAL_STATES, ChartSpec, EventSpec, StateSpec
@@ -16,6 +16,7 @@ from .tree import StateNode, StateTree
 
 __all__ = [
     "CANONICAL_STATES",
+    "CandidateStep",
     "Chart",
     "ChartSpec",
     "EventSpec",

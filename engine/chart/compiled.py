@@ -11,8 +11,8 @@ loads: for every (state, trigger) the ordered list of ``transitions.Transition``
 could fire, resolved the way the machine resolves them (a child's transitions before its
 parent's; a compound dest enters its initial child). Unguarded steps become one dict entry;
 guarded ones keep the machine's ``Condition`` objects, which are called with the payload just
-as ``Machine.trigger(name, payload)`` would call them. A test drives a real model through the
-real machine and checks that both always agree.
+as ``Machine.trigger(name, payload)`` would call them (:mod:`._machine` builds the machine and
+reads it). A test drives a real model through the real machine and checks that both agree.
 
 The machine's states come from the chart's :class:`~engine.chart.tree.StateTree` (leaf names,
 initial children, canonical inheritance, what ``*`` covers), built once here and shared as
@@ -23,57 +23,31 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from transitions import Machine
-from transitions.core import Condition
 
 from ..errors import ChartError, TransitionNotAllowed, UnknownState, UnknownTrigger
+from ._machine import (
+    CandidateStep,
+    compile_steps,
+    dot_machine,
+    leaf_by_leaf,
+    machine_states,
+    mixed_canonical,
+    shared_steps,
+)
 from .spec import ChartSpec, EventSpec, StateSpec
 from .tree import StateTree
 
-__all__ = ["Chart"]
-
-_Step = tuple[str | None, tuple[Condition, ...]]  # (dest leaf or None for internal, conditions)
-
-
-@cache
-def _dot_machine() -> type[Machine]:
-    """transitions' nested machine with ``.`` as the separator.
-
-    Built on first use: importing ``transitions.extensions`` pulls in asyncio (~30 ms), which
-    flat charts, and a CLI command that only reads one, never need.
-    """
-    from transitions.extensions.nesting import HierarchicalMachine, NestedState
-
-    class _DotState(NestedState):
-        separator = "."
-
-    class _DotMachine(HierarchicalMachine):
-        state_cls = _DotState
-
-    return _DotMachine
-
-
-def _machine_states(tree: StateTree, names: Iterable[str]) -> list[dict[str, Any]]:
-    """The states of ``names`` and their subtrees, in ``transitions``' nested-dict form."""
-    out: list[dict[str, Any]] = []
-    for name in names:
-        node = tree.node(name)
-        d: dict[str, Any] = {"name": node.spec.name, "final": node.final}
-        if node.initial_child is not None:
-            d["children"] = _machine_states(tree, node.children)
-            d["initial"] = tree.node(node.initial_child).spec.name
-        out.append(d)
-    return out
+__all__ = ["CandidateStep", "Chart"]
 
 
 def _transitions_states(states: Sequence[StateSpec]) -> list[dict[str, Any]]:
     """A chart's states in ``transitions``' nested-dict form (``benchmarks/run.py`` uses it)."""
     tree = StateTree(states, require_canonical=False)
-    return _machine_states(tree, tree.roots)
+    return machine_states(tree, tree.roots)
 
 
 class Chart:
@@ -128,7 +102,7 @@ class Chart:
         self.has_guards = any(t.guard is not None for t in spec.transitions)
         self.triggers: list[str] = list(dict.fromkeys(t.trigger for t in spec.transitions))
         self.machine = self._build_machine()
-        self._table = self._compile()
+        self._table = compile_steps(self.machine, tree)
         self._fast: dict[tuple[str, str], str] = {
             key: (dest if dest is not None else key[0])
             for key, steps in self._table.items()
@@ -151,6 +125,7 @@ class Chart:
         for (s, t), steps in self._table.items():
             self._dests[t] |= {d if d is not None else s for d, _ in steps}
         self._reach = {s: self._reachable_from(s) for s in self.states}
+        self._share_compound_steps()
         self._ranks: dict[tuple[str, str | None], int] = {}
         if enforce_lint:
             from .lint import enforce  # lint reads compiled charts: imported on use
@@ -170,32 +145,34 @@ class Chart:
             }
             for t in self.spec.transitions
         ]
-        cls = _dot_machine() if tree.compound else Machine
+        cls = dot_machine() if tree.compound else Machine
         return cls(
             model=None,
-            states=_machine_states(tree, tree.roots),
+            states=machine_states(tree, tree.roots),
             transitions=transitions,
             initial=self.spec.initial[0],
             auto_transitions=False,
             send_event=False,
         )
 
-    def _compile(self) -> dict[tuple[str, str], tuple[_Step, ...]]:
-        enter = self._tree.enter
-        parent = {name: node.parent for name, node in self._tree.nodes.items()}
-        table: dict[tuple[str, str], tuple[_Step, ...]] = {}
-        for trigger, event in self.machine.events.items():
-            for leaf in self.states:
-                steps: list[_Step] = []
-                scope: str | None = leaf
-                while scope is not None:  # the deepest scope first, as the machine does
-                    for tr in event.transitions.get(scope, []):
-                        dest = None if tr.dest is None else enter(tr.dest)
-                        steps.append((dest, tuple(tr.conditions)))
-                    scope = parent[scope]
-                if steps:
-                    table[(leaf, trigger)] = tuple(steps)
-        return table
+    def _share_compound_steps(self) -> None:
+        """Let a compound state stand for "in one of its leaves, whichever", as the chart's own
+        ``source:`` does: it gets the steps its leaves share (see :mod:`._machine`), as dict
+        entries, so ``next_state`` stays one lookup; it is final if they all are, and has
+        their canonical state if they share one."""
+        self._shared = shared_steps(self._table, self._tree, self.triggers)
+        for compound in self._tree.compound:
+            leaves = self._tree.leaves_under(compound)
+            self._allowed[compound] = [t for t in self.triggers if (compound, t) in self._shared]
+            for t in self._allowed[compound]:
+                first = self._shared[(compound, t)][0]
+                if not first.conditions:
+                    self._fast[(compound, t)] = first.dest or compound
+            if all(leaf in self._final for leaf in leaves):
+                self._final |= {compound}
+            shared = {self._canonical.get(leaf) for leaf in leaves}
+            if len(shared) == 1 and (canonical := next(iter(shared))) is not None:
+                self._canonical[compound] = canonical
 
     def _depths(self) -> dict[str, int]:
         depth = {s: 0 for s in self.initial_states}
@@ -235,8 +212,16 @@ class Chart:
     def next_state(self, state: str, trigger: str, payload: Any = None) -> str:
         """The state after ``trigger`` from ``state``; ``payload`` feeds guards.
 
+        ``state`` is a leaf (``open.unpaid``), where invoices are. A compound state's name
+        (``open``) is accepted as the chart uses it in ``source:``, meaning "in one of its
+        leaves": the answer is given when every leaf inside gives the same one (a transition
+        written on the compound always does, and an internal one stays in the compound), and
+        otherwise ``TransitionNotAllowed`` says what each leaf would do, so the caller can name
+        the leaf. It never guesses a leaf.
+
         Raises:
-            TransitionNotAllowed: the trigger is not legal from ``state`` (or its guard is false).
+            TransitionNotAllowed: the trigger is not legal from ``state`` (or its guard is false,
+                or ``state`` is compound and its leaves disagree).
             UnknownState: ``state`` is not a state of this chart.
             UnknownTrigger: ``trigger`` is not a trigger of this chart.
         """
@@ -246,13 +231,16 @@ class Chart:
         return self._decide(state, trigger, payload)
 
     def _decide(self, state: str, trigger: str, payload: Any) -> str:
-        steps = self._table.get((state, trigger))
+        steps = self._table.get((state, trigger)) or self._shared.get((state, trigger))
         if steps is None:
             if state not in self._allowed:
                 raise UnknownState(self.name, state, self.states)
             if trigger not in self.machine.events:
                 raise UnknownTrigger(self.name, trigger, self.triggers)
-            why = "a final state" if state in self._final else None
+            final = state in self._final
+            why = (
+                "a final state" if final else leaf_by_leaf(self._table, self._tree, state, trigger)
+            )
             raise TransitionNotAllowed(state, trigger, self._allowed[state], why)
         for dest, conds in steps:
             if all(c.func(payload) == c.target for c in conds):  # type: ignore[operator]
@@ -261,7 +249,8 @@ class Chart:
         raise TransitionNotAllowed(state, trigger, self._allowed[state], guards)
 
     def may(self, state: str, trigger: str, payload: Any = None) -> bool:
-        """Whether ``trigger`` is legal from ``state`` for this payload (never raises)."""
+        """Whether ``trigger`` is legal from ``state`` for this payload (never raises); a
+        compound ``state`` as in :meth:`next_state`."""
         if (state, trigger) in self._fast:
             return True
         try:
@@ -271,7 +260,12 @@ class Chart:
         return True
 
     def allowed_triggers(self, state: str) -> list[str]:
-        """The triggers legal from ``state`` (guarded ones included), in chart order."""
+        """The triggers legal from ``state`` (guarded ones included), in chart order; for a
+        compound ``state``, those its leaves all allow alike (see :meth:`next_state`).
+
+        Raises:
+            UnknownState: ``state`` is not a state of this chart.
+        """
         if state not in self._allowed:
             raise UnknownState(self.name, state, self.states)
         return list(self._allowed[state])
@@ -279,7 +273,9 @@ class Chart:
     def check(self, triggers: Iterable[str | tuple[str, Any]], start: str | None = None) -> str:
         """Fold a sequence of triggers (or ``(trigger, payload)`` pairs) from ``start``.
 
-        Returns the final state. Raises :class:`TransitionNotAllowed` at the first illegal step.
+        Returns the state after the last one (``start``: by default the chart's first initial
+        state; a compound one as in :meth:`next_state`). Raises as :meth:`next_state`, at the
+        first illegal step.
         """
         state = self.initial_states[0] if start is None else start
         if state not in self._allowed:
@@ -292,30 +288,49 @@ class Chart:
     def canonical(self, state: str) -> str:
         """The canonical lifecycle state (``draft``, ``open``, ``paid``, ``void``, …).
 
+        Every leaf has one, so that invoices from every provider can be compared; a compound
+        state has the one its leaves share (``open`` for ChargeOver's ``open``).
+
         Raises:
-            UnknownState: ``state`` is not a leaf of this chart.
+            UnknownState: ``state`` is not a state of this chart, or a compound state whose
+                leaves have different canonical states (``closed``: paid or void).
             ChartError: the chart was built with ``require_canonical=False`` and ``state``
                 has no canonical state.
         """
         canonical = self._canonical.get(state)
         if canonical is not None:
             return canonical
+        if state in self._tree.compound:  # its leaves differ: say so, not "unknown"
+            raise mixed_canonical(self.name, state, self._tree, self._canonical, self.states)
         if state in self._allowed:
             where = self._tree.node(state).location
             raise ChartError(self._source, where, f"state {state!r} has no canonical state")
         raise UnknownState(self.name, state, self.states)
 
     def is_final(self, state: str) -> bool:
-        """Whether ``state`` is a final leaf (nothing leaves it)."""
+        """Whether ``state`` is final: an invoice there stays there, as no transition leaves it.
+
+        True for the leaves the chart marks ``final: true`` and for a compound state whose
+        leaves all are (ChargeOver's ``closed``); ``False`` for any other name, unknown ones
+        included, so it can be asked of anything without a ``try``.
+        """
         return state in self._final
 
     def transitions_between(self, state: str, target: str) -> list[str]:
         """Triggers that may lead from ``state`` to ``target`` (guards not yet checked)."""
         return list(self._routes.get((state, target), ()))
 
-    def steps(self, state: str, trigger: str) -> Sequence[_Step]:
-        """The machine's candidate steps for (state, trigger): (dest or None, conditions)."""
-        return self._table.get((state, trigger), ())
+    def steps(self, state: str, trigger: str) -> tuple[CandidateStep, ...]:
+        """The steps the machine would try for ``trigger`` from ``state``, in its order.
+
+        The first whose conditions all hold is taken (the deepest state's transitions before
+        its parents', then chart order); none holding means the trigger is refused. Empty: the
+        trigger is not legal from ``state`` at all (or either name is unknown). For reading a
+        chart (paths, lint, the testing helpers); :meth:`next_state` is the quick way to ask.
+        A compound ``state`` as in :meth:`next_state`.
+        """
+        key = (state, trigger)
+        return self._table.get(key) or self._shared.get(key, ())
 
     def state_for_status(self, status: object) -> str | None:
         """The leaf state a provider status value names, or ``None``."""
@@ -343,7 +358,15 @@ class Chart:
         return self._depth.get(state, 1_000)
 
     def event(self, event_type: str) -> EventSpec | None:
-        """What the chart says ``event_type`` means, or ``None`` for an unmapped event type."""
+        """What the chart's ``events:`` map says a provider's ``event_type`` means.
+
+        The engine reads a delivery's event type, then asks this what to do: create the
+        invoice, fire a trigger, follow the status snapshot, or only record it (``info``).
+
+        Returns:
+            The event's entry, or ``None`` when the chart does not map ``event_type`` (the
+            engine records such a delivery as ``invalid``, naming the event types it knows).
+        """
         return self.spec.events.get(event_type)
 
     def lifecycle_rank(self, event_type: str, status_state: str | None) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, cast
 import click
 
 from ..chart import load_chart
-from ..diagrams import FORMATS, Direction, HistoryEntry, export, format_for
+from ..diagrams import DIRECTIONS, FORMATS, Direction, HistoryEntry, export, format_for
 from ..errors import DiagramError
 from ._base import chart_dir_option, db_option, main, open_engine, valid_text, write_output
 
@@ -42,7 +42,7 @@ _PICTURES = ("mermaid", "dot", "svg", "png")
 )
 @click.option(
     "--direction",
-    type=click.Choice(["LR", "TB"]),
+    type=click.Choice(DIRECTIONS),
     default="LR",
     show_default=True,
     help="Pictures: left to right, or top to bottom.",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..errors import DiagramError
 from ._dot import INSTALL_HINT, run_dot
@@ -42,10 +42,14 @@ if TYPE_CHECKING:
     from ..chart import Chart
 
 __all__ = [
+    "DIRECTIONS",
     "FORMATS",
     "INSTALL_HINT",
     "Direction",
+    "Format",
     "HistoryEntry",
+    "ImageFormat",
+    "TextFormat",
     "export",
     "format_for",
     "render",
@@ -57,10 +61,18 @@ __all__ = [
     "to_xstate",
 ]
 
-Format = Literal["mermaid", "dot", "svg", "png", "scxml", "xstate"]
+#: The formats :func:`export` returns as text.
+TextFormat = Literal["mermaid", "dot", "scxml", "xstate"]
+#: The formats :func:`export` returns as bytes (drawn by Graphviz).
+ImageFormat = Literal["svg", "png"]
+Format = Literal[TextFormat, ImageFormat]
+#: Which way a picture's arrows run: left to right, top to bottom, right to left, bottom to top.
 Direction = Literal["LR", "TB", "RL", "BT"]
 #: Every format :func:`export` knows.
 FORMATS: tuple[str, ...] = ("mermaid", "dot", "svg", "png", "scxml", "xstate")
+#: Every direction a picture can be drawn in (the values of :data:`Direction`; the CLI's
+#: ``--direction`` choices).
+DIRECTIONS: tuple[Direction, ...] = ("LR", "TB", "RL", "BT")
 _SUFFIXES = {
     ".mmd": "mermaid",
     ".mermaid": "mermaid",
@@ -74,8 +86,8 @@ _SUFFIXES = {
 
 
 def _check_direction(direction: str) -> None:
-    if direction not in ("LR", "TB", "RL", "BT"):
-        raise DiagramError(f"direction {direction!r} is not one of LR, TB, RL, BT")
+    if direction not in DIRECTIONS:
+        raise DiagramError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
 
 
 def to_mermaid(
@@ -165,6 +177,30 @@ def format_for(path: str | Path) -> str:
     return _SUFFIXES[suffix]
 
 
+@overload
+def export(
+    chart: Chart,
+    format: TextFormat,
+    *,
+    highlight: Iterable[HistoryEntry] | None = None,
+    direction: Direction = "LR",
+) -> str: ...
+@overload
+def export(
+    chart: Chart,
+    format: ImageFormat,
+    *,
+    highlight: Iterable[HistoryEntry] | None = None,
+    direction: Direction = "LR",
+) -> bytes: ...
+@overload
+def export(
+    chart: Chart,
+    format: str,
+    *,
+    highlight: Iterable[HistoryEntry] | None = None,
+    direction: Direction = "LR",
+) -> str | bytes: ...
 def export(
     chart: Chart,
     format: str,
@@ -174,10 +210,13 @@ def export(
 ) -> str | bytes:
     """``chart`` in any of :data:`FORMATS`: text for mermaid/dot/scxml/xstate, bytes for svg/png.
 
+    A type checker knows which from a literal format: ``export(chart, "svg")`` is ``bytes``,
+    ``export(chart, "mermaid")`` is ``str``; a format held in a ``str`` gives ``str | bytes``.
     ``highlight`` applies to the pictures (mermaid, dot, svg, png) only.
 
     Raises:
-        DiagramError: an unknown format (the message lists them), or Graphviz is missing.
+        DiagramError: an unknown format (the message lists them), a highlight for a machine
+            format, a direction not in :data:`DIRECTIONS`, or Graphviz is missing.
     """
     if format == "mermaid":
         return to_mermaid(chart, highlight=highlight, direction=direction)

@@ -5,6 +5,13 @@ states are clusters (``compound=true`` lets an arrow end at a cluster's border, 
 transition into a composite state). Pseudo nodes (start dots, rejected-event notes) have ids
 that begin with or contain ``..``, which no chart name can (names have no dots). Labels are
 Graphviz HTML-like labels with every character escaped, so nothing a chart says can break out.
+
+Every arrow starts where the invoice really was. A transition written on a compound state
+leaves from the cluster's border when it leads out of it; when it leads to a state inside the
+compound itself (``source: issued, dest: issued.partially_paid``) a border can't say where it
+starts, so it is drawn from each of the compound's other states (and listed as ``↺`` inside
+the state it targets, where it changes nothing). Transitions written with ``source: "*"`` start
+from a dashed region labelled "any non-final state" that encloses every state they apply to.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import shutil
 import subprocess
 
 from ..errors import DiagramError
-from ._model import ANY, Graph, Highlight, colour_of
+from ._model import ANY, Edge, Graph, Highlight, colour_of
 
 _FONT = "Helvetica,Arial,sans-serif"
 _GREEN = "#1b5e20"
@@ -60,6 +67,57 @@ def _legend(graph: Graph) -> str:
     return f'<<table border="0" cellspacing="4" cellpadding="0">{title}{legend}</table>>'
 
 
+class _Arrow:
+    """One arrow to draw: its labels, and the step numbers of the invoice that took it."""
+
+    def __init__(self) -> None:
+        self.labels: list[str] = []
+        self.steps: list[int] = []
+
+
+def _arrows(
+    graph: Graph, edges: list[Edge], hl: Highlight | None, internal: dict[str, list[str]]
+) -> dict[tuple[str, str], _Arrow]:
+    """The picture's arrows by (source, target), each drawable from where it starts.
+
+    An edge from a compound state to a state inside it is redrawn from the compound's states
+    outside its target (each step numbered where it really started); inside the target a leaf
+    target lists it as ``↺`` (into ``internal``): taking it there changes nothing.
+    """
+    arrows: dict[tuple[str, str], _Arrow] = {}
+
+    def add(src: str, dst: str, labels: list[str], steps: list[int]) -> None:
+        arrow = arrows.setdefault((src, dst), _Arrow())
+        arrow.labels += [x for x in labels if x not in arrow.labels]
+        arrow.steps = sorted({*arrow.steps, *steps})
+
+    def started_in(state: str) -> set[int]:
+        if hl is None:
+            return set()
+        return {n for (f, _), ns in hl.leaf_steps.items() if graph.contains(state, f) for n in ns}
+
+    for e in edges:
+        if e.target is None:
+            continue
+        taken = hl.steps.get((e.source, e.target), []) if hl is not None else []
+        if e.source == ANY or not (
+            graph.nodes[e.source].compound and graph.contains(e.source, e.target)
+        ):
+            add(e.source, e.target, e.labels, taken)
+            continue
+        inner = set(graph.leaves(e.target))
+        for src in graph.cover(x for x in graph.leaves(e.source) if x not in inner):
+            add(src, e.target, e.labels, [n for n in taken if n in started_in(src)])
+        if graph.nodes[e.target].compound:  # from its own states: back to its initial state
+            for src in graph.cover(inner):
+                add(src, e.target, e.labels, [n for n in taken if n in started_in(src)])
+        else:
+            for trigger, label in e.parts:
+                used = hl.stays.get((e.target, trigger), 0) if hl is not None else 0
+                internal.setdefault(e.target, []).append(label + (f" \u00d7{used}" if used else ""))
+    return arrows
+
+
 def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "LR") -> str:
     """The DOT text for ``graph``, with one invoice's path marked if ``highlight`` is given."""
     hl = highlight
@@ -70,6 +128,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
             for trigger, label in e.parts:
                 used = hl.internal.get((e.source, trigger), 0) if hl is not None else 0
                 internal.setdefault(e.source, []).append(label + (f" \u00d7{used}" if used else ""))
+    arrows = _arrows(graph, edges, hl, internal)
 
     out = [f"digraph {_q(graph.name)} {{"]
     out.append(
@@ -107,25 +166,25 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
             fixedsize="true",
         )
 
-    def any_box() -> str:
-        rows = ["<i>any non-final state</i>"]
-        rows += [f'<font point-size="9">↺ {_h(x)}</font>' for x in internal.get(ANY, [])]
-        label = "<" + "<br/>".join(rows) + ">"
-        return f"  {_q('..any')} " + _attrs(
-            label=label, style=_q("rounded,dashed"), color=_q("#777777")
-        )
-
     def entry(node_id: str) -> str:
         """The node an arrow *into* ``node_id`` ends at (a cluster's start dot)."""
         return f"{node_id}..start" if graph.nodes[node_id].compound else node_id
 
-    sources = {e.source for e in edges if e.target is not None}
+    sources = {src for src, _ in arrows}
+    # "*": the states it covers sit in one dashed region (every top-level state with a
+    # non-final leaf; the final ones inside are marked final, so the label stays true).
+    any_roots = tuple(
+        r for r in graph.roots if any(graph.contains(ANY, x) for x in graph.leaves(r))
+    )
+    any_region = ANY in sources or ANY in internal
+    any_in = {dst for src, dst in arrows if src == ANY and _inside(graph, any_roots, dst)}
 
-    def exit_(node_id: str) -> str:
+    def exit_(node_id: str, target: str | None = None) -> str:
         """The node an arrow *out of* ``node_id`` starts at: a cluster's invisible exit point,
-        ranked after all its states, so arrows leave the cluster on its far side."""
+        ranked after all its states, so arrows leave the cluster on its far side (for "*" to
+        a state inside its region: an entry point, ranked before them)."""
         if node_id == ANY:
-            return "..any"
+            return "..any..entry" if target in any_in else "..any..exit"
         return f"{node_id}..exit" if graph.nodes[node_id].compound else node_id
 
     def node_line(pad: str, nid: str) -> str:
@@ -216,9 +275,34 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
 
     out.append(f"  {start_dot('..start')}")
     out.extend(rejected_lines("  ", ""))
-    if any(e.source == ANY for e in edges):
-        out.append(any_box())
-    block(graph.roots, 1)
+    if any_region:
+        rows = ["<i>any non-final state</i>"]
+        rows += [f'<font point-size="9">↺ {_h(x)}</font>' for x in internal.get(ANY, [])]
+        out.append(f"  subgraph {_q('cluster_..any')} {{")
+        out.append(
+            "    graph "
+            + _attrs(
+                label="<" + "<br/>".join(rows) + ">",
+                style=_q("rounded,dashed"),
+                color=_q("#777777"),
+                fontcolor=_q("#333333"),
+            )
+        )
+        block(any_roots, 2)
+        point = _attrs(shape="point", style="invis", width="0.01")
+        invisible = [x for r in any_roots for x in graph.leaves(r) if graph.contains(ANY, x)]
+        if any(dst not in any_in for src, dst in arrows if src == ANY):
+            out.append(f"    {_q('..any..exit')} {point}")
+            out.extend(f"    {_q(x)} -> {_q('..any..exit')} [style=invis]" for x in invisible)
+        if any_in:
+            out.append(f"    {_q('..any..entry')} {point}")
+            out.extend(
+                f"    {_q('..any..entry')} -> {_q(x)} [style=invis, weight=0]" for x in invisible
+            )
+        out.append("  }")
+        block(tuple(r for r in graph.roots if r not in any_roots), 1)
+    else:
+        block(graph.roots, 1)
 
     born, adopted = graph.births(hl) if hl is not None else ({}, {})
     for i in graph.initial:
@@ -237,23 +321,18 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
             + _attrs(label=_q(label), style="dashed", color=_q(_GREEN), fontcolor=_q(_GREEN))
         )
 
-    for e in edges:
-        if e.target is None:
-            continue
-        attrs = {"label": "<" + "<br/>".join(_h(x) for x in e.labels) + ">"}
-        tail, head = exit_(e.source), entry(e.target)
-        if (
-            e.source != ANY
-            and graph.nodes[e.source].compound
-            and not graph.contains(e.source, e.target)
-        ):
-            attrs["ltail"] = _q("cluster_" + e.source)
-        if graph.nodes[e.target].compound and (
-            e.source == ANY or not graph.contains(e.target, e.source)
-        ):
-            attrs["lhead"] = _q("cluster_" + e.target)
+    for (source, target), arrow in arrows.items():
+        attrs = {"label": "<" + "<br/>".join(_h(x) for x in arrow.labels) + ">"}
+        tail, head = exit_(source, target), entry(target)
+        if source == ANY:
+            if target not in any_in:
+                attrs["ltail"] = _q("cluster_..any")
+        elif graph.nodes[source].compound and not graph.contains(source, target):
+            attrs["ltail"] = _q("cluster_" + source)
+        if graph.nodes[target].compound and (source == ANY or not graph.contains(target, source)):
+            attrs["lhead"] = _q("cluster_" + target)
         if hl is not None:
-            taken = hl.steps.get((e.source, e.target))
+            taken = arrow.steps
             if taken:
                 attrs["label"] = attrs["label"][:-1] + f"<br/><b>{_steps(taken)}</b>>"
                 attrs.update(color=_q(_GREEN), penwidth="2.5", fontcolor=_q(_GREEN))
@@ -277,6 +356,11 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 )
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+def _inside(graph: Graph, roots: tuple[str, ...], node_id: str) -> bool:
+    """Whether ``node_id`` is one of ``roots`` or nested in one."""
+    return any(graph.contains(r, node_id) for r in roots)
 
 
 def run_dot(dot_text: str, fmt: str) -> bytes:

@@ -140,6 +140,9 @@ class Highlight:
         leaf_steps: the same, by the (from, to) leaf states of each move.
         start_steps: the initial state the invoice was born in, and at which step.
         internal: internal transitions used: (state, trigger) -> how many times.
+        stays: transitions taken from a leaf back to itself (legal, changing nothing, as a
+            transition from a compound state to a leaf inside it does from that leaf):
+            (leaf, trigger) -> how many times.
         rejected: per state, the events rejected while the invoice was in it (``""``: before
             it existed, when the engine refuses unseen invoices).
         current: the state the invoice is in now.
@@ -151,6 +154,7 @@ class Highlight:
     leaf_steps: dict[tuple[str, str], list[int]] = field(default_factory=dict)
     start_steps: dict[str, list[int]] = field(default_factory=dict)
     internal: dict[tuple[str, str], int] = field(default_factory=dict)
+    stays: dict[tuple[str, str], int] = field(default_factory=dict)
     rejected: dict[str, list[str]] = field(default_factory=dict)
     current: str | None = None
     adopted: set[str] = field(default_factory=set)
@@ -273,9 +277,14 @@ class Graph:
             if entry.status == "unchanged":
                 if trig and frm:
                     for e in edges:
-                        if e.target is None and trig in e.triggers and self.contains(e.source, frm):
+                        if trig not in e.triggers or not self.contains(e.source, frm):
+                            continue
+                        if e.target is None:
                             key = (e.source, trig)
                             hl.internal[key] = hl.internal.get(key, 0) + 1
+                            break
+                        if self.contains(e.target, frm):  # a transition back to where it was
+                            hl.stays[(frm, trig)] = hl.stays.get((frm, trig), 0) + 1
                             break
                 hl.current = frm or to or hl.current
                 continue
