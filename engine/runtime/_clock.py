@@ -22,5 +22,6 @@ def utc_now() -> datetime:
 
 def utc_text(when: datetime) -> str:
     """``when`` as stored: UTC, ISO 8601, ``Z``."""
-    text = when.astimezone(UTC).isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else text
+    if when.tzinfo is not UTC:  # the engine's own times already are: skip the conversion
+        when = when.astimezone(UTC)
+    return when.isoformat()[:-6] + "Z"  # UTC's isoformat always ends in +00:00
