@@ -335,3 +335,10 @@ def test_an_event_type_the_chart_does_not_map_is_ignored_not_invalid() -> None:
     assert (out.status, out.event_type) == ("ignored", "customer.created")
     assert "unknown event type" in (out.reason or "")
     assert eng.counts() == {"ignored": 1}
+
+
+def test_ids_are_looked_up_as_deliveries_read_them() -> None:
+    eng = Engine(":memory:")
+    eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
+    assert eng.state("stripe", " in_x\n") == eng.state("stripe", "in_x")
+    assert eng.history("stripe", " in_x") == eng.history("stripe", "in_x")

@@ -217,12 +217,14 @@ class Engine:
     def state(self, provider: str, invoice_id: str | int) -> InvoiceState | None:
         """The invoice's current state, or ``None`` if it has never been born here.
 
+        ``invoice_id`` is read as deliveries' ids are: as text, surrounding white space dropped.
+
         Raises:
             UnknownProvider: ``provider`` has no chart (a misspelt name is not "no invoice").
         """
         self.chart(provider)
         with self.store.read() as tx:
-            row = tx.invoice(provider, str(invoice_id))
+            row = tx.invoice(provider, str(invoice_id).strip())
         return None if row is None or row.state is None else _invoice_state(row)
 
     def history(self, provider: str, invoice_id: str | int) -> list[Outcome]:
@@ -234,7 +236,7 @@ class Engine:
         """
         self.chart(provider)
         with self.store.read() as tx:
-            rows = tx.history_rows(provider, str(invoice_id))
+            rows = tx.history_rows(provider, str(invoice_id).strip())
         return [_outcome(r) for r in rows]
 
     def outcomes(self, first: int, last: int | None = None) -> list[Outcome]:
