@@ -365,7 +365,7 @@ class Chart:
 
         Returns:
             The event's entry, or ``None`` when the chart does not map ``event_type`` (the
-            engine records such a delivery as ``invalid``, naming the event types it knows).
+            engine records such a delivery as ``ignored``, naming the event types it knows).
         """
         return self.spec.events.get(event_type)
 
