@@ -235,3 +235,13 @@ def test_a_closed_engine_says_so() -> None:
         eng.apply("stripe", BODY)
     with pytest.raises(StoreError, match="closed"):
         eng.state("stripe", "in_1")
+
+
+def test_stored_times_have_one_precision_so_they_sort_as_text(tmp_path: Path) -> None:
+    body = dict(BODY, created=1_700_000_001.5)
+    with Engine(tmp_path / "t.db") as eng:
+        eng.apply("stripe", body)
+        eng.apply("stripe", dict(BODY, id="evt_2", created=1_700_000_001))
+    times = [r.occurred_at or "" for r in _db.events(tmp_path / "t.db")]
+    assert [len(t) for t in times] == [len("2023-11-14T22:13:21.500000Z")] * 2
+    assert sorted(times) == sorted(times, key=lambda t: t.replace("Z", ""))

@@ -1,7 +1,7 @@
 """The engine's one clock, and the one way it writes a time down.
 
-Every timestamp the engine stores is UTC in ISO 8601 with a ``Z`` (``2024-06-01T00:00:10Z``),
-the form JSON output uses too, so the database and ``--json`` never disagree on a format.
+Every timestamp the engine stores is UTC in ISO 8601 with microseconds and a ``Z``
+(``2024-06-01T00:00:10.000000Z``): one format, so stored times sort as text.
 """
 
 from __future__ import annotations
@@ -24,4 +24,5 @@ def utc_text(when: datetime) -> str:
     """``when`` as stored: UTC, ISO 8601, ``Z``."""
     if when.tzinfo is not UTC:  # the engine's own times already are: skip the conversion
         when = when.astimezone(UTC)
-    return when.isoformat()[:-6] + "Z"  # UTC's isoformat always ends in +00:00
+    # one fixed precision, so stored times also sort as text; UTC's ends in +00:00
+    return when.isoformat(timespec="microseconds")[:-6] + "Z"
