@@ -182,7 +182,7 @@ def test_lint_every_chart_by_default() -> None:
     assert result.exit_code == 0, result.output
     for name in engine.available_charts():
         assert f"{name}: ok" in result.stdout
-    assert "0 error(s), 0 warning(s)" in result.stdout
+    assert "0 errors, 0 warnings" in result.stdout
     report = run_json("lint")
     assert [c["chart"] for c in report["charts"]] == engine.available_charts()
     assert (report["errors"], report["warnings"]) == (0, 0)
@@ -215,7 +215,7 @@ def test_lint_warnings_pass_unless_strict(tmp_path: Path) -> None:
     result = run("lint", str(path))
     assert result.exit_code == 0
     assert "acme: warning: void: canonical state 'cancelled'" in result.stdout
-    assert "1 chart: 0 error(s), 1 warning(s)" in result.stdout
+    assert "1 chart: 0 errors, 1 warning" in result.stdout
     assert run("lint", str(path), "--strict").exit_code == 1
     assert run("lint", "stripe", "--strict").exit_code == 0
 

@@ -22,7 +22,9 @@ its line.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -132,6 +134,18 @@ def _check_meaning(spec: ChartSpec, source: str) -> None:
         raise ChartError.of(problems)
 
 
+@contextmanager
+def _not_too_deep(source: str) -> Iterator[None]:
+    """A chart nested past Python's recursion limit (thousands of ``[[[…``, or states inside
+    states hundreds deep) is a broken chart, not a crash of whatever read it."""
+    try:
+        yield
+    except RecursionError:
+        raise ChartError(
+            source, "", "nested too deeply to read (hundreds of levels of lists or states)"
+        ) from None
+
+
 def _structure(data: Any, source: str, marks: Marks | None = None) -> ChartSpec:
     """The first validation: the chart's shape, by the pydantic models; every problem."""
     if data is None:
@@ -177,13 +191,14 @@ def parse_chart(data: Any, source: str = "<string>", *, enforce_lint: bool = Tru
             (and the state or transition there) and what is wrong. Data has no lines: a file
             read with :func:`load_chart` gives them too.
     """
-    spec = _structure(data, source)
-    try:
-        _check_meaning(spec, source)
-        if enforce_lint:
-            enforce(Chart(spec, enforce_lint=False), source)
-    except ChartError as exc:
-        raise _placed(exc, data, None) from None
+    with _not_too_deep(source):
+        spec = _structure(data, source)
+        try:
+            _check_meaning(spec, source)
+            if enforce_lint:
+                enforce(Chart(spec, enforce_lint=False), source)
+        except ChartError as exc:
+            raise _placed(exc, data, None) from None
     return spec
 
 
@@ -214,15 +229,16 @@ def _read_spec(path: Path) -> tuple[ChartSpec, Callable[[ChartError], ChartError
     except UnicodeDecodeError as exc:
         raise ChartError(str(path), "", f"not UTF-8 text: {exc.reason}") from None
     source = str(path)
-    data, marks = parse_yaml(text, source)
-    spec = _structure(data, source, marks)
-    problems = [p for p in [_file_name_problem(spec, path)] if p is not None]
-    try:
-        _check_meaning(spec, source)
-    except ChartError as exc:
-        problems.extend(exc.problems)
-    if problems:
-        raise _placed(ChartError.of(problems), data, marks)
+    with _not_too_deep(source):
+        data, marks = parse_yaml(text, source)
+        spec = _structure(data, source, marks)
+        problems = [p for p in [_file_name_problem(spec, path)] if p is not None]
+        try:
+            _check_meaning(spec, source)
+        except ChartError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise _placed(ChartError.of(problems), data, marks)
     return spec, lambda exc: _placed(exc, data, marks)
 
 
@@ -248,7 +264,8 @@ def read_chart_file(path: str | Path, *, enforce_lint: bool = True) -> ChartSpec
     p = Path(path)
     spec, place = _read_spec(p)
     if enforce_lint:
-        _checked(Chart(spec, p, enforce_lint=False), place)
+        with _not_too_deep(str(p)):
+            _checked(Chart(spec, p, enforce_lint=False), place)
     return spec
 
 
@@ -284,8 +301,28 @@ def _load_path(path: Path, mtime: float, enforce_lint: bool = True) -> Chart:
     # Bounded: a long-running process that watches an edited chart, or loads many files by
     # path, would otherwise keep every version it ever compiled.
     spec, place = _read_spec(path)
-    chart = Chart(spec, path, enforce_lint=False)
-    return _checked(chart, place) if enforce_lint else chart
+    with _not_too_deep(str(path)):
+        chart = Chart(spec, path, enforce_lint=False)
+        return _checked(chart, place) if enforce_lint else chart
+
+
+def _resolved(path: Path) -> tuple[Path, float]:
+    """The file a chart path names (through symlinks) and its modification time; a symlink
+    loop or one to nowhere is a :class:`ChartError` naming the path as given."""
+    try:
+        resolved = path.resolve(strict=True)
+        return resolved, resolved.stat().st_mtime
+    except RuntimeError:  # Python 3.11's word for a symlink loop (later versions: OSError)
+        problem = "can't read the file: it is a symlink loop"
+    except OSError as exc:
+        problem = f"can't read the file: {exc.strerror or exc}"
+        if path.is_symlink():
+            problem = f"can't read the file: it is a symlink to {os.readlink(path)!r}, " + (
+                "which does not exist"
+                if isinstance(exc, FileNotFoundError)
+                else f"which can't be read ({exc.strerror or exc})"
+            )
+    raise ChartError(str(path), "", problem)
 
 
 def load_chart(
@@ -309,11 +346,10 @@ def load_chart(
     text = str(name_or_path)
     as_path = Path(text)
     if isinstance(name_or_path, Path) or text.endswith((".yaml", ".yml")) or "/" in text:
-        resolved = as_path.resolve()
-        mtime = resolved.stat().st_mtime if resolved.exists() else 0.0
-        return _load_path(resolved, mtime, enforce_lint)
+        if not as_path.exists() and not as_path.is_symlink():  # _read_spec says it's missing
+            return _load_path(as_path.absolute(), 0.0, enforce_lint)
+        return _load_path(*_resolved(as_path), enforce_lint)
     files = _chart_files(chart_dir)
     if text not in files:
         raise UnknownProvider(text, files)
-    path = files[text].resolve()
-    return _load_path(path, path.stat().st_mtime, enforce_lint)
+    return _load_path(*_resolved(files[text]), enforce_lint)

@@ -4,7 +4,8 @@ Each module below adds its commands to :data:`main`; importing them is what regi
 """
 
 from . import (
-    _charts,  # noqa: F401  (registers charts, show, lint, schema, check)
+    _charts,  # noqa: F401  (registers charts, show, lint)
+    _check,  # noqa: F401  (registers schema, check)
     _diagram,  # noqa: F401  (registers diagram)
     _read,  # noqa: F401  (registers state, history, replay)
     _run,  # noqa: F401  (registers apply, demo)

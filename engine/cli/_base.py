@@ -1,4 +1,5 @@
-"""The click group and what every command shares: error handling, --json, --db, --chart-dir.
+"""The click group and what every command shares: error handling, --json, --db, --chart-dir,
+and naming a chart (by name, or by the path of its YAML file).
 
 Every failure is ``Error: …`` on stderr, never a traceback, and it is caught in one place
 (:class:`_Group`): library errors (:class:`~engine.errors.EngineError`) and operating-system
@@ -9,7 +10,6 @@ is a bug, still reported in one line (exit 1), with ``INVOICE_ENGINE_DEBUG=1`` t
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -18,9 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from ..chart import available_charts, load_chart
 from ..errors import EngineError, StoreError
+from ._text import json_text, visible
 
 if TYPE_CHECKING:
+    from ..chart import Chart
     from ..runtime.engine import Engine
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,13 +82,37 @@ def json_option(f: F) -> F:
     )(f)
 
 
+def replaced_bundled(chart_dir: str | Path | None) -> dict[str, Path]:
+    """The charts in ``chart_dir`` named like a bundled one, which they replace: name → file."""
+    if chart_dir is None:
+        return {}
+    folder = Path(chart_dir)
+    mine = {p.stem: p for p in [*sorted(folder.glob("*.yaml")), *sorted(folder.glob("*.yml"))]}
+    bundled = set(available_charts())
+    return {name: path for name, path in sorted(mine.items()) if name in bundled}
+
+
+def _warn_replaced(_: click.Context, __: click.Parameter, value: str | None) -> str | None:
+    """A chart in --chart-dir named like a bundled one replaces it: say so, once a command."""
+    for name, path in replaced_bundled(value).items():
+        click.echo(
+            f"Warning: {visible(path)} replaces the bundled chart {name!r} "
+            "(`invoice-engine charts` shows which file each name uses)",
+            err=True,
+        )
+    return value
+
+
 def chart_dir_option(f: F) -> F:
     """``--chart-dir``: a folder of the user's own charts, beside the bundled ones."""
     return click.option(
         "--chart-dir",
         type=click.Path(exists=True, file_okay=False),
         envvar="INVOICE_ENGINE_CHART_DIR",
-        help="A folder of your own charts (*.yaml), used beside the bundled ones.",
+        show_envvar=True,
+        callback=_warn_replaced,
+        help="A folder of your own charts (*.yaml), used beside the bundled ones; one named "
+        "like a bundled chart replaces it (with a warning).",
     )(f)
 
 
@@ -97,25 +124,31 @@ def db_option(f: F) -> F:
         default="invoices.db",
         show_default=True,
         envvar="INVOICE_ENGINE_DB",
+        show_envvar=True,
         help="SQLite database file (or :memory:).",
     )(f)
 
 
 def emit_json(data: Any) -> None:
-    """One JSON document on stdout."""
-    json.dump(data, sys.stdout, indent=2, default=str, ensure_ascii=False)
-    sys.stdout.write("\n")
+    """One JSON document on stdout, written whole: made before anything is printed, so an
+    error while making it leaves stdout empty (the error is ``Error: …`` on stderr)."""
+    text = json_text(data, indent=2)
+    sys.stdout.write(text + "\n")
 
 
-def table(rows: list[list[str]], headers: list[str]) -> str:
-    """A plain aligned text table (no dependency; rows are short)."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
-    line = "  ".join(f"{{:<{w}}}" for w in widths)
-    out = [line.format(*headers).rstrip(), line.format(*("-" * w for w in widths)).rstrip()]
-    out.extend(line.format(*row).rstrip() for row in rows)
-    return "\n".join(out)
+def is_chart_path(text: str) -> bool:
+    """Whether a chart argument is a file path (``./zebrapay.yaml``), not a name (as
+    :func:`~engine.chart.load_chart` decides)."""
+    return text.endswith((".yaml", ".yml")) or "/" in text
+
+
+def chart_arg(name_or_path: str, chart_dir: str | None) -> tuple[str, dict[str, Chart]]:
+    """A PROVIDER argument: the provider it names and, when it is a chart file's path, that
+    chart (for ``Engine(charts=…)``), so every command takes a path where it takes a name."""
+    if not is_chart_path(name_or_path):
+        return name_or_path, {}
+    chart = load_chart(name_or_path, chart_dir)
+    return chart.name, {chart.name: chart}
 
 
 def valid_text(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Chart commands: charts, show, lint, schema, check.
+"""Chart commands: charts, show, lint (schema and check are in :mod:`._check`).
 
 None of them needs a database: they read chart files and ask the validator. A chart is named by
 its provider (``stripe``, or a name in ``--chart-dir``) or given as a path to a YAML file.
@@ -6,15 +6,21 @@ its provider (``stripe``, or a name in ``--chart-dir``) or given as a path to a 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..chart import available_charts, load_chart
-from ..errors import ChartError, TransitionNotAllowed
-from ._base import chart_dir_option, emit_json, json_option, main, table, write_output
+from ..errors import ChartError
+from ._base import (
+    chart_dir_option,
+    emit_json,
+    json_option,
+    main,
+    replaced_bundled,
+)
+from ._text import plural, table, visible
 
 if TYPE_CHECKING:
     from ..chart import Chart
@@ -26,22 +32,27 @@ if TYPE_CHECKING:
 @chart_dir_option
 @json_option
 def charts(chart_dir: str | None, as_json: bool) -> None:
-    """List the available charts (bundled, plus those in --chart-dir).
+    """List the available charts (bundled, plus those in --chart-dir), with their files.
 
-    A chart that fails to load is listed with its error instead of stopping the list.
+    A chart that fails to load is listed with its error instead of stopping the list. A chart
+    in --chart-dir named like a bundled one replaces it; the list says so.
 
-    Example: invoice-engine charts
+    Example: invoice-engine charts --chart-dir ./my_charts
     """
+    bundled = set(available_charts())
+    replaced = replaced_bundled(chart_dir)
     rows: list[dict[str, Any]] = []
     for name in available_charts(chart_dir):
+        where = {"bundled": name in bundled and name not in replaced}
+        where["replaces_bundled"] = name in replaced
         try:
             chart = load_chart(name, chart_dir)
         except ChartError as exc:
             more = len(exc.problems) - 1
             error = str(exc.problems[0]) + (
-                f" (and {more} more: invoice-engine lint)" if more else ""
+                f" (and {plural(more, 'more problem')}: invoice-engine lint)" if more else ""
             )
-            rows.append({"name": name, "error": error, "path": exc.source})
+            rows.append({"name": name, "error": error, "path": exc.source, **where})
             continue
         rows.append(
             {
@@ -51,20 +62,34 @@ def charts(chart_dir: str | None, as_json: bool) -> None:
                 "triggers": len(chart.triggers),
                 "events": len(chart.spec.events),
                 "path": str(chart.path),
+                **where,
             }
         )
     if as_json:
         emit_json(rows)
         return
+
+    def file(r: dict[str, Any]) -> str:
+        if r["bundled"]:
+            return "(bundled)"
+        return str(r["path"]) + (" (replaces the bundled chart)" if r["replaces_bundled"] else "")
+
     click.echo(
         table(
             [
-                [r["name"], "-", "-", "-", f"BROKEN: {r['error']}"]
+                [r["name"], "-", "-", "-", f"BROKEN: {r['error']}", file(r)]
                 if "error" in r
-                else [r["name"], str(r["states"]), str(r["triggers"]), str(r["events"]), r["title"]]
+                else [
+                    r["name"],
+                    str(r["states"]),
+                    str(r["triggers"]),
+                    str(r["events"]),
+                    r["title"] or "",
+                    file(r),
+                ]
                 for r in rows
             ],
-            ["chart", "states", "triggers", "events", "title"],
+            ["chart", "states", "triggers", "events", "title", "file"],
         )
     )
 
@@ -138,8 +163,8 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
         emit_json(info)
         return
     default = chart.initial_states[0]
-    click.echo(f"{chart.name}: {info['title'] or '(untitled)'}  ({info['path']})")
-    click.echo(f"initial: {', '.join(chart.initial_states)}\n")
+    click.echo(visible(f"{chart.name}: {info['title'] or '(untitled)'}  ({info['path']})"))
+    click.echo(visible(f"initial: {', '.join(chart.initial_states)}") + "\n")
     state_rows = [
         [
             s["name"],
@@ -169,13 +194,13 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
             continue
         if isinstance(value, dict) and key == "statuses":
             click.echo(f"  {key}:")
-            click.echo("".join(f"    {k!r} -> {v}\n" for k, v in value.items()), nl=False)
+            click.echo("".join(f"    {k!r} -> {visible(v)}\n" for k, v in value.items()), nl=False)
         elif isinstance(value, dict):
-            click.echo(f"  {key}: {', '.join(f'{k} {v}' for k, v in value.items())}")
+            click.echo(visible(f"  {key}: {', '.join(f'{k} {v}' for k, v in value.items())}"))
         elif isinstance(value, list):
-            click.echo(f"  {key}: {' + '.join(value)}")
+            click.echo(visible(f"  {key}: {' + '.join(value)}"))
         else:
-            click.echo(f"  {key}: {value}")
+            click.echo(visible(f"  {key}: {value}"))
 
 
 # ----------------------------------------------------------------------------------- lint
@@ -227,147 +252,12 @@ def lint_command(
     else:
         for name, _, findings in results:
             if not findings:
-                click.echo(f"{name}: ok")
+                click.echo(visible(f"{name}: ok"))
             for f in findings:
-                click.echo(f"{name}: {f}")
-        plural = "" if len(results) == 1 else "s"
-        click.echo(f"{len(results)} chart{plural}: {errors} error(s), {warnings} warning(s)")
+                click.echo(visible(f"{name}: {f}"))
+        click.echo(
+            f"{plural(len(results), 'chart')}: {plural(errors, 'error')}, "
+            f"{plural(warnings, 'warning')}"
+        )
     if errors or (strict and warnings):
         click.get_current_context().exit(1)
-
-
-# --------------------------------------------------------------------------------- schema
-
-
-@main.command()
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False, writable=True),
-    help="Write the schema to this file instead of stdout.",
-)
-def schema(output: str | None) -> None:
-    """Print the JSON Schema of chart files, for editors and tools.
-
-    A copy is shipped as statecharts/statechart.schema.json; point your editor's YAML support
-    at it (e.g. `# yaml-language-server: $schema=statechart.schema.json` atop a chart).
-
-    Example: invoice-engine schema -o statechart.schema.json
-    """
-    from ..chart.spec import ChartSpec
-
-    text = json.dumps(ChartSpec.model_json_schema(), indent=2, ensure_ascii=False) + "\n"
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    write_output(output, text)
-    click.echo(f"Wrote {output}", err=True)
-
-
-# ---------------------------------------------------------------------------------- check
-
-
-def _hint(chart: Chart, triggers: list[str], payload: Any, exc: TransitionNotAllowed) -> str:
-    """What to try instead: a start state from which the whole sequence is legal, or why not."""
-    items = [(t, payload) for t in triggers]
-    starts = sorted(chart.states, key=lambda s: (chart.depth(s), chart.states.index(s)))
-    for start in starts:
-        if chart.is_final(start):
-            continue
-        try:
-            chart.check(items, start=start)
-        except TransitionNotAllowed:
-            continue
-        return f"Try --from {start}"
-    if exc.reason and "is false" in exc.reason:
-        return "Its guard reads the payload: pass one with --payload '{...}'"
-    if chart.is_final(exc.state):
-        return f"{exc.state!r} is final: nothing leaves it"
-    if exc.allowed:
-        return f"From {exc.state!r} you can: {', '.join(exc.allowed)}"
-    return f"Nothing is legal from {exc.state!r}"
-
-
-def _payload(_: click.Context, __: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc.msg} (at character {exc.pos})") from None
-
-
-@main.command()
-@click.argument("provider")
-@click.argument("triggers", nargs=-1, required=True)
-@click.option("--from", "start", metavar="STATE", help="Start here (default: the first initial).")
-@click.option(
-    "--payload",
-    metavar="JSON",
-    callback=_payload,
-    help="The webhook body guards read, e.g. '{\"amountDue\": 0}'.",
-)
-@chart_dir_option
-@json_option
-def check(
-    provider: str,
-    triggers: tuple[str, ...],
-    start: str | None,
-    payload: Any,
-    chart_dir: str | None,
-    as_json: bool,
-) -> None:
-    """Is a trigger sequence legal? Prints the end state, or why not.
-
-    Triggers are folded from --from (default: the chart's first initial state). The first
-    illegal one stops the fold with exit code 1, its reason, and a hint at what would work.
-
-    Example: invoice-engine check stripe finalize pay --from draft
-    """
-    chart = load_chart(provider, chart_dir)
-    state = chart.check([], start=start)  # the default start, or UnknownState for a bad one
-    first = state
-    path: list[dict[str, str]] = []
-    for i, trigger in enumerate(triggers):
-        try:
-            nxt = chart.next_state(state, trigger, payload)
-        except TransitionNotAllowed as exc:
-            hint = _hint(chart, list(triggers), payload, exc)
-            where = f"step {i + 1} of {len(triggers)}: " if len(triggers) > 1 else ""
-            if as_json:
-                emit_json(
-                    {
-                        "legal": False,
-                        "provider": chart.name,
-                        "from": first,
-                        "triggers": list(triggers),
-                        "state": state,
-                        "step": i + 1,
-                        "trigger": trigger,
-                        "reason": str(exc),
-                        "allowed": exc.allowed,
-                        "hint": hint,
-                        "path": path,
-                    }
-                )
-            else:
-                click.echo(f"Error: {where}{exc}", err=True)
-                click.echo(f"Hint: {hint}", err=True)
-            click.get_current_context().exit(1)
-        path.append({"from": state, "trigger": trigger, "to": nxt})
-        state = nxt
-    if as_json:
-        emit_json(
-            {
-                "legal": True,
-                "provider": chart.name,
-                "from": first,
-                "triggers": list(triggers),
-                "state": state,
-                "canonical": chart.canonical(state),
-                "final": chart.is_final(state),
-                "path": path,
-            }
-        )
-        return
-    click.echo(state)

@@ -3,15 +3,26 @@ invoice's path through it highlighted."""
 
 from __future__ import annotations
 
+import base64
 import sys
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from ..chart import load_chart
 from ..diagrams import DIRECTIONS, FORMATS, Direction, HistoryEntry, export, format_for
 from ..errors import DiagramError
-from ._base import chart_dir_option, db_option, main, open_engine, valid_text, write_output
+from ._base import (
+    chart_arg,
+    chart_dir_option,
+    db_option,
+    emit_json,
+    json_option,
+    main,
+    open_engine,
+    valid_text,
+    write_output,
+)
 
 if TYPE_CHECKING:
     from ..chart import Chart
@@ -49,6 +60,7 @@ _PICTURES = ("mermaid", "dot", "svg", "png")
 )
 @db_option
 @chart_dir_option
+@json_option
 def diagram(
     provider: str,
     fmt: str | None,
@@ -57,13 +69,20 @@ def diagram(
     direction: str,
     db_path: str,
     chart_dir: str | None,
+    as_json: bool,
 ) -> None:
     """Draw a chart: mermaid, dot, svg, png (svg/png need Graphviz), scxml or xstate JSON.
 
-    Nested states are drawn as composite states, initial and final states are marked, guards
-    and internal (no-op) transitions are labelled, and states are coloured by canonical state.
-    With --invoice, the invoice's states and steps (numbered), its current state and its
-    rejected events are highlighted: a picture of how it got where it is.
+    PROVIDER is a chart name or a path to its YAML file. Nested states are drawn as composite
+    states, initial and final states are marked, guards and internal (no-op) transitions are
+    labelled, and states are coloured by canonical state. With --invoice, the invoice's states
+    and steps (numbered), its current state and its rejected events are highlighted: a picture
+    of how it got where it is.
+
+    \b
+    --json prints one object instead of the drawing:
+      {"format": ..., "provider": ..., "invoice": ... or null, "text": ...}
+    with "base64" instead of "text" for PNG, and with -o, "output": FILE instead of either.
 
     Example: invoice-engine diagram stripe -o stripe.svg
     """
@@ -79,37 +98,46 @@ def diagram(
         raise click.UsageError(
             f"--invoice highlights a picture; use -f {', '.join(_PICTURES)} (not {fmt})"
         )
-    if fmt == "png" and output is None and sys.stdout.isatty():
+    if fmt == "png" and output is None and not as_json and sys.stdout.isatty():
         raise click.UsageError("PNG is binary; write it to a file with -o FILE.png")
 
-    chart = load_chart(provider, chart_dir)
-    history = None
-    if invoice_id is not None:
-        history = _history(db_path, chart_dir, chart, invoice_id)
+    if invoice_id is None:
+        chart, history = load_chart(provider, chart_dir), None
+    else:
+        chart, history = _history(db_path, chart_dir, provider, invoice_id)
     way = cast(Direction, direction)
     data = export(chart, fmt, highlight=history, direction=way)
 
-    if output is None:
+    doc: dict[str, Any] = {"format": fmt, "provider": chart.name, "invoice": invoice_id}
+    if output is not None:
+        write_output(output, data)
+        click.echo(f"Wrote {output} ({fmt})", err=True)
+        if as_json:
+            emit_json({**doc, "output": output})
+    elif as_json:
         if isinstance(data, bytes):
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
+            emit_json({**doc, "base64": base64.b64encode(data).decode("ascii")})
         else:
-            click.echo(data, nl=False)
-        return
-    write_output(output, data)
-    click.echo(f"Wrote {output} ({fmt})", err=True)
+            emit_json({**doc, "text": data})
+    elif isinstance(data, bytes):
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        click.echo(data, nl=False)
 
 
 def _history(
-    db_path: str, chart_dir: str | None, chart: Chart, invoice_id: str
-) -> list[HistoryEntry]:
-    """The invoice's history, read without writing to the database (the chart drawn is the
-    one its events are looked up under, also when it was given as a path)."""
-    provider = chart.name
-    with open_engine(db_path, chart_dir, readonly=True, charts={provider: chart}) as eng:
-        outcomes = eng.history(provider, invoice_id)
+    db_path: str, chart_dir: str | None, provider: str, invoice_id: str
+) -> tuple[Chart, list[HistoryEntry]]:
+    """The chart and the invoice's history, read without writing to the database. The chart
+    is found as `state` and `history` find it: by path, by name, and for a name only
+    --chart-dir holds, an error saying to pass it when the database knows the provider."""
+    name, charts = chart_arg(provider, chart_dir)
+    with open_engine(db_path, chart_dir, readonly=True, charts=charts) as eng:
+        chart = eng.chart(name)
+        outcomes = eng.history(name, invoice_id)
     if not outcomes:
         raise click.ClickException(
-            f"no deliveries about {provider!r} invoice {invoice_id!r} in {db_path!r}"
+            f"no deliveries about {name!r} invoice {invoice_id!r} in {db_path!r}"
         )
-    return list(outcomes)
+    return chart, list(outcomes)

@@ -7,24 +7,20 @@ and a missing file is ``Error: no database at …``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import click
 
-from ..models import Outcome
+from ..models import Mismatch, Outcome, ReplayReport
 from ._base import (
+    chart_arg,
     chart_dir_option,
     db_option,
     emit_json,
     json_option,
     main,
     open_engine,
-    table,
     valid_text,
 )
-
-if TYPE_CHECKING:
-    pass
+from ._text import plural, table, visible
 
 __all__: list[str] = []
 
@@ -40,19 +36,21 @@ def state(
 ) -> None:
     """Show an invoice's current state (exit 1 if it is not known).
 
-    Reads the database without writing to it. A provider without a chart (a misspelt name, or
-    your own chart without --chart-dir) is an error, not "no invoice".
+    PROVIDER is a chart name (see `invoice-engine charts`) or a path to its YAML file. Reads the
+    database without writing to it. A provider without a chart (a misspelt name, or your own
+    chart without --chart-dir) is an error, not "no invoice".
 
     Example: invoice-engine state stripe in_1PqA8sDemo0001
     """
-    with open_engine(db_path, chart_dir, readonly=True) as eng:
-        st = eng.state(provider, invoice_id)
+    name, charts = chart_arg(provider, chart_dir)
+    with open_engine(db_path, chart_dir, readonly=True, charts=charts) as eng:
+        st = eng.state(name, invoice_id)
     if st is None:
-        raise click.ClickException(f"no invoice {invoice_id!r} of {provider!r} in {db_path!r}")
+        raise click.ClickException(f"no invoice {invoice_id!r} of {name!r} in {db_path!r}")
     if as_json:
         emit_json(st.model_dump(mode="json"))
     else:
-        click.echo(str(st))
+        click.echo(visible(st))
 
 
 def _when(o: Outcome) -> str:
@@ -72,17 +70,19 @@ def history(
 ) -> None:
     """Show every delivery about an invoice, in the order they count (occurrence time).
 
-    Deliveries that did not count (duplicates, superseded retries) come last. An outcome a
-    late event changed is marked "revised Nx". Reads the database without writing to it;
-    exit 1 when nothing is known about the invoice.
+    PROVIDER is a chart name or a path to its YAML file. Deliveries that did not count
+    (duplicates, superseded retries) come last. An outcome a late event changed is marked
+    "revised Nx". Reads the database without writing to it; exit 1 when nothing is known
+    about the invoice.
 
     Example: invoice-engine history stripe in_1PqA8sDemo0002
     """
-    with open_engine(db_path, chart_dir, readonly=True) as eng:
-        outs = eng.history(provider, invoice_id)
+    name, charts = chart_arg(provider, chart_dir)
+    with open_engine(db_path, chart_dir, readonly=True, charts=charts) as eng:
+        outs = eng.history(name, invoice_id)
     if not outs:
         raise click.ClickException(
-            f"no deliveries about {provider!r} invoice {invoice_id!r} in {db_path!r}"
+            f"no deliveries about {name!r} invoice {invoice_id!r} in {db_path!r}"
         )
     if as_json:
         emit_json([o.model_dump(mode="json") for o in outs])
@@ -138,6 +138,7 @@ def replay(
 ) -> None:
     """Rebuild every invoice from its events and compare with what is stored.
 
+    PROVIDER (a chart name or a path to its YAML file) limits it to that provider's invoices.
     Each event is decided again under the chart and policy recorded with it; events decided
     under an earlier version of a chart are reported as notes. Without --repair or --rechart
     the database is only read. Exit 0 when the stored state agrees with the events (after
@@ -152,13 +153,38 @@ def replay(
         )
     writes = repair or rechart
     kw = {"on_unknown": on_unknown or "adopt"} if rechart else {}
-    with open_engine(db_path, chart_dir, readonly=not writes, **kw) as eng:
-        report = eng.replay(provider, repair=repair, rechart=rechart)
+    name, charts = chart_arg(provider, chart_dir) if provider is not None else (None, {})
+    with open_engine(db_path, chart_dir, readonly=not writes, charts=charts, **kw) as eng:
+        report = eng.replay(name, repair=repair, rechart=rechart)
     if as_json:
         emit_json({**report.model_dump(mode="json"), "ok": report.ok})
     else:
-        click.echo(str(report))
+        click.echo(_report_text(report))
     if not report.ok:
         problem = "could not repair" if report.repaired else "found"
         n = len(report.unrepaired if report.repaired else report.mismatches)
-        raise click.ClickException(f"replay {problem} {n} mismatch{'es' if n != 1 else ''}")
+        raise click.ClickException(f"replay {problem} {plural(n, 'mismatch')}")
+
+
+def _mismatch(m: Mismatch) -> str:
+    return visible(
+        f"{m.provider}/{m.invoice_id}: {m.what}: stored {m.stored!r}, replayed {m.replayed!r}"
+    )
+
+
+def _report_text(report: ReplayReport, shown: int = 50) -> str:
+    """A replay report for people: counted words, every stored value :func:`visible`."""
+    head = f"replayed {plural(report.events, 'event')} over {plural(report.invoices, 'invoice')}: "
+    if not report.mismatches:
+        lines = [head + "no mismatch"]
+    else:
+        lines = [head + plural(len(report.mismatches), "mismatch")]
+        lines += [f"  {_mismatch(m)}" for m in report.mismatches[:shown]]
+        if report.repaired:
+            fixed = len(report.mismatches) - len(report.unrepaired)
+            lines.append(f"repaired {fixed}; could not repair {len(report.unrepaired)}")
+            lines += [f"  {_mismatch(m)}" for m in report.unrepaired[:shown]]
+    if report.revised:
+        lines.append(f"rewrote {plural(report.revised, 'outcome')} (each kept as a revision)")
+    lines += [f"note: {visible(n)}" for n in report.notes]
+    return "\n".join(lines)

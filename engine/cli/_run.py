@@ -1,20 +1,19 @@
 """Engine commands that write: apply, demo.
 
 ``apply`` streams a JSONL file of deliveries through :meth:`Engine.iter_apply`, so memory stays
-flat however long the file (with --json too: it prints JSON lines as each batch commits). A
-line is a bare body or ``{"headers": {...}, "body": ...}``; a line that is not JSON is still
-applied, as raw bytes, so it is stored as ``invalid`` with the exact bytes received and
-reported with its line number. Bad lines never stop a run. Summaries count outcomes as they
-stand after the run (see :mod:`._tally`).
+flat however long the file (with --json too: it prints JSON lines as each batch commits). How a
+line becomes a delivery is :mod:`._jsonl`'s: a line that is not JSON is still applied, as raw
+bytes, so it is stored as ``invalid`` with the exact bytes received and reported with its line
+number. Bad lines never stop a run; Ctrl-C does, saying how far the run got (each batch
+commits whole, and a re-run records the committed lines as duplicates). Summaries count
+outcomes as they stand after the run (see :mod:`._tally`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -22,101 +21,29 @@ import click
 
 from ..chart import available_charts
 from ..models import Outcome
-from ..runtime.delivery import MAX_BODY_BYTES, Oversized
+from ..runtime.delivery import Oversized
 from ._base import (
+    chart_arg,
     chart_dir_option,
     db_option,
     emit_json,
     json_option,
     main,
     open_engine,
-    table,
     valid_text,
 )
+from ._jsonl import MAX_LINE_BYTES, bounded_lines, example_streams, read_jsonl
 from ._tally import Final, RunTally
+from ._text import clip, json_text, plural, table, visible
 
 if TYPE_CHECKING:  # imported where used: chart-only commands start faster without SQLite
-    from ..runtime.engine import Delivery, Engine
+    from ..runtime.engine import Engine
 
-__all__ = ["example_streams_dir", "read_jsonl"]
+__all__ = ["MAX_LINE_BYTES", "bounded_lines", "read_jsonl"]
 
 _STATUSES = ("applied", "unchanged", "duplicate", "ignored", "rejected", "invalid")
 _SHOWN = 10  # rejections / invalid lines listed after an apply
 DEMO_DB = "invoice-engine-demo.db"
-
-
-def example_streams_dir() -> Path:
-    """The folder of bundled example streams (``PROVIDER.jsonl``).
-
-    In a wheel they sit inside the package (``engine/examples``); in a source checkout (and an
-    editable install) they are the repository's ``examples/streams/``.
-    """
-    here = Path(__file__).resolve().parent.parent
-    inside = here / "examples"
-    return inside if inside.is_dir() else here.parent / "examples" / "streams"
-
-
-def _delivery(line: bytes) -> Delivery:
-    """One JSONL line as a delivery; anything not an envelope is the body, bytes as received."""
-    try:
-        doc = json.loads(line)
-    except (ValueError, RecursionError):  # not JSON, or nested too deep: the engine says which
-        return line
-    if isinstance(doc, dict) and "body" in doc and set(doc) <= {"headers", "body"}:
-        headers = doc.get("headers")
-        body = doc["body"]
-        if isinstance(body, str | dict) and (headers is None or isinstance(headers, dict)):
-            return (body, headers)
-    return line
-
-
-def read_jsonl(
-    stream: Iterable[bytes | Oversized], lines: deque[int] | None = None
-) -> Iterator[Delivery]:
-    """Deliveries from a JSONL byte stream, skipping blank lines.
-
-    Args:
-        stream: the open file.
-        lines: if given, each yielded delivery's 1-based line number is appended to it, so the
-            caller can pair outcomes with lines without holding the whole file.
-    """
-    for number, raw in enumerate(stream, 1):
-        if isinstance(raw, Oversized):  # a line too long to hold: its head, size and hash
-            if lines is not None:
-                lines.append(number)
-            yield raw
-            continue
-        line = raw.rstrip(b"\r\n")
-        if not line.strip():
-            continue
-        if lines is not None:
-            lines.append(number)
-        yield _delivery(line)
-
-
-#: The longest JSONL line held in memory: a body at the limit, escaped in an envelope.
-MAX_LINE_BYTES = 2 * MAX_BODY_BYTES + 64 * 1024
-
-
-def bounded_lines(stream: IO[bytes]) -> Iterator[bytes | Oversized]:
-    """The stream's lines, never holding more than ``MAX_LINE_BYTES`` of one: a longer line is
-    read through in chunks and given as :class:`Oversized` (its head, size and SHA-256)."""
-    while True:
-        line = stream.readline(MAX_LINE_BYTES + 1)
-        if not line:
-            return
-        if len(line) <= MAX_LINE_BYTES or line.endswith(b"\n"):
-            yield line
-            continue
-        digest = hashlib.sha256(line)
-        head, size = line[:MAX_BODY_BYTES], len(line)
-        while not line.endswith(b"\n"):
-            line = stream.readline(1024 * 1024)
-            if not line:
-                break
-            digest.update(line)
-            size += len(line)
-        yield Oversized(head, size, digest.hexdigest())
 
 
 def _progress(stream: IO[bytes], total: int | None) -> Iterator[bytes | Oversized]:
@@ -172,28 +99,48 @@ def _summary(final: Final) -> str:
         text += "\n\n" + _revised_note(final.revised)
     if final.caused > final.revised:  # some revised outcomes were recorded before this run
         text += (
-            f"\n\nThis run's late deliveries revised {final.caused} outcomes in all, some "
-            "recorded before it: `invoice-engine history` shows each invoice's story."
+            f"\n\nThis run's late deliveries revised {plural(final.caused, 'outcome')} in all, "
+            "some recorded before it: `invoice-engine history` shows each invoice's story."
         )
     if final.problems:
         text += "\n\nRejected or invalid:\n"
         text += "\n".join(
-            f"  line {n}: {o.status} {_who(o)} — {o.reason}"
+            f"  line {n}: {o.status} {visible(_who(o))} — {visible(o.reason or '')}"
             + (f" [revised {o.revisions}x]" if o.revisions else "")
             for n, o in final.problems
         )
         if final.more:
-            text += f"\n  … and {final.more} more (see `invoice-engine history` or --json)"
+            text += f"\n  … and {final.more:,} more (see `invoice-engine history` or --json)"
     return text
 
 
 def _json_line(data: dict[str, Any]) -> None:
-    click.echo(json.dumps(data, default=str, ensure_ascii=False, separators=(",", ":")))
+    sys.stdout.write(json_text(data) + "\n")
+
+
+def _interrupted(committed: int, last_line: int, source: str) -> click.exceptions.Exit:
+    """Ctrl-C: what is kept, and that a re-run continues; exit 130 as for any SIGINT."""
+    if committed:
+        kept = (
+            f"lines 1 to {last_line:,} of {source} are committed "
+            f"({plural(committed, 'delivery')}); run the same command again to continue: "
+            "those come back as duplicates, the rest are applied"
+        )
+    else:
+        kept = "no line was committed; run the same command again to start over"
+    click.echo(f"\nInterrupted: {visible(kept)}.", err=True)
+    return click.exceptions.Exit(130)
 
 
 @main.command()
 @click.argument("provider", callback=valid_text)
-@click.argument("file", type=click.File("rb"))
+@click.argument("file", type=click.File("rb"), required=False)
+@click.option(
+    "--example",
+    is_flag=True,
+    help="Apply PROVIDER's bundled example stream instead of FILE (to see it: "
+    "invoice-engine demo --print-stream PROVIDER).",
+)
 @click.option(
     "--on-unknown",
     type=click.Choice(["adopt", "reject"]),
@@ -216,7 +163,8 @@ def _json_line(data: dict[str, Any]) -> None:
 )
 def apply(
     provider: str,
-    file: IO[bytes],
+    file: IO[bytes] | None,
+    example: bool,
     on_unknown: str,
     strict: bool,
     db_path: str,
@@ -225,12 +173,15 @@ def apply(
 ) -> None:
     """Apply a JSONL stream of webhook deliveries (FILE, or - for stdin).
 
-    Each line is a bare body, or {"headers": {...}, "body": ...} where body is an object or the
-    raw JSON string. Lines that can't be read are recorded as invalid, with their bytes, and
-    listed with their line numbers; they never stop the run. A later line can revise an earlier
-    line's outcome (a late event re-folds its invoice): the closing summary counts outcomes as
-    they stand after the run and says how many were revised. Exit 0 however the deliveries
-    ended, unless --strict.
+    PROVIDER is a chart name (see `invoice-engine charts`) or a path to its YAML file; with
+    --example, FILE is the bundled example stream of that provider. Each line is a bare body,
+    or {"headers": {...}, "body": ...} where body is an object or the raw JSON string. Lines
+    that can't be read are recorded as invalid, with their bytes, and listed with their line
+    numbers; they never stop the run. A later line can revise an earlier line's outcome (a late
+    event re-folds its invoice): the closing summary counts outcomes as they stand after the run
+    and says how many were revised. Exit 0 however the deliveries ended, unless --strict.
+    Ctrl-C stops the run (exit 130) saying how many lines are committed; the same command run
+    again continues.
 
     \b
     --json prints JSON lines, so memory stays flat however long FILE is:
@@ -243,29 +194,53 @@ def apply(
           last: the final counts.
     A line's last object is its final outcome.
 
-    Example: invoice-engine apply stripe examples/streams/stripe.jsonl --strict
+    Example: invoice-engine apply stripe --example
     """
-    name = getattr(file, "name", None)
+    name, charts = chart_arg(provider, chart_dir)
+    if example and file is not None:
+        raise click.UsageError("give FILE or --example, not both")
+    if example:
+        streams = example_streams()
+        if name not in streams:
+            raise click.UsageError(
+                f"no bundled example stream for {name!r}; there are: {', '.join(streams)}"
+            )
+        file = click.get_current_context().with_resource(streams[name].open("rb"))
+    elif file is None:
+        raise click.UsageError("give FILE (a JSONL file, or - for stdin), or --example")
+    source = getattr(file, "name", None)
     try:
-        total = Path(name).stat().st_size if isinstance(name, str) and name != "<stdin>" else None
+        total = (
+            Path(source).stat().st_size if isinstance(source, str) and source != "<stdin>" else None
+        )
     except OSError:
         total = None
     tally = RunTally()
+    committed, last_line = 0, 0
 
     def revised(line: int, o: Outcome) -> None:
         _json_line({"kind": "revised", "line": line, **o.model_dump(mode="json")})
 
-    with open_engine(db_path, chart_dir, readonly=False, on_unknown=on_unknown) as eng:
-        eng.chart(provider)  # an unknown provider fails before any line is read
-        for number, outcome in _run(eng, provider, file, total, tally):
-            if as_json:
-                _json_line({"kind": "outcome", "line": number, **outcome.model_dump(mode="json")})
-        final = tally.final(eng, shown=_SHOWN, on_revised=revised if as_json else None)
+    try:
+        with open_engine(
+            db_path, chart_dir, readonly=False, on_unknown=on_unknown, charts=charts
+        ) as eng:
+            eng.chart(name)  # an unknown provider fails before any line is read
+            for number, outcome in _run(eng, name, file, total, tally):
+                committed, last_line = committed + 1, number
+                if as_json:
+                    _json_line(
+                        {"kind": "outcome", "line": number, **outcome.model_dump(mode="json")}
+                    )
+            final = tally.final(eng, shown=_SHOWN, on_revised=revised if as_json else None)
+    except KeyboardInterrupt:
+        shown = "the example stream" if example else repr(source or "the input")
+        raise _interrupted(committed, last_line, shown) from None
     if as_json:
         _json_line(
             {
                 "kind": "summary",
-                "provider": provider,
+                "provider": name,
                 "deliveries": final.total,
                 "counts": {s: final.counts[s] for s in _STATUSES if final.counts[s]},
                 "revised": final.revised,
@@ -276,17 +251,15 @@ def apply(
     else:
         click.echo(_summary(final))
     if strict and final.failed:
-        n = final.failed
         raise click.ClickException(
-            f"--strict: {n} deliver{'ies' if n != 1 else 'y'} ended rejected or invalid"
+            f"--strict: {plural(final.failed, 'delivery')} ended rejected or invalid"
         )
 
 
-def _demo_one(eng: Engine, provider: str, path: Path) -> dict[str, Any]:
+def _demo_one(eng: Engine, provider: str, stream: IO[bytes]) -> dict[str, Any]:
     tally = RunTally()
-    with path.open("rb") as f:
-        for _ in _run(eng, provider, f, None, tally):
-            pass
+    for _ in _run(eng, provider, stream, None, tally):
+        pass
     final = tally.final(eng, shown=1_000)
     problems = [
         {"line": n, "status": o.status, "reason": o.reason, "revisions": o.revisions}
@@ -297,12 +270,35 @@ def _demo_one(eng: Engine, provider: str, path: Path) -> dict[str, Any]:
     return {"counts": counts, "revised": final.revised, "problems": problems, "invoices": invoices}
 
 
+def _print_stream(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    """``--print-stream NAME``: the bundled stream's bytes on stdout, and nothing else."""
+    if value is None or ctx.resilient_parsing:
+        return
+    streams = example_streams()
+    if value not in streams:
+        raise click.BadParameter(
+            f"{value!r} is not one of the bundled streams: {', '.join(streams)}"
+        )
+    sys.stdout.buffer.write(streams[value].read_bytes())
+    sys.stdout.buffer.flush()
+    ctx.exit(0)
+
+
 @main.command()
 @click.option(
     "--db",
     "db_path",
     default=None,
     help=f"Database to fill (default: a fresh {DEMO_DB} in the current folder).",
+)
+@click.option(
+    "--print-stream",
+    metavar="PROVIDER",
+    callback=_print_stream,
+    expose_value=False,
+    is_eager=True,
+    help="Print PROVIDER's bundled example stream (JSONL) and exit; apply it with "
+    "`invoice-engine apply PROVIDER --example`.",
 )
 @json_option
 def demo(db_path: str | None, as_json: bool) -> None:
@@ -311,7 +307,8 @@ def demo(db_path: str | None, as_json: bool) -> None:
     The streams hold duplicates, late and out-of-order events, illegal transitions and a
     malformed delivery each. The default database is replaced on each run; one given with --db
     is kept, so a second run shows every delivery as a duplicate. Counts are the outcomes as
-    they stand after each stream (a late event can revise an earlier one's).
+    they stand after each stream (a late event can revise an earlier one's). --print-stream
+    prints one of the streams, to read or to edit into your own.
 
     Example: invoice-engine demo
     """
@@ -319,26 +316,28 @@ def demo(db_path: str | None, as_json: bool) -> None:
         db_path = DEMO_DB
         for suffix in ("", "-wal", "-shm"):
             Path(db_path + suffix).unlink(missing_ok=True)
-    streams = example_streams_dir()
     charts = set(available_charts())
-    files = sorted(p for p in streams.glob("*.jsonl") if p.stem in charts)
-    if not files:
-        raise click.ClickException(f"no example streams found in {streams}")
+    streams = {name: f for name, f in example_streams().items() if name in charts}
+    if not streams:
+        raise click.ClickException("no example streams found: is invoice-engine installed whole?")
     results: dict[str, Any] = {}
     with open_engine(db_path, None, readonly=False) as eng:
-        for path in files:
-            results[path.stem] = _demo_one(eng, path.stem, path)
+        for name, resource in streams.items():
+            with resource.open("rb") as f:
+                results[name] = _demo_one(eng, name, f)
     if as_json:
         emit_json({"db": db_path, "providers": results})
         return
     for provider, r in results.items():
         counts = ", ".join(f"{r['counts'][s]} {s}" for s in _STATUSES if r["counts"].get(s))
-        click.secho(f"{provider}: {sum(r['counts'].values())} deliveries — {counts}", bold=True)
+        total = plural(sum(r["counts"].values()), "delivery")
+        click.secho(f"{provider}: {total} — {counts}", bold=True)
         if r["revised"]:
             click.echo(f"  {_revised_note(r['revised'])}")
         for p in r["problems"][:3]:
             revised = f" [revised {p['revisions']}x]" if p["revisions"] else ""
-            click.echo(f"  line {p['line']} {p['status']}{revised}: {_clip(p['reason'])}")
+            reason = visible(clip(p["reason"]))
+            click.echo(f"  line {p['line']} {p['status']}{revised}: {reason}")
         rows = [
             [i["invoice_id"], i["state"], i["canonical"], str(i["version"])] for i in r["invoices"]
         ]
@@ -349,8 +348,3 @@ def demo(db_path: str | None, as_json: bool) -> None:
     click.echo(
         f"Stored in {db_path}. Try: invoice-engine history stripe in_1PqA8sDemo0002 --db {db_path}"
     )
-
-
-def _clip(text: str | None, width: int = 110) -> str:
-    text = text or ""
-    return text if len(text) <= width else text[: width - 1] + "…"
