@@ -133,17 +133,22 @@ class ReplayReport(BaseModel):
         return not (self.unrepaired if self.repaired else self.mismatches)
 
     def __str__(self) -> str:
-        head = f"replayed {self.events} events over {self.invoices} invoices: "
+        head = f"replayed {_n(self.events, 'event')} over {_n(self.invoices, 'invoice')}: "
         if not self.mismatches:
             lines = [head + "no mismatch"]
         else:
-            lines = [head + f"{len(self.mismatches)} mismatches"]
+            lines = [head + _n(len(self.mismatches), "mismatch", "mismatches")]
             lines += [f"  {m}" for m in self.mismatches[:50]]
             if self.repaired:
                 fixed = len(self.mismatches) - len(self.unrepaired)
                 lines.append(f"repaired {fixed}; could not repair {len(self.unrepaired)}")
                 lines += [f"  {m}" for m in self.unrepaired[:50]]
         if self.revised:
-            lines.append(f"rewrote {self.revised} outcomes (each kept as a revision)")
+            lines.append(f"rewrote {_n(self.revised, 'outcome')} (each kept as a revision)")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def _n(count: int, one: str, many: str | None = None) -> str:
+    """``1 event``, ``2 events``."""
+    return f"{count} {one if count == 1 else (many or one + 's')}"

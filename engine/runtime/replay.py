@@ -169,14 +169,15 @@ def _notes(
             continue
         if version in versions.unreadable:
             notes.append(
-                f"{prov}: {n} events were decided under chart {version}, which this store does "
-                "not hold or this release can't read; their invoices were not judged. "
+                f"{prov}: {n} event{'s were' if n != 1 else ' was'} decided under chart "
+                f"{version}, which this store does not hold or this release can't read; their "
+                "invoices were not judged. "
                 "--rechart re-decides them under the current chart."
             )
         else:
             notes.append(
-                f"{prov}: {n} events were decided under an earlier chart ({version}); they "
-                "replay under it. replay(rechart=True) (--rechart) re-decides them under the "
+                f"{prov}: {n} event{'s were' if n != 1 else ' was'} decided under an earlier "
+                f"chart ({version}); they replay under it. replay(rechart=True) (--rechart) re-decides them under the "
                 "current chart."
             )
     return notes
