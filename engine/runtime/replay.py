@@ -177,8 +177,8 @@ def _notes(
         else:
             notes.append(
                 f"{prov}: {n} event{'s were' if n != 1 else ' was'} decided under an earlier "
-                f"chart ({version}); they replay under it. replay(rechart=True) (--rechart) re-decides them under the "
-                "current chart."
+                f"chart ({version}); they replay under it. replay(rechart=True) (--rechart) "
+                "re-decides them under the current chart."
             )
     return notes
 
