@@ -85,8 +85,15 @@ class InvoiceState(BaseModel):
     canonical: str
     #: Bumped every time an event is folded into the invoice.
     version: int
-    created_at: datetime
+    #: When this engine first recorded the invoice (not the provider's invoice date).
+    first_seen_at: datetime
+    #: When this engine last changed its record of the invoice.
     updated_at: datetime
+
+    @property
+    def created_at(self) -> datetime:
+        """The former name of :attr:`first_seen_at` (it never was the provider's date)."""
+        return self.first_seen_at
 
     def __str__(self) -> str:
         return (

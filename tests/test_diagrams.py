@@ -857,7 +857,21 @@ def test_cli_images(tmp_path: Path) -> None:
     assert res.exit_code == 0
     assert b"<svg" in (tmp_path / "c.svg").read_bytes()
     res = runner.invoke(main, ["diagram", "stripe", "-f", "svg", "-o", str(tmp_path / "c.png")])
-    assert (tmp_path / "c.png").read_bytes().lstrip().startswith(b"<?xml")  # -f wins
+    assert res.exit_code == 2  # SVG written into a .png file would only confuse
+    assert "-f says svg" in res.stderr
+    assert not (tmp_path / "c.png").exists()
+    res = runner.invoke(main, ["diagram", "stripe", "-f", "svg", "-o", str(tmp_path / "c")])
+    assert res.exit_code == 0  # a name without a suffix: -f decides
+    assert (tmp_path / "c").read_bytes().lstrip().startswith(b"<?xml")
+
+
+def test_render_refuses_a_format_its_file_name_contradicts(tmp_path: Path) -> None:
+    chart = load_chart("stripe")
+    with pytest.raises(DiagramError, match="is a png file name"):
+        diagrams.render(chart, tmp_path / "x.png", "svg")
+    with pytest.raises(DiagramError, match="can't tell the diagram format"):
+        diagrams.render(chart, tmp_path / "noext")
+    assert diagrams.render(chart, tmp_path / "noext", "mermaid").read_text().startswith("---")
 
 
 def test_cli_errors() -> None:

@@ -342,3 +342,13 @@ def test_ids_are_looked_up_as_deliveries_read_them() -> None:
     eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
     assert eng.state("stripe", " in_x\n") == eng.state("stripe", "in_x")
     assert eng.history("stripe", " in_x") == eng.history("stripe", "in_x")
+
+
+def test_invoice_state_says_first_seen_and_keeps_the_old_name() -> None:
+    eng = Engine(":memory:")
+    eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
+    state = eng.state("stripe", "in_x")
+    assert state is not None
+    assert "first_seen_at" in state.model_dump()
+    assert "created_at" not in state.model_dump()
+    assert state.created_at == state.first_seen_at

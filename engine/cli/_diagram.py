@@ -56,7 +56,8 @@ _PICTURES = ("mermaid", "dot", "svg", "png")
     type=click.Choice(DIRECTIONS),
     default="LR",
     show_default=True,
-    help="Pictures: left to right, or top to bottom.",
+    help="Which way the picture runs: LR (left to right), TB (top to bottom), RL, BT. "
+    "Pictures only (mermaid, dot, svg, png); scxml and xstate have no direction.",
 )
 @db_option
 @chart_dir_option
@@ -94,6 +95,15 @@ def diagram(
                 fmt = format_for(output)
             except DiagramError as exc:
                 raise click.BadParameter(f"{exc}; or give -f", param_hint="-o/--output") from None
+    elif output is not None:  # -f svg -o y.png would write SVG into a .png: say so instead
+        try:
+            implied = format_for(output)
+        except DiagramError:
+            implied = fmt  # a suffix that says nothing: -f decides
+        if implied != fmt:
+            raise click.UsageError(
+                f"-o {output} is a {implied} file name but -f says {fmt}: make them agree"
+            )
     if invoice_id is not None and fmt not in _PICTURES:
         raise click.UsageError(
             f"--invoice highlights a picture; use -f {', '.join(_PICTURES)} (not {fmt})"

@@ -241,12 +241,19 @@ def render(
     highlight: Iterable[HistoryEntry] | None = None,
     direction: Direction = "LR",
 ) -> Path:
-    """Write ``chart`` to ``path`` in ``format`` (default: from the suffix, else ``svg``).
+    """Write ``chart`` to ``path`` in ``format`` (default: from the path's suffix).
 
-    Returns the path written. Raises :class:`~engine.errors.DiagramError` as :func:`export`.
+    Returns the path written.
+
+    Raises:
+        DiagramError: as :func:`export`; or no ``format`` and a suffix that names none, or a
+            ``format`` the suffix contradicts (``render(c, "x.png", "svg")``).
     """
     out = Path(path)
-    fmt = format or (_SUFFIXES.get(out.suffix.lower()) or "svg")
+    implied = _SUFFIXES.get(out.suffix.lower())
+    if format is not None and implied is not None and implied != format:
+        raise DiagramError(f"{str(out)!r} is a {implied} file name, but format={format!r}")
+    fmt = format or format_for(out)
     data = export(chart, fmt, highlight=highlight, direction=direction)
     if isinstance(data, bytes):
         out.write_bytes(data)

@@ -50,7 +50,7 @@ Delivery = Body | tuple[Body, Mapping[str, Any] | None]
 def _invoice_state(row: InvoiceRow) -> InvoiceState:
     return InvoiceState(
         provider=row.provider, invoice_id=row.invoice_id, state=row.state,
-        canonical=row.canonical, version=row.version, created_at=row.first_seen_at,
+        canonical=row.canonical, version=row.version, first_seen_at=row.first_seen_at,
         updated_at=row.updated_at,
     )  # fmt: skip
 
