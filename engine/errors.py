@@ -7,6 +7,7 @@ to fix without reading a traceback.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ class ChartProblem:
         subject: the state or transition at ``location``, by name (``state 'deleted'``,
             ``transition 'pay'``); empty when the location names none, or the problem already
             does.
+        rule: the lint rule (``final-exit``, ``unreachable``, …) when the problem is one of
+            lint's errors; empty for the others.
     """
 
     source: str
@@ -57,6 +60,7 @@ class ChartProblem:
     location: str = ""
     problem: str
     subject: str = ""
+    rule: str = ""
 
     @property
     def where(self) -> str:
@@ -126,7 +130,7 @@ class ChartError(EngineError):
     def of(cls, problems: Sequence[ChartProblem]) -> ChartError:
         """One error for ``problems`` (at least one), the first of which it is named after."""
         first, *more = problems
-        return cls(
+        error = cls(
             first.source,
             first.location,
             first.problem,
@@ -135,6 +139,8 @@ class ChartError(EngineError):
             subject=first.subject,
             more=more,
         )
+        error.problems[0] = first  # as given, with its rule
+        return error
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_chart_error, (list(self.problems),))
@@ -151,8 +157,10 @@ class UnknownProvider(EngineError):
         self.name = name
         self.available = sorted(available)
         self.hint = hint
+        close = difflib.get_close_matches(name.lower(), self.available, n=1, cutoff=0.6)
+        meant = f" (did you mean {close[0]!r}?)" if close else ""
         message = (
-            f"Unknown provider {name!r}. Available: {_choices(self.available)}"
+            f"Unknown provider {name!r}{meant}. Available: {_choices(self.available)}"
             if self.available
             else f"Unknown provider {name!r}: no charts are available"
         )

@@ -171,12 +171,34 @@ def test_numbers_and_null_as_state_names_are_refused(word: str, shown: str) -> N
         parse_chart(load_yaml(MINIMAL.replace("STATE", word)))
 
 
-@pytest.mark.parametrize(("text", "value"), [("yes", True), ("no", False), ("true", True)])
+@pytest.mark.parametrize(("text", "value"), [("true", True), ("false", False), ("True", True)])
 def test_boolean_fields_keep_their_meaning(text: str, value: bool) -> None:
     yaml_text = MINIMAL.replace("STATE", "open").replace("final: true", f"final: {text}")
     # Not final, paid is a dead end: a lint error, which this test is not about.
     spec = parse_chart(load_yaml(yaml_text), enforce_lint=False)
     assert spec.states[2].final is value
+
+
+@pytest.mark.parametrize(
+    ("text", "got", "meant"),
+    [
+        ("yes", "'yes'", "true"),
+        ('"yes"', "'yes'", "true"),
+        ('"off"', "'off'", "false"),
+        ("no", "'no'", "false"),
+        ("1", "1", "true"),
+        ("0.0", "0.0", "false"),
+        ('"true"', "'true'", "true"),
+    ],
+)
+def test_booleans_are_yaml_true_and_false_only(text: str, got: str, meant: str) -> None:
+    # Issue 17: "yes", "off", 1 and 0.0 were silently read as booleans, `yes please` refused.
+    yaml_text = MINIMAL.replace("STATE", "open").replace("final: true", f"final: {text}")
+    with pytest.raises(engine.ChartError) as info:
+        parse_chart(load_yaml(yaml_text), enforce_lint=False)
+    (problem,) = info.value.problems
+    assert problem.location == "states[2].final"
+    assert problem.problem == f"expected true or false, got {got} (did you mean {meant}?)"
 
 
 def test_yaml_keys_stay_strings() -> None:
@@ -199,7 +221,7 @@ def test_yaml_errors_name_the_line() -> None:
 
 
 def test_a_key_that_is_a_list_is_a_chart_error_not_a_crash() -> None:
-    with pytest.raises(engine.ChartError, match=r"^x\.yaml:1:3: not valid YAML: a key can't be"):
+    with pytest.raises(engine.ChartError, match=r"^x\.yaml:1:3: a key can't be a list"):
         load_yaml("? [a]\n: 1\n", "x.yaml")
 
 

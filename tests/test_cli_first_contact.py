@@ -237,7 +237,7 @@ def test_counts_are_in_words(tmp_path: Path) -> None:
     broken.mkdir()
     (broken / "acme.yaml").write_text(ACME.replace("transitions:", "transitons:"))
     listed = ok("charts", "--chart-dir", str(broken)).stdout
-    assert "(and 1 more problem: invoice-engine lint)" in listed
+    assert f"(and 1 more problem: invoice-engine lint {broken / 'acme.yaml'})" in listed
     linted = run("lint", str(broken / "acme.yaml"))
     assert linted.stdout.splitlines()[-1] == "1 chart: 2 errors, 0 warnings"
 
@@ -416,7 +416,7 @@ def test_a_chart_that_cannot_load_is_a_chart_error_naming_its_file(
         load_chart(hostile_charts / f"{name}.yaml")
     linted = run("lint", name, "--chart-dir", str(hostile_charts))
     assert linted.exit_code == 1
-    assert f"{name}: error:" in linted.stdout
+    assert f"{name}.yaml: error:" in linted.stdout  # PATH[:LINE:COL]: error: …
     assert "[invalid]" in linted.stdout
     db = str(tmp_path / "x.db")
     assert_error(

@@ -205,7 +205,7 @@ def test_a_spec_built_in_code_gets_chart_errors_not_assertions() -> None:
     with pytest.raises(engine.UnknownState):
         lenient.canonical("nowhere")
     data["states"][0] = {"name": "open", "canonical": "open"}  # two states called open
-    with pytest.raises(engine.ChartError, match=r"states\[0\]\.name.*defined twice"):
+    with pytest.raises(engine.ChartError, match=r"states\[1\]\.name.*defined twice.*states\[0\]"):
         Chart(ChartSpec.model_validate(data))
 
 

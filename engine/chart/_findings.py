@@ -5,13 +5,17 @@ rules.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import ChartError
+from ._messages import key_path
 
-__all__ = ["RULES", "Finding", "Severity", "invalid"]
+if TYPE_CHECKING:
+    from .compiled import Chart
+
+__all__ = ["RULES", "Finding", "Severity", "invalid", "is_warning", "location"]
 
 Severity = Literal["error", "warning"]
 
@@ -42,8 +46,8 @@ class Finding(BaseModel):
         target: what the finding is about: a state (``open.overdue``), an event type
             (``invoice.paid``), or ``"TRIGGER from SOURCE"`` for a transition.
         message: what is wrong, in words.
-        line: the line (1-based) in the chart file, where known: set for the problems of a
-            chart that doesn't load (:func:`invalid`); ``None`` for graph findings.
+        line: the line (1-based) in the chart file, where known: ``None`` for a chart built
+            in code (which has no file).
         column: the column (1-based) on that line, where known.
     """
 
@@ -64,17 +68,53 @@ class Finding(BaseModel):
 
 
 def invalid(error: ChartError) -> list[Finding]:
-    """A chart that doesn't load, as lint reports it: one ``invalid`` error per problem of
-    ``error``, each with its line and column, and as target the state or transition and the
-    place (``transition 'pay' at transitions[1].dest``; ``(file)`` for the whole file)."""
+    """A chart that doesn't load, as lint reports it: one error per problem of ``error``, each
+    with its line and column, and as target the state or transition and the place
+    (``transition 'pay' at transitions[1].dest``; ``(file)`` for the whole file). Its rule is
+    ``invalid``, or the lint rule of a lint error found with the other problems
+    (``final-exit``: the loader lints what it could read of a broken chart)."""
     return [
         Finding(
-            rule="invalid",
+            rule=p.rule or "invalid",
             severity="error",
             target=p.where or "(file)",
-            message=p.problem,
+            message=p.problem.removesuffix(f" [{p.rule}]") if p.rule else p.problem,
             line=p.line,
             column=p.column,
         )
         for p in error.problems
     ]
+
+
+def is_warning(rule: str) -> bool:
+    """Whether ``rule`` is a warning (an unknown rule counts as an error)."""
+    return RULES.get(rule, ("error", ""))[0] == "warning"
+
+
+def location(chart: Chart, finding: Finding) -> str:
+    """Where in the chart file a finding points: the state, transition, event or exception."""
+    spec, tree = chart.spec, chart.tree
+    if finding.rule == "unknown-trigger":
+        return key_path("events", finding.target) + ".trigger"
+    if finding.rule == "excused-error":
+        for i, e in enumerate(spec.lint_exceptions):
+            if e.target == finding.target and e.rule in RULES and not is_warning(e.rule):
+                return f"lint_exceptions[{i}]"
+    if finding.rule == "unused-exception":
+        for i, e in enumerate(spec.lint_exceptions):
+            if e.target == finding.target and finding.message.startswith(
+                f"lint exception {{rule: {e.rule},"
+            ):
+                return f"lint_exceptions[{i}]"
+    if finding.rule == "noncanonical" and finding.target in tree:
+        return tree.node(finding.target).location + ".canonical"
+    if finding.rule == "no-final-path" and finding.target not in tree:
+        return "states"  # the chart has no final state
+    if finding.rule == "nondeterminism":
+        trigger, _, source = finding.target.partition(" from ")
+        for i, t in enumerate(spec.transitions):
+            if t.trigger == trigger and source in tree.expand_sources(t.source):
+                return f"transitions[{i}]"
+    if finding.target in tree:
+        return tree.node(finding.target).location
+    return ""

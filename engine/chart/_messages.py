@@ -25,6 +25,7 @@ __all__ = [
     "close_to",
     "key_path",
     "locate",
+    "location_of",
     "meant_key",
     "parse_location",
     "pydantic_problem",
@@ -81,9 +82,18 @@ def clean_loc(loc: tuple[int | str, ...]) -> Path:
 
 def locate(loc: tuple[int | str, ...]) -> str:
     """A pydantic error location as the chart file spells it (``transitions[3].dest``)."""
+    return location_of(clean_loc(loc))
+
+
+def location_of(path: tuple[object, ...]) -> str:
+    """A path of keys and indexes as the chart file spells it (``transitions[3].dest``); a
+    key that is not text (``1: x``, ``null: x``) as YAML would write it."""
     out = ""
-    for part in clean_loc(loc):
-        out = f"{out}[{part}]" if isinstance(part, int) else key_path(out, part)
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            out = f"{out}[{part}]"
+        else:
+            out = key_path(out, part if isinstance(part, str) else shown(part))
     return out
 
 
@@ -202,6 +212,21 @@ _EXPECTED = {
 }
 
 
+_TRUE_WORDS = ("true", "yes", "y", "on", "1")
+_FALSE_WORDS = ("false", "no", "n", "off", "0")
+
+
+def _meant_bool(value: Any) -> str | None:
+    """``true`` or ``false`` when ``value`` is another way of writing one (``"yes"``, ``1``,
+    ``"off"``), which a chart doesn't accept: its booleans are YAML's true and false only."""
+    if isinstance(value, int | float) and value in (0, 1):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return "true" if word in _TRUE_WORDS else "false" if word in _FALSE_WORDS else None
+    return None
+
+
 def pydantic_problem(error: Any, root: type[BaseModel]) -> str:
     """One pydantic error in the words of a chart file (YAML types, not Python's), naming the
     value found."""
@@ -216,6 +241,8 @@ def pydantic_problem(error: Any, root: type[BaseModel]) -> str:
         msg = "expected a trigger name or a mapping" if is_event else "expected a mapping"
     if kind in (*_EXPECTED, "model_type", "model_attributes_type", "dict_type"):
         msg += f", got {shown(value)}"
+        if kind in ("bool_type", "bool_parsing") and (meant := _meant_bool(value)) is not None:
+            msg += f" (did you mean {meant}?)"
         if kind == "string_type" and isinstance(value, bool | int | float):
             written = str(value).lower() if isinstance(value, bool) else str(value)
             kind_name = {"bool": "a boolean", "int": "an integer", "float": "a number"}

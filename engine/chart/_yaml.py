@@ -1,28 +1,104 @@
 """Reading chart YAML safely, and noting where each value is written.
 
 The loader keeps ``on``/``off``/``yes``/``no`` as strings (YAML 1.1 would turn them into
-booleans, silently changing a state called ``on`` into ``True``), refuses duplicate keys
-(PyYAML would otherwise keep the last one without a word) and constructs only plain data (no
-Python tags). :class:`Marks` remembers the line and column of every value and key, by path, so
-that a problem found in the parsed chart can be given its line in the file.
+booleans, silently changing a state called ``on`` into ``True``), constructs only plain data (no
+Python tags), and reads merge keys (``<<: *defaults``: the keys written out win over the merged
+ones). A duplicate key is a problem, not the end of reading: PyYAML would silently keep the
+last value; this loader keeps the first, notes the problem (at the duplicate, naming the first)
+and reads on, so that one run reports it with every other problem of the chart. :class:`Marks`
+remembers the line and column of every value and key, by path, so that a problem found in the
+parsed chart can be given its line in the file.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from ..errors import ChartError
-from ._messages import Path
+from ..errors import ChartError, ChartProblem
+from ._messages import Path, location_of
 
 __all__ = ["Marks", "load_yaml", "parse_yaml"]
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True)
+class _KeyProblem:
+    """A key the loader dropped: repeated in its mapping, or not a possible key."""
+
+    mapping: yaml.MappingNode
+    key: Any
+    mark: yaml.Mark
+    problem: str
+
 
 class _Loader(yaml.SafeLoader):
-    """Safe, YAML-1.2-ish booleans (only true/false), and no duplicate keys."""
+    """Safe, YAML-1.2-ish booleans (only true/false); duplicate keys noted, the first kept."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.key_problems: list[_KeyProblem] = []
+        self._checked: set[int] = set()
+
+    def _key(self, node: yaml.MappingNode, key_node: yaml.Node) -> tuple[bool, Any]:
+        """The key ``key_node`` says, and whether it can be one (a list or mapping can't)."""
+        key = self.construct_object(key_node, deep=True)
+        if isinstance(key, Hashable):
+            return True, key
+        kind = "list" if isinstance(key, list) else "mapping"
+        self.key_problems.append(
+            _KeyProblem(node, None, key_node.start_mark, f"a key can't be a {kind}: write text")
+        )
+        return False, key
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        """Drop (and note) repeated and impossible keys, then merge ``<<`` keys in: the keys
+        written out win over merged ones, and an earlier merged mapping over a later one.
+        Also called by PyYAML for each merged mapping, before or after its own construction:
+        each mapping is checked once."""
+        if id(node) not in self._checked:
+            self._checked.add(id(node))
+            seen: dict[Any, yaml.Node] = {}
+            kept: list[tuple[yaml.Node, yaml.Node]] = []
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE_TAG:
+                    kept.append((key_node, value_node))
+                    continue
+                ok, key = self._key(node, key_node)
+                if not ok:
+                    continue
+                if key in seen:
+                    first = seen[key].start_mark
+                    self.key_problems.append(
+                        _KeyProblem(
+                            node,
+                            key,
+                            key_node.start_mark,
+                            f"duplicate key {key!r}: it is already given at line {first.line + 1}"
+                            f", column {first.column + 1} (whose value counts): remove one",
+                        )
+                    )
+                    continue
+                seen[key] = key_node
+                kept.append((key_node, value_node))
+            node.value = kept
+        written = [pair for pair in node.value if pair[0].tag != _MERGE_TAG]
+        super().flatten_mapping(node)
+        merged = node.value[: len(node.value) - len(written)]
+        if merged:
+            keys = {self.construct_object(k, deep=True) for k, _ in written}
+            kept = []
+            for key_node, value_node in merged:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, Hashable) and key not in keys:
+                    keys.add(key)
+                    kept.append((key_node, value_node))
+            node.value = kept + written
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -36,34 +112,6 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, yaml.Node] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            raise yaml.constructor.ConstructorError(
-                None, None, f"a key can't be a {type(key).__name__}", key_node.start_mark
-            )
-        if key in seen:
-            first = seen[key].start_mark
-            raise yaml.constructor.ConstructorError(
-                None,
-                None,
-                f"duplicate key {key!r} (first at line {first.line + 1}); YAML would keep "
-                "only the last one",
-                key_node.start_mark,
-            )
-        seen[key] = key_node
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_Loader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,
-)
-
-
 class Marks:
     """Where each value of a YAML document starts, and each mapping key, by path.
 
@@ -71,12 +119,14 @@ class Marks:
     reached again through an alias keeps the place it was first written at.
     """
 
-    __slots__ = ("collections", "keys", "values")
+    __slots__ = ("collections", "keys", "paths", "values")
 
     def __init__(self, root: yaml.Node | None, loader: _Loader) -> None:
         self.values: dict[Path, yaml.Mark] = {}
         self.keys: dict[Path, yaml.Mark] = {}
         self.collections: set[Path] = set()
+        #: The path of each mapping, by ``id`` of its node (for the loader's key problems).
+        self.paths: dict[int, Path] = {}
         seen: set[int] = set()
         todo: list[tuple[Path, yaml.Node]] = [] if root is None else [((), root)]
         while todo:  # not recursive: a deep document can't exhaust the stack
@@ -88,6 +138,7 @@ class Marks:
             if isinstance(node, yaml.CollectionNode):
                 self.collections.add(path)
             if isinstance(node, yaml.MappingNode):
+                self.paths[id(node)] = path
                 for key_node, value_node in node.value:
                     key = loader.construct_object(key_node, deep=True)
                     self.keys.setdefault((*path, key), key_node.start_mark)
@@ -121,8 +172,30 @@ def _yaml_error(exc: yaml.YAMLError, source: str) -> ChartError:
     return ChartError(source, "", f"not valid YAML: {problem}", line=line, column=column)
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, Marks]:
-    """The document, and where each of its values starts."""
+def _key_problems(loader: _Loader, marks: Marks, source: str) -> list[ChartProblem]:
+    problems = []
+    for p in loader.key_problems:
+        within = marks.paths.get(id(p.mapping))
+        path = None if within is None or p.key is None else (*within, p.key)
+        problems.append(
+            ChartProblem(
+                source=source,
+                line=p.mark.line + 1,
+                column=p.mark.column + 1,
+                location="" if path is None else location_of(path),
+                problem=p.problem,
+            )
+        )
+    return problems
+
+
+def parse_yaml(text: str, source: str) -> tuple[Any, Marks, list[ChartProblem]]:
+    """The document, where each of its values starts, and the keys dropped on the way
+    (repeated ones, of which the first is kept; lists or mappings as keys).
+
+    Raises:
+        ChartError: the text is not YAML (a syntax error, a Python tag), at its line.
+    """
     try:
         loader = _Loader(text)  # reads the first characters: an unprintable one is an error
     except yaml.YAMLError as exc:
@@ -130,7 +203,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Marks]:
     try:
         root = loader.get_single_node()
         data = None if root is None else loader.construct_document(root)
-        return data, Marks(root, loader)
+        marks = Marks(root, loader)
+        return data, marks, _key_problems(loader, marks, source)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source) from None
     finally:
@@ -138,5 +212,12 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Marks]:
 
 
 def load_yaml(text: str, source: str = "<string>") -> Any:
-    """YAML to Python, safely; a YAML error becomes a :class:`ChartError` with the line."""
-    return parse_yaml(text, source)[0]
+    """YAML to Python, safely.
+
+    Raises:
+        ChartError: a YAML error, or a duplicate key, with its line.
+    """
+    data, _, problems = parse_yaml(text, source)
+    if problems:
+        raise ChartError.of(problems)
+    return data

@@ -22,7 +22,7 @@ initial children, canonical inheritance, what ``*`` covers), built once here and
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +127,8 @@ class Chart:
         self._reach = {s: self._reachable_from(s) for s in self.states}
         self._share_compound_steps()
         self._ranks: dict[tuple[str, str | None], int] = {}
+        # A location's line and column (``transitions[3]``), for lint: set by the loader.
+        self._positions: Callable[[str], tuple[int, int] | None] | None = None
         if enforce_lint:
             from .lint import enforce  # lint reads compiled charts: imported on use
 

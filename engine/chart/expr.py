@@ -212,6 +212,12 @@ class Guard:
                 f"not a guard: {text!r}; write PATH OP VALUE, e.g. '$.amountDue == 0', "
                 f"with OP one of {', '.join(_OPS)}"
             )
+        extra = re.match(r"[=<>!]+", m["lit"])
+        if extra is not None:  # `>>`, `===`, `<>`: the operator is misspelled, not the value
+            raise ValueError(
+                f"not a guard: {text!r}: {m['op'] + extra[0]!r} is not an operator; OP is one "
+                f"of {', '.join(_OPS)}"
+            )
         try:
             literal = json.loads(m["lit"], parse_constant=_not_a_constant)
         except json.JSONDecodeError:

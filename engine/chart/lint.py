@@ -35,14 +35,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ChartError, ChartProblem
-from ._findings import RULES, Finding, invalid
-from ._messages import key_path, parse_location, subject
+from ._findings import RULES, Finding, invalid, is_warning, location
+from ._messages import close_to, parse_location, subject
 from .compiled import Chart
 from .expr import Guard, json_kind
 from .spec import CANONICAL_STATES, ChartSpec
 from .tree import StateTree
 
-__all__ = ["RULES", "Finding", "enforce", "invalid", "lint"]
+__all__ = ["RULES", "Finding", "enforce", "invalid", "lint", "lint_errors"]
 
 
 def _finding(rule: str, target: str, message: str) -> Finding:
@@ -61,12 +61,14 @@ def _canonical_rules(tree: StateTree) -> list[Finding]:
     for name, node in tree.nodes.items():  # chart order, each state before its children
         own = node.spec.canonical
         if own is not None and own not in CANONICAL_STATES:
+            meant = close_to(own, list(CANONICAL_STATES))
+            hint = f"did you mean {meant!r}? " if meant is not None else ""
             found.append(
                 _finding(
                     "noncanonical",
                     name,
                     f"canonical state {own!r} is not one of "
-                    f"{', '.join(CANONICAL_STATES)} (a provider may add its own; "
+                    f"{', '.join(CANONICAL_STATES)} ({hint}a provider may add its own; "
                     "check the spelling)",
                 )
             )
@@ -258,7 +260,8 @@ def lint(chart: Chart | ChartSpec) -> list[Finding]:
     Returns:
         Findings in a stable order: spec rules, then the graph, then nondeterminism, then
         unused exceptions. Errors mean the chart is wrong; warnings may be on purpose (declare
-        them in ``lint_exceptions`` with a reason).
+        them in ``lint_exceptions`` with a reason). Each has the line and column of the state,
+        transition, event or exception it is about when the chart was loaded from a file.
 
     Raises:
         ChartError: a ``ChartSpec`` so broken (unknown states, two states of one name) that
@@ -266,18 +269,30 @@ def lint(chart: Chart | ChartSpec) -> list[Finding]:
     """
     spec = chart.spec if isinstance(chart, Chart) else chart
     built = chart if isinstance(chart, Chart) else _as_chart(chart)
+    found = _findings(built, spec)
+    where = built._positions
+    if where is None:
+        return found
+    placed = []
+    for f in found:
+        at = where(location(built, f))
+        placed.append(f if at is None else f.model_copy(update={"line": at[0], "column": at[1]}))
+    return placed
+
+
+def _findings(built: Chart, spec: ChartSpec) -> list[Finding]:
     findings = [
         *_canonical_rules(built.tree),
         *_trigger_rules(spec, built.triggers),
         *_graph_rules(built),
         *_nondeterminism(built),
     ]
-    excused = {(e.rule, e.target) for e in spec.lint_exceptions if _is_warning(e.rule)}
+    excused = {(e.rule, e.target) for e in spec.lint_exceptions if is_warning(e.rule)}
     kept = [f for f in findings if (f.rule, f.target) not in excused]
     matched = {(f.rule, f.target) for f in findings}
     for e in spec.lint_exceptions:
-        if e.rule in RULES and not _is_warning(e.rule):
-            warnings = ", ".join(r for r in RULES if _is_warning(r))
+        if e.rule in RULES and not is_warning(e.rule):
+            warnings = ", ".join(r for r in RULES if is_warning(r))
             kept.append(
                 _finding(
                     "excused-error",
@@ -301,29 +316,6 @@ def lint(chart: Chart | ChartSpec) -> list[Finding]:
     return kept
 
 
-def _is_warning(rule: str) -> bool:
-    return RULES.get(rule, ("error", ""))[0] == "warning"
-
-
-def _location(chart: Chart, finding: Finding) -> str:
-    """Where in the chart file a finding points: the state, transition, event or exception."""
-    spec, tree = chart.spec, chart.tree
-    if finding.rule == "unknown-trigger":
-        return key_path("events", finding.target) + ".trigger"
-    if finding.rule == "excused-error":
-        for i, e in enumerate(spec.lint_exceptions):
-            if e.target == finding.target and e.rule in RULES and not _is_warning(e.rule):
-                return f"lint_exceptions[{i}]"
-    if finding.rule == "nondeterminism":
-        trigger, _, source = finding.target.partition(" from ")
-        for i, t in enumerate(spec.transitions):
-            if t.trigger == trigger and source in tree.expand_sources(t.source):
-                return f"transitions[{i}]"
-    if finding.target in tree:
-        return tree.node(finding.target).location
-    return ""
-
-
 def enforce(chart: Chart, source: str | None = None) -> None:
     """Refuse a chart with error-level lint findings, as the loader does.
 
@@ -339,22 +331,45 @@ def enforce(chart: Chart, source: str | None = None) -> None:
             ``transitions[4]``, ``events['invoice.paid'].trigger``, ``lint_exceptions[0]``)
             and with its rule; the loader adds each one's line.
     """
-    errors = [f for f in lint(chart) if f.severity == "error"]
-    if not errors:
-        return
+    problems = lint_errors(chart, source)
+    if problems:
+        raise ChartError.of(problems)
+
+
+def lint_errors(
+    chart: Chart,
+    source: str | None = None,
+    *,
+    skip: frozenset[str] = frozenset(),
+    subjects: bool = True,
+) -> list[ChartProblem]:
+    """The error-level findings of :func:`lint` as the loader reports them: one problem each,
+    at its place in the chart file (and its line, when the chart knows them), with its rule.
+
+    Args:
+        chart: the compiled chart (built with ``enforce_lint=False``).
+        source: names the chart in the problems (its file); default: the chart's own.
+        skip: rules not to report (the loader's, for a chart it had to read in part).
+        subjects: name the state or transition of each problem (the loader names them from
+            the file instead, for a chart it had to read in part).
+    """
+    errors = [f for f in lint(chart) if f.severity == "error" and f.rule not in skip]
     where = source if source is not None else str(chart.path or f"<chart {chart.name!r}>")
-    data = chart.spec.model_dump()
+    data = chart.spec.model_dump() if subjects and errors else None
     problems = []
     for f in errors:
-        location = _location(chart, f)
-        named = subject(parse_location(location) or (), data)
+        at = location(chart, f)
+        named = "" if data is None else subject(parse_location(at) or (), data)
         problem = f"{f.message} [{f.rule}]"
         problems.append(
             ChartProblem(
                 source=where,
-                location=location,
+                line=f.line,
+                column=f.column,
+                location=at,
                 problem=problem,
                 subject=named if named not in problem else "",
+                rule=f.rule,
             )
         )
-    raise ChartError.of(problems)
+    return problems

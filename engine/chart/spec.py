@@ -17,6 +17,7 @@ from pydantic import (
     Field,
     GetJsonSchemaHandler,
     PlainSerializer,
+    Strict,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -43,6 +44,8 @@ __all__ = [
 #: (``refunded``, ``credited``); lint warns about canonical names outside this list.
 CANONICAL_STATES = ("draft", "open", "paid", "void", "uncollectible", "refunded", "credited")
 
+#: What a provider's name (and so its chart file's name) may be.
+PROVIDER_NAME = r"^[a-z][a-z0-9_]*$"
 _NAME = re.compile(r"^[^.\s][^.]*$")  # anything without a dot (the nesting separator)
 
 
@@ -164,6 +167,9 @@ GuardField = Annotated[
     ),
 ]
 Names = Annotated[list[str], BeforeValidator(_as_list), _one_or_many({"type": "string"})]
+#: A chart's booleans are YAML's ``true`` and ``false`` only: not ``"yes"``, ``1`` or ``"off"``,
+#: which pydantic would otherwise read as booleans while refusing ``yes please``.
+Bool = Annotated[bool, Strict()]
 
 
 class _Model(BaseModel):
@@ -177,11 +183,11 @@ class StateSpec(_Model):
     canonical: str | None = Field(
         None, description="The canonical lifecycle state; children inherit it"
     )
-    final: bool = Field(False, description="Nothing leaves a final state")
+    final: Bool = Field(False, description="Nothing leaves a final state")
     initial: str | None = Field(
         None, description="Compound states: the child entered by default (the first one if unset)"
     )
-    parallel: bool = Field(False, description="Reserved for orthogonal regions (not supported yet)")
+    parallel: Bool = Field(False, description="Reserved for orthogonal regions (not supported yet)")
     description: str = ""
     states: list[StateSpec] = Field(default_factory=list)
 
@@ -201,7 +207,7 @@ class TransitionSpec(_Model):
         description="One state, a list of states, or '*' alone (every non-final state)"
     )
     dest: str | None = Field(None, description="Leave out (with internal: true) for a no-op")
-    internal: bool = Field(False, description="Legal, but changes nothing")
+    internal: Bool = Field(False, description="Legal, but changes nothing")
     guard: GuardField | None = None
     description: str = ""
 
@@ -305,15 +311,15 @@ class EventSpec(_Model):
     """What one provider event means. Exactly one of trigger, create, follow_status, info."""
 
     trigger: str | None = Field(None, description="Fire this trigger")
-    create: bool = Field(
+    create: Bool = Field(
         False, description="Creates the invoice in the snapshot's state (an initial state)"
     )
-    follow_status: bool = Field(
+    follow_status: Bool = Field(
         False, description="Go to the state named by the status snapshot, by any legal transition"
     )
-    info: bool = Field(False, description="Recorded; legal in `states`; changes nothing")
+    info: Bool = Field(False, description="Recorded; legal in `states`; changes nothing")
     states: Names | None = Field(None, description="info: the states it is legal in (default all)")
-    invoice_optional: bool = Field(
+    invoice_optional: Bool = Field(
         False, description="May come without an invoice id (previews); recorded, changes nothing"
     )
     description: str = ""
@@ -371,7 +377,7 @@ class ChartSpec(_Model):
         json_schema_extra={"$schema": "https://json-schema.org/draft/2020-12/schema"}
     )
 
-    provider: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    provider: str = Field(pattern=PROVIDER_NAME)
     title: str = ""
     sources: list[str] = Field(default_factory=list, description="The documents followed")
     initial: Names = Field(description="Where an invoice may be born; the first is the default")

@@ -85,6 +85,10 @@ class StateTree:
         source: names the chart in error messages (its file, or ``<chart 'stripe'>``).
         require_canonical: refuse a leaf without a canonical state. Lint passes ``False`` to
             report such leaves as findings instead.
+        problems: a list to add the tree's problems to instead of raising them: the tree is
+            then built despite them (a state defined twice counts once, as first defined; an
+            unknown ``initial`` child is taken as the first child), so that the loader can go
+            on checking the rest of the chart against it.
 
     Raises:
         ChartError: the states don't form a valid tree (see the module docstring), naming
@@ -108,13 +112,14 @@ class StateTree:
         source: str = "<chart>",
         *,
         require_canonical: bool = True,
+        problems: list[ChartProblem] | None = None,
     ) -> None:
         nodes: dict[str, StateNode] = {}
         leaves: list[str] = []
-        problems: list[ChartProblem] = []
+        found: list[ChartProblem] = [] if problems is None else problems
 
         def problem(location: str, text: str) -> None:
-            problems.append(ChartProblem(source=source, location=location, problem=text))
+            found.append(ChartProblem(source=source, location=location, problem=text))
 
         def walk(states: Sequence[StateSpec], parent: str | None, where: str) -> None:
             # Depth-first, in file order, checking each state before its children, and going
@@ -130,9 +135,11 @@ class StateTree:
             for i, s in enumerate(states):
                 loc = f"{where}[{i}]"
                 full = f"{parent}.{s.name}" if parent else s.name
-                if s.name in twice and twice[s.name][0] == i:
-                    again = ", ".join(f"{where}[{j}]" for j in twice[s.name][1:])
-                    problem(f"{loc}.name", f"state {s.name!r} is defined twice (again at {again})")
+                if s.name in twice and twice[s.name][0] != i:
+                    # Said where the name is given again, naming the first: that one stands.
+                    first = f"{where}[{twice[s.name][0]}]"
+                    problem(f"{loc}.name", f"state {s.name!r} is defined twice (first at {first})")
+                    continue
                 if s.parallel:
                     problem(f"{loc}.parallel", "parallel regions are not supported yet")
                 canonical = s.canonical or inherited
@@ -166,8 +173,8 @@ class StateTree:
                 walk(s.states, full, f"{loc}.states")
 
         walk(states, None, "states")
-        if problems:
-            raise ChartError.of(problems)
+        if found and problems is None:
+            raise ChartError.of(found)
         self._nodes: Mapping[str, StateNode] = MappingProxyType(nodes)
         self._leaves = tuple(leaves)
         self._final_leaves = tuple(n for n in leaves if nodes[n].spec.final)

@@ -6,6 +6,7 @@ its provider (``stripe``, or a name in ``--chart-dir``) or given as a path to a 
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from ..errors import ChartError
 from ._base import (
     chart_dir_option,
     emit_json,
+    is_chart_path,
     json_option,
     main,
     replaced_bundled,
@@ -34,8 +36,9 @@ if TYPE_CHECKING:
 def charts(chart_dir: str | None, as_json: bool) -> None:
     """List the available charts (bundled, plus those in --chart-dir), with their files.
 
-    A chart that fails to load is listed with its error instead of stopping the list. A chart
-    in --chart-dir named like a bundled one replaces it; the list says so.
+    A chart that fails to load is listed with its error instead of stopping the list (with
+    --json: every problem, each with its line, column, where and message, and the command that
+    lints it). A chart in --chart-dir named like a bundled one replaces it; the list says so.
 
     Example: invoice-engine charts --chart-dir ./my_charts
     """
@@ -49,10 +52,20 @@ def charts(chart_dir: str | None, as_json: bool) -> None:
             chart = load_chart(name, chart_dir)
         except ChartError as exc:
             more = len(exc.problems) - 1
+            hint = f"invoice-engine lint {shlex.quote(exc.source)}"
             error = str(exc.problems[0]) + (
-                f" (and {plural(more, 'more problem')}: invoice-engine lint)" if more else ""
+                f" (and {plural(more, 'more problem')}: {hint})" if more else ""
             )
-            rows.append({"name": name, "error": error, "path": exc.source, **where})
+            rows.append(
+                {
+                    "name": name,
+                    "error": error,
+                    "problems": problems_json(exc),
+                    "hint": hint,
+                    "path": exc.source,
+                    **where,
+                }
+            )
             continue
         rows.append(
             {
@@ -95,6 +108,22 @@ def charts(chart_dir: str | None, as_json: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------- show
+
+
+def problems_json(exc: ChartError) -> list[dict[str, Any]]:
+    """A broken chart's problems for ``--json``: each with its line and column (``null`` when
+    not known), where (the state or transition and the place in the chart), its message and,
+    for one of lint's errors, the rule."""
+    return [
+        {
+            "line": p.line,
+            "column": p.column,
+            "where": p.where,
+            "message": p.problem,
+            "rule": p.rule or None,
+        }
+        for p in exc.problems
+    ]
 
 
 def _event_meaning(ev: EventSpec) -> str:
@@ -153,11 +182,26 @@ def _describe(chart: Chart) -> dict[str, Any]:
 def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
     """Show a chart's states, transitions, events and delivery map.
 
-    PROVIDER is a chart name (see `invoice-engine charts`) or a path to a YAML file.
+    PROVIDER is a chart name (see `invoice-engine charts`) or a path to a YAML file. A chart
+    that doesn't load is an error listing every problem; with --json, they are also printed as
+    one JSON document ({"provider", "path", "loads": false, "problems": [...]}), and the exit
+    code is still 1.
 
     Example: invoice-engine show stripe
     """
-    chart = load_chart(provider, chart_dir)
+    try:
+        chart = load_chart(provider, chart_dir)
+    except ChartError as exc:
+        if as_json:
+            emit_json(
+                {
+                    "provider": provider,
+                    "path": exc.source,
+                    "loads": False,
+                    "problems": problems_json(exc),
+                }
+            )  # the answer on stdout; as every exit 1, an `Error:` line on stderr too
+        raise
     info = _describe(chart)
     if as_json:
         emit_json(info)
@@ -207,14 +251,26 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
 
 
 def _lint_one(target: str, chart_dir: str | None) -> tuple[str, str, list[Finding]]:
+    """A chart's name, its file (as given, for a path) and its findings."""
     from ..chart.lint import invalid, lint
 
     try:
         chart = load_chart(target, chart_dir, enforce_lint=False)  # lint reports each error
     except ChartError as exc:
         name = Path(exc.source).stem if exc.source.endswith((".yaml", ".yml")) else target
-        return name, exc.source, invalid(exc)  # every problem, each with its line
-    return chart.name, str(chart.path), lint(chart)
+        shown = target if is_chart_path(target) else exc.source
+        return name, shown, invalid(exc)  # every problem, each with its line
+    return chart.name, target if is_chart_path(target) else str(chart.path), lint(chart)
+
+
+def _finding_text(path: str, f: Finding) -> str:
+    """``PATH:LINE:COL: severity: message [rule]``, as compilers say it (editors and terminals
+    make it a link); a problem of a chart that doesn't load also says where it is."""
+    place = path
+    if f.line is not None:
+        place += f":{f.line}" + (f":{f.column}" if f.column is not None else "")
+    what = f"{f.target}: {f.message}" if f.rule == "invalid" and f.target != "(file)" else f.message
+    return f"{place}: {f.severity}: {what} [{f.rule}]"
 
 
 @main.command(name="lint")
@@ -232,8 +288,15 @@ def lint_command(
     that doesn't load is reported as `invalid`. Exits 1 when there are errors (with --strict,
     warnings too). A chart excuses a finding on purpose in its `lint_exceptions`.
 
+    Each finding is printed as PATH:LINE:COL: severity: message [rule].
+
     Example: invoice-engine lint stripe ./my_charts/acme.yaml
     """
+    for target in targets:
+        if Path(target).is_dir():
+            raise click.ClickException(
+                f"{target!r} is a folder: lint its charts with --chart-dir {shlex.quote(target)}"
+            )
     names = list(targets) or available_charts(chart_dir)
     results = [_lint_one(t, chart_dir) for t in names]
     errors = sum(f.severity == "error" for _, _, fs in results for f in fs)
@@ -250,11 +313,11 @@ def lint_command(
             }
         )
     else:
-        for name, _, findings in results:
+        for name, path, findings in results:
             if not findings:
-                click.echo(visible(f"{name}: ok"))
+                click.echo(visible(f"{name}: ok ({path})"))
             for f in findings:
-                click.echo(visible(f"{name}: {f}"))
+                click.echo(visible(_finding_text(path, f)))
         click.echo(
             f"{plural(len(results), 'chart')}: {plural(errors, 'error')}, "
             f"{plural(warnings, 'warning')}"
