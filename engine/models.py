@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 __all__ = ["InvoiceState", "Mismatch", "Outcome", "OutcomeStatus", "ReplayReport"]
 
@@ -85,8 +85,9 @@ class InvoiceState(BaseModel):
     canonical: str
     #: Bumped every time an event is folded into the invoice.
     version: int
-    #: When this engine first recorded the invoice (not the provider's invoice date).
-    first_seen_at: datetime
+    #: When this engine first recorded the invoice (not the provider's invoice date). Accepts
+    #: ``created_at``, its former name, so records dumped by earlier versions still load.
+    first_seen_at: datetime = Field(validation_alias=AliasChoices("first_seen_at", "created_at"))
     #: When this engine last changed its record of the invoice.
     updated_at: datetime
 

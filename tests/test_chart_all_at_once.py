@@ -282,3 +282,21 @@ def test_lint_of_a_folder_says_to_use_chart_dir(
         )
     with pytest.raises(engine.ChartError, match="is a folder, not a chart file"):
         read_chart_file(folder)
+
+
+def test_a_child_whose_name_cant_be_read_is_not_shown_by_a_stand_in(tmp_path: Path) -> None:
+    path = tmp_path / "acme.yaml"
+    path.write_text(
+        "provider: acme\ninitial: draft\nstates:\n  - name: draft\n    canonical: draft\n"
+        "    initial: due\n    states: [{name: fresh}, {nam: due}]\ntransitions: []\n"
+        "delivery: {event_type: $.type, event_id: $.id, invoice_id: $.id}\n"
+        "events: {x: {info: true}}\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(engine.ChartError) as info:
+        engine.load_chart(path)
+    text = str(info.value)
+    assert "\\x00" not in text
+    assert "\x00" not in text
+    assert "unknown state 'due'" not in text  # its name is the one that can't be read
+    assert "did you mean 'name'" in text

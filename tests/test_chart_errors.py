@@ -229,3 +229,12 @@ def test_lint_has_a_finding_for_every_problem_with_its_line(tmp_path: Path) -> N
         "error: line 9, col 12: state 'deleted' at states[3].final: expected true or false, "
         "got 'yes please' [invalid]"
     )
+
+
+def test_a_lone_surrogate_escape_in_a_chart_is_a_chart_error(tmp_path: Path) -> None:
+    import engine
+
+    path = tmp_path / "sur.yaml"
+    path.write_text('provider: sur\ntitle: "x\\ud800"\n', encoding="utf-8")
+    with pytest.raises(engine.ChartError, match="not valid Unicode text"):
+        engine.load_chart(path)

@@ -288,6 +288,7 @@ def test_ctrl_c_during_apply_says_what_is_committed_and_a_rerun_continues(
         while (_db.count_rows_read_only(db) or 0) < 2_000:
             assert time.monotonic() < deadline, "the first batch never committed"
             time.sleep(0.05)
+        time.sleep(0.5)  # committed; let the loop finish counting it and wait for more input
         proc.send_signal(signal.SIGINT)
         err = proc.stderr.read().decode()
         proc.stdin.close()
@@ -364,6 +365,9 @@ def test_visible_escapes_what_does_not_print_and_keeps_the_rest() -> None:
         "in_1\\n\\r\\t\\x1b\\x9b\\x07\\u2028\\u2029\\u202e\\U000e0001"
     )
     assert visible("Zürich — 請求書 €5 ∅ → draft") == "Zürich — 請求書 €5 ∅ → draft"
+    # a real newline and a written backslash-n never print the same
+    assert visible("i\n1") != visible("i\\n1")
+    assert visible("i\\n1") == "i\\\\n1"
 
 
 # ------------------------------------------------------------------ hostile chart folders (a)

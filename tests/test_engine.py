@@ -352,3 +352,12 @@ def test_invoice_state_says_first_seen_and_keeps_the_old_name() -> None:
     assert "first_seen_at" in state.model_dump()
     assert "created_at" not in state.model_dump()
     assert state.created_at == state.first_seen_at
+
+
+def test_an_invoice_state_dumped_under_its_old_field_name_still_loads() -> None:
+    from engine import InvoiceState
+
+    old = {"provider": "stripe", "invoice_id": "i", "state": "draft", "canonical": "draft",
+           "version": 1, "created_at": "2024-01-01T00:00:00Z",
+           "updated_at": "2024-01-01T00:00:00Z"}  # fmt: skip
+    assert InvoiceState(**old).first_seen_at.year == 2024

@@ -40,6 +40,19 @@ class _KeyProblem:
 class _Loader(yaml.SafeLoader):
     """Safe, YAML-1.2-ish booleans (only true/false); duplicate keys noted, the first kept."""
 
+    def construct_yaml_str(self, node: yaml.Node) -> str:
+        """A string, refused when a ``\\ud800`` escape left a lone surrogate in it: no file,
+        terminal or database can hold one."""
+        value = str(self.construct_scalar(node))  # type: ignore[arg-type]
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{value!r} is not valid Unicode text", node.start_mark
+                ) from None
+        return value
+
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
         self.key_problems: list[_KeyProblem] = []
@@ -99,6 +112,9 @@ class _Loader(yaml.SafeLoader):
                     keys.add(key)
                     kept.append((key_node, value_node))
             node.value = kept + written
+
+
+_Loader.add_constructor("tag:yaml.org,2002:str", _Loader.construct_yaml_str)
 
 
 _Loader.yaml_implicit_resolvers = {

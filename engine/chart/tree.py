@@ -164,7 +164,10 @@ class StateTree:
                 own = [c.name for c in s.states]
                 child = s.initial if s.initial is not None else own[0]
                 if child not in own:
-                    problem(f"{loc}.initial", unknown("state", child, own))
+                    # a child whose name couldn't be read (a broken chart's stand-in, "\0…")
+                    # may be the one meant: then there is nothing to say about initial
+                    if not any(n.startswith("\0") for n in own):
+                        problem(f"{loc}.initial", unknown("state", child, own))
                     child = own[0]
                 children = tuple(f"{full}.{c}" for c in own)
                 nodes[full] = StateNode(

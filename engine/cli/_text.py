@@ -40,9 +40,13 @@ def visible(text: object) -> str:
     'in_1\\\\nzebrapay/in_2: paid'
     """
     s = str(text)
-    if s.isprintable():  # the common case: nothing to do (spaces count as printable)
+    if s.isprintable() and "\\" not in s:  # the common case: nothing to do
         return s
-    return "".join(_escape(c) if unicodedata.category(c) in _HIDDEN else c for c in s)
+    # a backslash is escaped too, so an id holding a real newline and one holding backslash-n
+    # never print the same
+    return "".join(
+        "\\\\" if c == "\\" else _escape(c) if unicodedata.category(c) in _HIDDEN else c for c in s
+    )
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
