@@ -112,9 +112,10 @@ def refold(
         recorded = (row.policy, row.chart)  # as RevisedOutcome orders them
         if rechart:  # the current chart; each event keeps the policy it came under
             recorded = (step.policy, versions.fingerprint)
-        if step.changed or recorded != (row.policy, row.chart):
+        changed = step.changed  # computed from the row and the decision: ask once
+        if changed or recorded != (row.policy, row.chart):
             revision = None
-            if step.changed and row.seq != cause:
+            if changed and row.seq != cause:
                 written += 1
                 revisions += 1
                 revision = RevisionRow(

@@ -256,8 +256,13 @@ def read_delivery(
     Raises:
         DeliveryError: naming the path or header and the value that could not be read.
     """
-    payload = _parse_body(body_bytes(body))
-    hdrs = normalize_headers(headers)
+    return _read(chart, body_bytes(body), normalize_headers(headers), now)
+
+
+def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) -> Event:
+    """:func:`read_delivery` of a body already in bytes and headers already normalized (the
+    engine's per-delivery path does each once)."""
+    payload = _parse_body(raw)
     dm = chart.spec.delivery
 
     type_parts = [_text(loc, loc.read(payload, hdrs), "event type") for loc in dm.event_type]
@@ -377,7 +382,7 @@ def receive(chart: Chart, body: object, headers: object, now: datetime) -> Recei
         event = problem
     else:
         try:
-            event = read_delivery(chart, raw, hdrs, now=now)
+            event = _read(chart, raw, hdrs, now)
         except DeliveryError as exc:
             event = exc
     if len(raw) > MAX_BODY_BYTES:  # keep the limit's worth; the reason has its size and hash
