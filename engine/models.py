@@ -51,6 +51,10 @@ class Outcome(BaseModel):
     #: How many *other* events' outcomes this event's late arrival revised when it re-folded
     #: the invoice (a payment that no longer counts, say): look at them with ``history``.
     caused_revisions: int = 0
+    #: Whether the delivery's signature was verified (``True``), it was accepted unsigned from a
+    #: provider opened without a secret (``False``), or nobody checked (``None``: applied
+    #: through the library or the CLI, whose callers vouch for what they pass).
+    verified: bool | None = None
 
     def __str__(self) -> str:
         who = f"{self.provider}/{self.invoice_id}" if self.invoice_id else self.provider

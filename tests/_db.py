@@ -213,3 +213,17 @@ INSERT INTO invoices VALUES ('stripe', 'in_1', 'draft', 'draft', 1, '2026-01-01T
   '2026-01-01T00:00:00+00:00', 1700000000000000, 0, 'evt_1');
 PRAGMA user_version = 1;
 """
+
+
+def make_version_2_database(path: str | Path) -> None:
+    """A file as invoice-engine wrote it at schema version 2: no ``events.verified``."""
+    body = (
+        b'{"id":"evt_1","type":"invoice.created","created":1700000000,'
+        b'"data":{"object":{"id":"in_1","status":"draft"}}}'
+    )
+    with Engine(path) as eng:
+        eng.apply("stripe", body)
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("ALTER TABLE events DROP COLUMN verified")
+        conn.execute("PRAGMA user_version = 2")
+        conn.commit()

@@ -182,6 +182,48 @@ def test_apply_many_equals_one_by_one(provider: str) -> None:
     ]
 
 
+def test_one_commit_of_every_provider_equals_one_by_one() -> None:
+    # What a receiver's group commit does: deliveries of several providers, interleaved, in
+    # one transaction. Outcomes come back in the order given, equal to applying one by one.
+    mixed = [(p, d) for p in PROVIDERS for d in stream(p) * 2]
+    random.Random(7).shuffle(mixed)
+    one = Engine(":memory:")
+    singles = []
+    for provider, d in mixed:
+        body, headers = d if isinstance(d, tuple) else (d, None)
+        singles.append(one.apply(provider, body, headers))
+    group = Engine(":memory:")
+    prepared = []
+    for n, (provider, d) in enumerate(mixed):
+        body, headers = d if isinstance(d, tuple) else (d, None)
+        prepared.append(group.prepare(provider, body, headers, verified=n % 3 == 0 or None))
+    outs = group.commit(prepared)
+    fields = ("provider", "status", "from_state", "to_state", "event_id", "reason", "revisions")
+    assert [[getattr(o, f) for f in fields] for o in outs] == [
+        [getattr(o, f) for f in fields] for o in singles
+    ]
+    for provider in PROVIDERS:
+        assert states(group, provider) == states(one, provider)
+        assert live_outcomes(group, provider) == live_outcomes(one, provider)
+    seqs = [r.seq for r in _db.events(group)]
+    assert seqs == list(range(1, len(mixed) + 1))
+    verified = {o.seq: o.verified for o in outs}
+    assert [r.verified for r in _db.events(group)] == [
+        None if verified[r.seq] is None else int(verified[r.seq] or 0) for r in _db.events(group)
+    ]
+    assert {o.verified for o in outs} == {True, None}
+
+
+def test_prepare_records_whether_the_signature_was_checked() -> None:
+    eng = Engine(":memory:")
+    bodies = [_stripe(f"evt_{n}", "invoice.created", 1_700_000_000, "draft") for n in range(3)]
+    for n, verified in enumerate((True, False, None)):
+        bodies[n]["data"]["object"]["id"] = f"in_{n}"
+        eng.commit([eng.prepare("stripe", bodies[n], verified=verified)])
+    assert [r.verified for r in _db.events(eng)] == [1, 0, None]
+    assert [eng.history("stripe", f"in_{n}")[0].verified for n in range(3)] == [True, False, None]
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_replay_reproduces_and_detects_tampering(provider: str, tmp_path: Path) -> None:
     eng = run(provider, stream(provider), db=tmp_path / "t.db")

@@ -184,6 +184,22 @@ def test_a_version_1_file_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path: Pa
     assert [r.policy for r in _db.events(path)] == [None, "adopt"]
 
 
+def test_a_version_2_file_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    _db.make_version_2_database(path)
+    before = path.read_bytes()
+    with Engine(path, readonly=True) as reader:
+        [created] = reader.history("stripe", "in_1")
+        assert (created.status, created.verified) == ("applied", None)
+        assert reader.replay().ok
+    assert path.read_bytes() == before
+    with Engine(path) as writer:
+        assert writer.apply("stripe", BODY).status == "duplicate"
+        assert writer.replay().ok
+    assert _db.pragma(path, "user_version") == SCHEMA_VERSION
+    assert [r.verified for r in _db.events(path)] == [None, None]
+
+
 def test_readonly_refuses_writes(tmp_path: Path) -> None:
     SqliteStore(tmp_path / "a.db").close()
     with Engine(tmp_path / "a.db", readonly=True) as eng, pytest.raises(StoreError, match="read"):

@@ -35,6 +35,10 @@ from .versions import Versions
 __all__ = ["Batch", "Refolded", "refold"]
 
 
+def _verified(received: Received) -> bool | None:
+    return None if received.verified is None else bool(received.verified)
+
+
 def _micros(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
@@ -145,6 +149,7 @@ def refold(
                 occurred_at=datetime.fromisoformat(row.occurred_at) if row.occurred_at else None,
                 received_at=datetime.fromisoformat(row.received_at), seq=row.seq,
                 revisions=revisions, inferred=d.inferred, caused_revisions=0,
+                verified=None if row.verified is None else bool(row.verified),
             )  # fmt: skip
     if result is not None and written:
         result = result.model_copy(update={"caused_revisions": written})
@@ -284,13 +289,13 @@ class Batch:
         self.rows.append(
             EventRow(seq, self.provider, None, 0, None, event_type, None, None, status, str(exc),
                      None, None, 0, 0, None, None, None, utc_text(at), 0, received.headers,
-                     received.raw, self.on_unknown, self.fingerprint, None)
+                     received.raw, self.on_unknown, self.fingerprint, None, received.verified)
         )  # fmt: skip
         return construct(
             Outcome, status=status, provider=self.provider, event_id=None, invoice_id=None,
             event_type=event_type, trigger=None, from_state=None, to_state=None, reason=str(exc),
             retryable=False, adopted=False, occurred_at=None, received_at=at, seq=seq,
-            revisions=0, inferred=(), caused_revisions=0,
+            revisions=0, inferred=(), caused_revisions=0, verified=_verified(received),
         )  # fmt: skip
 
     def _record(
@@ -324,7 +329,7 @@ class Batch:
                 fold_order=key.time if key else None, lifecycle_rank=key.rank if key else None,
                 received_at=utc_text(at), revisions=0, headers=received.headers,
                 body=received.raw, policy=self.on_unknown, chart=self.fingerprint,
-                inferred=inferred_text(d.inferred) if d else None,
+                inferred=inferred_text(d.inferred) if d else None, verified=received.verified,
             )
         )  # fmt: skip
         if live:
@@ -334,7 +339,7 @@ class Batch:
             invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
             from_state=frm, to_state=to, reason=reason, retryable=retryable, adopted=adopted,
             occurred_at=ev.occurred_at, received_at=at, seq=seq, revisions=0,
-            inferred=d.inferred if d else (), caused_revisions=0,
+            inferred=d.inferred if d else (), caused_revisions=0, verified=_verified(received),
         )  # fmt: skip
 
     def _supersede(self, prior_seq: int, by_seq: int) -> None:

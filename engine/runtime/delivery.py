@@ -349,6 +349,8 @@ class Received(NamedTuple):
     #: The event read from it, or why it could not be read.
     event: Event | DeliveryError
     received_at: datetime
+    #: 1: its signature was verified; 0: accepted unsigned; ``None``: not checked.
+    verified: int | None = None
 
 
 def receive(chart: Chart, body: object, headers: object, now: datetime) -> Received:

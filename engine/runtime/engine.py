@@ -23,10 +23,11 @@ through the same ``Batch``. Deliveries are read before the write transaction sta
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..chart import Chart, load_chart
 from ..errors import ChartError, EngineError, UnknownProvider
@@ -37,14 +38,21 @@ from ..store.sqlite import Synchronous
 from ._batch import Batch
 from ._clock import utc_now
 from .decide import OnUnknown
-from .delivery import Oversized, receive
+from .delivery import Oversized, Received, receive
 from .replay import replay
 from .versions import Versions
 
-__all__ = ["Body", "Delivery", "Engine"]
+__all__ = ["Body", "Delivery", "Engine", "Prepared"]
 
 Body = bytes | bytearray | memoryview | str | Mapping[str, Any] | Oversized
 Delivery = Body | tuple[Body, Mapping[str, Any] | None]
+
+
+class Prepared(NamedTuple):
+    """A delivery read by :meth:`Engine.prepare`, waiting for :meth:`Engine.commit`."""
+
+    provider: str
+    received: Received
 
 
 def _invoice_state(row: InvoiceRow) -> InvoiceState:
@@ -63,7 +71,7 @@ def _outcome(row: EventRow, caused: int = 0) -> Outcome:
         retryable=bool(row.retryable), adopted=bool(row.adopted), occurred_at=row.occurred_at,
         received_at=row.received_at, seq=row.seq, revisions=row.revisions,
         inferred=tuple(json.loads(row.inferred)) if row.inferred else (),
-        caused_revisions=caused,
+        caused_revisions=caused, verified=None if row.verified is None else bool(row.verified),
     )  # fmt: skip
 
 
@@ -158,6 +166,58 @@ class Engine:
             versions = self._versions[provider] = Versions(chart, self.clock())
         return versions
 
+    def prepare(
+        self,
+        provider: str,
+        body: Body,
+        headers: Mapping[str, Any] | None = None,
+        *,
+        verified: bool | None = None,
+    ) -> Prepared:
+        """Read one delivery for :meth:`commit`, outside any transaction (the costly part).
+
+        Args:
+            verified: record that the delivery's signature was checked (``True``), or that it
+                was accepted unsigned (``False``); ``None``: not checked here.
+
+        Raises:
+            UnknownProvider: no chart for ``provider``.
+        """
+        chart = self._versions_of(provider).current
+        received = receive(chart, body, headers, self.clock())
+        if verified is not None:
+            received = received._replace(verified=int(verified))
+        return Prepared(provider, received)
+
+    def commit(self, prepared: Sequence[Prepared]) -> list[Outcome]:
+        """Apply prepared deliveries, of any providers, in one durable transaction: what a
+        receiver answering many requests at once does (group commit: one fsync for all).
+
+        The outcomes are in the order given, and equal to applying them one by one.
+
+        Raises:
+            StoreError: the database can't be written (nothing of any of them is).
+        """
+        versions = {p: self._versions_of(p) for p in dict.fromkeys(i.provider for i in prepared)}
+        outcomes: list[Outcome] = []
+        with self.store.write() as tx:
+            batches: dict[str, Batch] = {}
+            # runs of one provider's deliveries, in the order given: rows are numbered (seq)
+            # in arrival order whatever the mix
+            for provider, run in groupby(prepared, key=lambda item: item.provider):
+                batch = batches.get(provider)
+                if batch is None:
+                    batch = batches[provider] = Batch(
+                        tx, versions[provider], self.on_unknown, self.clock
+                    )
+                else:
+                    batch.seq = tx.next_seq()
+                outcomes += batch.run([item.received for item in run])
+                batch.flush()  # before another provider's batch numbers its rows
+        for v in versions.values():
+            v.recorded = True  # committed: the chart version is in the store for good
+        return outcomes
+
     def apply(self, provider: str, body: Body, headers: Mapping[str, Any] | None = None) -> Outcome:
         """Apply one delivery in its own durable transaction.
 
@@ -168,14 +228,7 @@ class Engine:
             UnknownProvider: no chart for ``provider``.
             StoreError: the database can't be written (nothing of the delivery is).
         """
-        versions = self._versions_of(provider)
-        received = receive(versions.current, body, headers, self.clock())
-        with self.store.write() as tx:
-            batch = Batch(tx, versions, self.on_unknown, self.clock)
-            out = batch.run([received])[0]
-            batch.flush()
-        versions.recorded = True  # committed: the chart version is in the store for good
-        return out
+        return self.commit([self.prepare(provider, body, headers)])[0]
 
     def iter_apply(self, provider: str, deliveries: Iterable[Delivery]) -> Iterator[Outcome]:
         """Apply a stream, ``batch_size`` deliveries per transaction, yielding each outcome
@@ -186,23 +239,18 @@ class Engine:
                 f"deliveries is a {kind}: give an iterable of bodies (or (body, headers) pairs);"
                 " apply() takes one delivery"
             )
-        versions = self._versions_of(provider)
+        self._versions_of(provider)  # an unknown provider fails before the stream is read
         items = iter(deliveries)
         while True:
             chunk = []
             for item in items:
                 body, headers = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
-                chunk.append(receive(versions.current, body, headers, self.clock()))
+                chunk.append(self.prepare(provider, body, headers))
                 if len(chunk) >= self.batch_size:
                     break
             if not chunk:
                 return
-            with self.store.write() as tx:
-                batch = Batch(tx, versions, self.on_unknown, self.clock)
-                outs = batch.run(chunk)
-                batch.flush()
-            versions.recorded = True
-            yield from outs
+            yield from self.commit(chunk)
 
     def apply_many(self, provider: str, deliveries: Iterable[Delivery]) -> list[Outcome]:
         """Apply many deliveries in batched transactions; the same outcomes as one by one.
@@ -286,6 +334,15 @@ class Engine:
             self.store, self._versions_of, self.on_unknown, self.clock, provider,
             repair=repair, rechart=rechart,
         )  # fmt: skip
+
+    def ping(self) -> None:
+        """Read from the database once: a health check.
+
+        Raises:
+            StoreError: the database does not answer.
+        """
+        with self.store.read() as tx:
+            tx.invoice("", "")
 
     def close(self) -> None:
         """Close the database connection; the engine can't be used afterwards."""

@@ -40,7 +40,8 @@ __all__ = [
 
 #: 1: events, invoices, revisions. 2: events.policy, .chart and .inferred, the charts table, and
 #: columns renamed to say what they hold (live -> in_fold, status -> status_snapshot, …).
-SCHEMA_VERSION = 2
+#: 3: events.verified (whether the delivery's signature was checked).
+SCHEMA_VERSION = 3
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _EVENT_COLUMNS = {
@@ -68,6 +69,7 @@ _EVENT_COLUMNS = {
     "policy": str,  # the on_unknown policy the event was decided under
     "chart": str,  # the fingerprint of the chart it was decided with (see charts)
     "inferred": str,  # JSON list of steps inferred to catch up with the status snapshot
+    "verified": int,  # 1: signature verified; 0: accepted unsigned; NULL: not checked
 }
 
 _CHART_COLUMNS = {
@@ -208,6 +210,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
             "ALTER TABLE invoices RENAME COLUMN last_rank TO last_lifecycle_rank",
             "CREATE INDEX IF NOT EXISTS revisions_cause ON revisions(cause_seq)",
         ]
+    if version in (1, 2):  # rows written before signatures were checked: NULL, not checked
+        statements.append("ALTER TABLE events ADD COLUMN verified INTEGER")
     statements.append(
         db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)
     )
@@ -223,17 +227,22 @@ def view_as_current(conn: sqlite3.Connection, version: int) -> None:
     named like the tables shadow them, so every query reads an older file as if it were
     current. Columns an older version did not record read as NULL.
     """
-    if version != 1:
+    if version not in (1, 2):
         raise ValueError(f"no view for schema version {version}")
-    renamed = {"in_fold": "live", "status_snapshot": "status", "fold_order": "fold_time",
-               "lifecycle_rank": "fold_rank", "first_seen_at": "created_at",
-               "last_fold_order": "last_time", "last_lifecycle_rank": "last_rank"}  # fmt: skip
-    added = {"policy", "chart", "inferred"}
+    renamed: dict[str, str] = {}
+    added = {"verified"}
+    if version == 1:
+        renamed = {"in_fold": "live", "status_snapshot": "status", "fold_order": "fold_time",
+                   "lifecycle_rank": "fold_rank", "first_seen_at": "created_at",
+                   "last_fold_order": "last_time", "last_lifecycle_rank": "last_rank"}  # fmt: skip
+        added |= {"policy", "chart", "inferred"}
     for table, columns in (("events", _EVENT_COLUMNS), ("invoices", _INVOICE_COLUMNS)):
         select = ", ".join(
             f"NULL AS {c}" if c in added else f"{renamed.get(c, c)} AS {c}" for c in columns
         )
         conn.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM main.{table}")
+    if version > 1:
+        return  # the charts table is there as it is
     conn.execute(
         "CREATE TEMP TABLE charts"
         f" ({', '.join(f'{c} TEXT' for c in _CHART_COLUMNS)}, PRIMARY KEY (fingerprint))"

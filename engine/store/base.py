@@ -88,6 +88,9 @@ class EventRow(NamedTuple):
     chart: str | None
     #: JSON list of the steps inferred to catch up with the status snapshot, or ``None``.
     inferred: str | None
+    #: 1: the delivery's signature was verified; 0: accepted unsigned (the provider was opened
+    #: without a secret); ``None``: not checked (applied through the library or the CLI).
+    verified: int | None
 
     @property
     def key(self) -> FoldKey:
