@@ -30,6 +30,8 @@ Webhooks and the record:
     Mismatch -- one difference a replay found.
     Event -- one delivery, read through a chart.
     read_delivery -- read one delivery without applying it.
+    verify_signature -- check a delivery's signature, as its chart's `signature:` says.
+    Secrets -- webhook secrets by provider, from INVOICE_ENGINE_SECRET_* or a file.
 
 Errors (all are EngineError):
     EngineError -- the root of every error raised on purpose.
@@ -40,6 +42,9 @@ Errors (all are EngineError):
     UnknownTrigger -- a trigger the chart does not have; lists those it has.
     TransitionNotAllowed -- a trigger illegal from a state; lists what is allowed.
     DeliveryError -- a delivery that can't be read; names the path and value.
+    SignatureError -- a delivery not shown to be the provider's; says why, never a secret.
+    SignatureReason -- the type of SignatureError.reason: no_match, missing_header, ...
+    SecretsError -- secrets can't be read (a bad line of the secrets file, ...).
     DiagramError -- a diagram can't be drawn (Graphviz missing or failed).
     StoreError -- the SQLite store can't be opened or used.
 
@@ -61,6 +66,9 @@ from .errors import (
     DeliveryError,
     DiagramError,
     EngineError,
+    SecretsError,
+    SignatureError,
+    SignatureReason,
     StoreError,
     TransitionNotAllowed,
     UnknownProvider,
@@ -69,6 +77,7 @@ from .errors import (
 )
 from .models import InvoiceState, Mismatch, Outcome, ReplayReport
 from .runtime.delivery import Event, read_delivery
+from .runtime.verify import Secrets, verify_signature
 
 __all__ = [
     "Chart",
@@ -85,6 +94,10 @@ __all__ = [
     "Mismatch",
     "Outcome",
     "ReplayReport",
+    "Secrets",
+    "SecretsError",
+    "SignatureError",
+    "SignatureReason",
     "StoreError",
     "TransitionNotAllowed",
     "UnknownProvider",
@@ -94,6 +107,7 @@ __all__ = [
     "lint",
     "load_chart",
     "read_delivery",
+    "verify_signature",
 ]
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "ChartError",
@@ -18,6 +18,9 @@ __all__ = [
     "DeliveryError",
     "DiagramError",
     "EngineError",
+    "SecretsError",
+    "SignatureError",
+    "SignatureReason",
     "StoreError",
     "TransitionNotAllowed",
     "UnknownProvider",
@@ -241,3 +244,97 @@ class DiagramError(EngineError):
 
 class StoreError(EngineError):
     """The SQLite store can't be opened or used (wrong schema version, not a database, …)."""
+
+
+#: Why a delivery's signature was refused (:attr:`SignatureError.reason`): the chart declares
+#: no scheme (``no_scheme``); no secret is configured for the provider (``no_secret``); a
+#: configured secret can't be used by the scheme (``bad_secret``: a Standard Webhooks secret
+#: that isn't base64, a Basic secret that isn't ``user:password``); a header the scheme needs
+#: is absent (``missing_header``) or can't be read (``malformed_header``); no signature matches
+#: the body with any secret (``no_match``); or the signature matches but its timestamp is too
+#: old or too far ahead (``timestamp_outside_tolerance``). The first three are the set-up's,
+#: the same for every delivery.
+SignatureReason = Literal[
+    "no_scheme",
+    "no_secret",
+    "bad_secret",
+    "missing_header",
+    "malformed_header",
+    "no_match",
+    "timestamp_outside_tolerance",
+]
+
+
+_SETUP: frozenset[SignatureReason] = frozenset({"no_scheme", "no_secret", "bad_secret"})
+
+
+class SignatureError(EngineError):
+    """A delivery that can't be shown to come from its provider: refuse it (HTTP 401).
+
+    The message says what failed and in which header, and for a timestamp by how many seconds
+    and in which direction. It never holds a secret, the signature expected, or a header's
+    value (a shared-secret header's value *is* a secret, or someone's guess at it).
+
+    Attributes:
+        provider: the chart's provider.
+        reason: what failed, for code (see :data:`SignatureReason`).
+        header: the header concerned, as the chart names it (``None`` when none is).
+        skew: for ``timestamp_outside_tolerance``, the signed time minus now in whole seconds
+            (negative: in the past); ``None`` otherwise.
+    """
+
+    def __init__(
+        self,
+        provider: str,
+        reason: SignatureReason,
+        problem: str,
+        *,
+        header: str | None = None,
+        skew: int | None = None,
+    ) -> None:
+        self.provider = provider
+        self.reason: SignatureReason = reason
+        self.problem = problem
+        self.header = header
+        self.skew = skew
+        # A scheme or secret that is wrong is wrong for every delivery (and check_secrets
+        # says so before any): not this delivery's fault.
+        what = f"{provider} deliveries" if reason in _SETUP else f"this {provider} delivery"
+        super().__init__(f"Can't verify {what}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            _signature_error,
+            (self.provider, self.reason, self.problem, self.header, self.skew),
+        )
+
+
+def _signature_error(
+    provider: str, reason: SignatureReason, problem: str, header: str | None, skew: int | None
+) -> SignatureError:
+    return SignatureError(provider, reason, problem, header=header, skew=skew)
+
+
+class SecretsError(EngineError):
+    """Webhook secrets can't be read: a malformed line or an unknown variable in a secrets
+    file, a file others can read, an environment variable that names no provider. The message
+    names the file and line, or the variable; never a value.
+
+    Attributes:
+        source: the secrets file, or ``"environment"``.
+        line: the line (1-based) in the file; ``None`` for the whole file or the environment.
+        problem: what is wrong, in words.
+    """
+
+    def __init__(self, source: str, problem: str, *, line: int | None = None) -> None:
+        self.source = source
+        self.line = line
+        self.problem = problem
+        super().__init__(f"{source}{'' if line is None else f':{line}'}: {problem}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_secrets_error, (self.source, self.problem, self.line))
+
+
+def _secrets_error(source: str, problem: str, line: int | None) -> SecretsError:
+    return SecretsError(source, problem, line=line)

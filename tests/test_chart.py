@@ -132,6 +132,10 @@ def test_the_corpus_covers_the_known_mistakes() -> None:
         "events_empty",
         "event_type_never_read",
         "provider_not_file_name",
+        "signature_unknown_scheme",
+        "signature_unknown_key",
+        "signature_missing_scheme",
+        "identity_in_unsigned_header",
     }
     assert must <= names, must - names
 

@@ -211,7 +211,7 @@ def test_show_prints_every_problem_with_its_line(tmp_path: Path) -> None:
         "'yes please'",
         f"  {path}:10:1: transitons: unexpected key 'transitons' (did you mean 'transitions'?); "
         "keys here are: provider, title, sources, initial, states, transitions, delivery, "
-        "events, lint_exceptions",
+        "signature, events, lint_exceptions",
     ]
 
 

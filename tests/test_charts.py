@@ -11,6 +11,7 @@ that every sample in ``examples/streams/`` is readable by its chart.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,18 @@ def test_charts_cite_what_users_can_read(chart_file: Path) -> None:
         assert " " not in source, source
         # The reasoning stays in the chart: its header says what each source is used for.
         assert source in "\n".join(comments), f"{chart_file.name}: {source} not in the header"
+
+
+def test_every_chart_declares_how_its_deliveries_are_verified(chart_file: Path) -> None:
+    """A bundled chart says how its provider authenticates a delivery (its `signature:` block,
+    never a secret), under a comment that says how sure that is."""
+    chart = engine.load_chart(chart_file)
+    assert chart.spec.signature is not None
+    text = chart_file.read_text(encoding="utf-8")
+    above = text.split("\nsignature:", 1)[0].rsplit("\n\n", 1)[-1]
+    assert above.lstrip().startswith("#"), "the block has a comment above it"
+    assert re.search(r"\[(doc|inferred|unknown|choice)\b", above), above
+    assert "INVOICE_ENGINE_SECRET_" in above, "the comment says where the secret comes from"
 
 
 def test_every_leaf_has_a_known_canonical_state(chart_file: Path) -> None:
@@ -231,7 +244,32 @@ def test_modern_treasury_overdue_changes_nothing() -> None:
     overdue = chart.spec.events["overdue"]
     assert overdue.kind == "info"
     assert overdue.states == ["unpaid"]
-    assert str(chart.spec.delivery.event_id) == "header:X-Webhook-ID"
+
+
+def test_modern_treasury_identity_comes_from_the_signed_body() -> None:
+    """Its HMAC signs the body only: X-Webhook-ID (unsigned) must not be the identity."""
+    dm = engine.load_chart("modern_treasury").spec.delivery
+    assert dm.event_id is None
+    assert [str(loc) for loc in dm.idempotency_key or ()] == [
+        "$.event",
+        "$.data.id",
+        "$.data.updated_at",
+    ]
+
+
+def test_modern_treasury_example_stream_keys_tell_events_apart() -> None:
+    """Distinct events of the example stream get distinct keys; its redelivery the same one."""
+    chart = engine.load_chart("modern_treasury")
+    keys: dict[str, bytes] = {}
+    for text in (STREAMS / "modern_treasury.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            line = json.loads(text)
+            event = engine.read_delivery(chart, line["body"], line["headers"])
+        except (ValueError, engine.DeliveryError):
+            continue  # the stream's one malformed line
+        body = line["body"].encode()
+        assert keys.setdefault(event.event_id, body) == body, "two events, one key"
+    assert len(keys) == 17  # 19 lines: one malformed, one an exact redelivery
 
 
 # ----------------------------------------------------------------------- chargeover

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import pydoc
+import typing
 from types import ModuleType
 
 import engine
@@ -32,6 +33,16 @@ def test_all_is_exactly_the_public_names() -> None:
 def test_every_exported_name_resolves_and_is_documented() -> None:
     for name in engine.__all__:
         value = getattr(engine, name)
+        if typing.get_origin(value) is typing.Literal:
+            # A type alias (SignatureReason) has no docstring or module of its own: it is
+            # engine.errors', documented there by a `#:` comment naming each of its values.
+            assert value is getattr(engine.errors, name), f"{name} is not engine.errors'"
+            source = inspect.getsource(engine.errors)
+            comment = source.split(f"\n{name} = ", 1)[0].rsplit("\n\n", 1)[-1]
+            assert comment.startswith("#: "), f"engine.errors.{name} has no #: comment"
+            for literal in typing.get_args(value):
+                assert f"``{literal}``" in comment, f"{name}: {literal!r} is not documented"
+            continue
         assert value.__module__.split(".")[0] == "engine", f"{name} is not engine's own"
         assert inspect.getdoc(value), f"engine.{name} has no docstring"
 

@@ -363,6 +363,11 @@ _ERROR_CHARTS: dict[str, dict[str, Any]] = {
     "excused-error": _data(
         GOOD, lint_exceptions=[{"rule": "dead-end", "target": "open", "why": "x"}]
     ),
+    "unsigned-identity": _data(
+        GOOD,
+        delivery={"event_type": "$.type", "event_id": "header:X-Id", "invoice_id": "$.invoice"},
+        signature={"scheme": "hmac", "header": "X-Signature"},
+    ),
 }
 
 
@@ -402,3 +407,67 @@ def test_guards_that_say_the_same_thing_are_the_same_guard() -> None:
         {"trigger": "pay", "source": "open", "dest": "void", "guard": "due==0.0"},
     ]
     assert _rules(_lint(_data(transitions))) == [("nondeterminism", "pay from open")]
+
+
+# ----------------------------------------------------------------- identity and signature
+
+HMAC = {"scheme": "hmac", "header": "X-Signature"}
+BEARER = {"scheme": "shared_secret", "form": "bearer"}
+STANDARD = {"scheme": "standard_webhooks"}
+
+
+@pytest.mark.parametrize(
+    ("delivery", "signature", "found"),
+    [
+        ({"event_id": "header:X-Webhook-ID"}, HMAC, "delivery.event_id"),
+        ({"event_id": "header:X-Signature"}, HMAC, "delivery.event_id"),
+        ({"event_id": "header:X-Webhook-ID"}, {"scheme": "stripe"}, "delivery.event_id"),
+        ({"event_id": "header:X-Webhook-ID"}, BEARER, "delivery.event_id"),
+        ({"event_id": "header:Webhook-Id"}, STANDARD, None),  # signed; names ignore case
+        ({"event_id": "header:webhook-signature"}, STANDARD, "delivery.event_id"),
+        ({"event_id": "header:svix-id"}, {**STANDARD, "header_prefix": "svix-"}, None),
+        (
+            {"event_id": "header:webhook-id"},
+            {**STANDARD, "header_prefix": "svix-"},
+            "delivery.event_id",
+        ),
+        ({"event_id": "$.id"}, HMAC, None),
+        ({"event_id": "header:X-Webhook-ID"}, None, None),  # no scheme claims nothing
+        ({"idempotency_key": ["$.id", "header:X-Sent"]}, HMAC, "delivery.idempotency_key[1]"),
+        ({"event_id": "$.id", "idempotency_key": ["header:X-Sent"]}, HMAC, None),  # unused
+        # Moxie: the header is the event type too; a new value there is another event type
+        (
+            {
+                "event_type": "header:X-Event-Type",
+                "idempotency_key": ["$.id", "header:X-Event-Type"],
+            },
+            BEARER,
+            None,
+        ),
+    ],
+)
+def test_an_identity_read_from_a_header_the_signature_does_not_cover_is_refused(
+    delivery: dict[str, Any], signature: dict[str, Any] | None, found: str | None
+) -> None:
+    """A replay with a new value in such a header would pass as a new, verified event."""
+    data = _data(GOOD, delivery={"event_type": "$.type", "invoice_id": "$.invoice", **delivery})
+    if signature is not None:
+        data["signature"] = signature
+    if found is None:
+        assert _lint(data) == []
+        parse_chart(data)
+        return
+    assert _rules(_lint(data)) == [("unsigned-identity", found)]
+    for load in (lambda: parse_chart(data), lambda: Chart(ChartSpec.model_validate(data))):
+        with pytest.raises(engine.ChartError, match=r"\[unsigned-identity\]$") as info:
+            load()
+        assert info.value.location == found
+        assert "anyone who saw one delivery could send it again with a new" in info.value.problem
+        assert "which the signature does not cover (" in info.value.problem
+
+
+def test_an_unsigned_identity_is_reported_with_the_chart_s_other_problems() -> None:
+    data = _ERROR_CHARTS["unsigned-identity"] | {"titel": "a misspelled key"}
+    with pytest.raises(engine.ChartError) as info:
+        parse_chart(data)
+    assert [p.location for p in info.value.problems] == ["titel", "delivery.event_id"]

@@ -9,9 +9,11 @@ are redacted.
   of SQL metacharacters.
 - Database files (and SQLite's -wal/-shm side files) are created 0600, whatever the umask:
   raw bodies carry names, e-mail addresses and, for ChargeOver, a ``security_token``.
-- Header secrets (signature, key, token, authorization, cookie headers) are stored as
-  ``[redacted]``; ``--json`` output and ``history`` never show headers or bodies. Bodies are
-  stored exactly as received (a signature check needs the exact bytes), so ChargeOver's
+- Header credentials (a chart's shared-secret header, and secret, token, password, key,
+  authorization and cookie headers) are stored as ``[redacted]``; signature headers are kept
+  (an HMAC reveals no key; a stored delivery can be verified again). ``--json`` output and
+  ``history`` never show headers or bodies. Bodies are stored exactly as received (a
+  signature check needs the exact bytes), so ChargeOver's
   ``security_token`` inside the body stays in the (private) file — see the README.
 """
 
@@ -191,20 +193,26 @@ def test_cli_creates_owner_only_database(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- secrets
 
+#: Credentials: stored as [redacted], shown nowhere.
 _SECRETS = {
-    "Stripe-Signature": "t=1,v1=SIGSECRET1",
-    "X-ChargeOver-Key": "KEYSECRET2",
+    "X-ChargeOver-Key": "KEYSECRET2",  # the chargeover chart's shared_secret header
     "Authorization": "Bearer TOKENSECRET3",
     "X-Webhook-Token": "TOKENSECRET4",
     "Cookie": "session=COOKIESECRET5",
-    "X-Pelcro-Hmac-SHA256": "HMACSECRET6",
+    "X-Api-Key": "APIKEYSECRET8",
+}
+#: Signatures are not secrets (an HMAC reveals nothing of its key): stored as they came, so a
+#: stored delivery can be verified again; still never printed.
+_SIGNATURES = {
+    "Stripe-Signature": "t=1,v1=SIGVALUE1",
+    "X-Pelcro-Hmac-SHA256": "HMACVALUE6",
 }
 
 
 def _chargeover_line(token: str) -> bytes:
     line = Path(__file__).resolve().parent.parent / "examples" / "streams" / "chargeover.jsonl"
     doc = json.loads(line.read_text().splitlines()[0])
-    doc["headers"] = {**doc["headers"], **_SECRETS}
+    doc["headers"] = {**doc["headers"], **_SECRETS, **_SIGNATURES}
     doc["body"]["security_token"] = token
     return json.dumps(doc).encode() + b"\n"
 
@@ -227,7 +235,7 @@ def test_header_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
         capture_output=True,
     )
     shown = applied.stdout + applied.stderr + history.stdout + history.stderr
-    for secret in [*_SECRETS.values(), "BODYSECRET7"]:
+    for secret in [*_SECRETS.values(), *_SIGNATURES.values(), "BODYSECRET7"]:
         assert secret.encode() not in shown, secret
 
     row = _db.events(db)[0]
@@ -235,9 +243,86 @@ def test_header_secrets_are_redacted_everywhere(tmp_path: Path) -> None:
     assert headers is not None
     stored = json.loads(headers)
     assert {k: stored[k.lower()] for k in _SECRETS} == dict.fromkeys(_SECRETS, "[redacted]")
+    assert {k: stored[k.lower()] for k in _SIGNATURES} == _SIGNATURES
     assert stored["content-type"] == "application/json"
     # The body is kept exactly as received (signatures are over these bytes); the file is 0600.
     assert b"BODYSECRET7" in body
     everything = b"".join(p.read_bytes() for p in tmp_path.glob("co.db*"))
     for secret in _SECRETS.values():
         assert secret.encode() not in everything, secret
+
+
+def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
+    """A chart's shared-secret header is redacted whatever its name; the headers its signature
+    scheme and its delivery map read are kept, whatever theirs; others go by their name."""
+    from datetime import UTC, datetime
+
+    from engine.chart import bundled_chart_dir
+    from engine.runtime.delivery import receive
+
+    text = (bundled_chart_dir() / "stripe.yaml").read_text(encoding="utf-8")
+    head, _, rest = text.partition("\nsignature:\n")
+    text = (
+        head
+        + "\nsignature: {scheme: shared_secret, header: X-Pass}\n"
+        + rest[rest.index("\nevents:") :]
+    )
+    text = text.replace("provider: stripe", "provider: acme")
+    # (a header the signature doesn't cover can't be the event id: the invoice id, here)
+    text = text.replace("  invoice_id: $.data.object.id\n", "  invoice_id: header:X-Unique-Key\n")
+    path = tmp_path / "acme.yaml"
+    path.write_text(text, encoding="utf-8")
+    chart = engine.load_chart(path)
+    headers = {
+        "X-Pass": "PASSVALUE1",  # the chart's shared secret: no secret word in its name
+        "X-Unique-Key": "in_kept_1",  # the invoice id the chart reads: "key" in its name
+        "Stripe-Signature": "t=1,v1=abc",  # a signature: kept
+        "Authorization": "Bearer TOKEN2",
+        "Idempotency-Key": "idem-3",  # not read by the chart: judged by its name
+        "Set-Cookie": "s=4",
+        "X-Client-Password": "pw5",
+        "Content-Type": "application/json",
+    }
+    body = b'{"id": "evt_1", "type": "invoice.created", "created": 1717200000, "data": {}}'
+    received = receive(chart, body, headers, datetime(2024, 6, 1, tzinfo=UTC))
+    assert received.headers is not None
+    stored = json.loads(received.headers)
+    assert stored == {
+        "x-pass": "[redacted]",
+        "x-unique-key": "in_kept_1",
+        "stripe-signature": "t=1,v1=abc",
+        "authorization": "[redacted]",
+        "idempotency-key": "[redacted]",
+        "set-cookie": "[redacted]",
+        "x-client-password": "[redacted]",
+        "content-type": "application/json",
+    }
+    assert not isinstance(received.event, Exception)
+    assert received.event.invoice_id == "in_kept_1"
+
+
+@pytest.mark.parametrize(
+    ("provider", "secret_header", "kept"),
+    [
+        ("chargeover", "x-chargeover-key", []),
+        ("moxie", "authorization", ["x-event-type"]),
+        ("stripe", None, ["stripe-signature"]),
+        ("modern_treasury", None, ["x-signature", "x-webhook-id"]),
+        ("upmind", None, ["x-webhook-signature"]),
+        ("pelcro", None, ["x-pelcro-hmac-sha256"]),
+    ],
+)
+def test_bundled_charts_redact_their_keys_and_keep_their_signatures(
+    provider: str, secret_header: str | None, kept: list[str]
+) -> None:
+    from engine.runtime._redact import redact_headers
+
+    chart = engine.load_chart(provider)
+    headers = {name: f"value of {name}" for name in [*kept, "x-ignored"]}
+    if secret_header is not None:
+        headers[secret_header] = "SHARED-KEY"
+    stored = redact_headers(headers, chart)
+    for name in kept:
+        assert stored[name] == headers[name]
+    if secret_header is not None:
+        assert stored[secret_header] == "[redacted]"

@@ -24,6 +24,7 @@ from ._lenient import UNREADABLE, Gaps, lenient
 from ._messages import (
     clean_loc,
     close_to,
+    error_loc,
     key_path,
     locate,
     meant_key,
@@ -202,6 +203,7 @@ def lint_in_part(
         delivery=spec.delivery.model_copy(
             update={"statuses": {k: v for k, v in spec.delivery.statuses.items() if v in leaves}}
         ),
+        signature=spec.signature,
         events={
             k: ev for k, ev in spec.events.items() if ev.trigger is None or ev.trigger in triggers
         },
@@ -242,11 +244,12 @@ def _structure(
     except ValidationError as exc:
         errors = exc.errors()
     # A key that is missing next to one that is unexpected is most likely misspelled there.
-    extra = {clean_loc(e["loc"]) for e in errors if e["type"] == "extra_forbidden"}
+    extra = {clean_loc(e["loc"], ChartSpec) for e in errors if e["type"] == "extra_forbidden"}
     problems: list[ChartProblem] = []
     keys: set[int] = set()
     for error in errors:
-        path = clean_loc(error["loc"])
+        loc = error_loc(error)
+        path = clean_loc(loc, ChartSpec)
         text = pydantic_problem(error, ChartSpec)
         if error["type"] == "extra_forbidden":
             keys.add(len(problems))
@@ -257,7 +260,7 @@ def _structure(
                 at = marks.find((*path[:-1], typo), key=True) if marks is not None else None
                 line = f" (line {at[0]})" if at else ""
                 text += f"; {typo!r}{line} looks like a misspelling of it"
-        problems.append(ChartProblem(source=source, location=locate(error["loc"]), problem=text))
+        problems.append(ChartProblem(source=source, location=locate(loc, ChartSpec), problem=text))
     return None, place(problems, data, marks, keys=frozenset(keys))
 
 

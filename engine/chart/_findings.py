@@ -34,6 +34,10 @@ RULES: dict[str, tuple[Severity, str]] = {
     "noncanonical": ("warning", "a canonical name outside engine.chart.CANONICAL_STATES"),
     "unused-exception": ("warning", "a lint exception that matches no finding"),
     "excused-error": ("error", "a lint exception that names an error rule (only warnings may be)"),
+    "unsigned-identity": (
+        "error",
+        "the event id (or idempotency key) is read from a header the signature does not cover",
+    ),
 }
 
 
@@ -44,7 +48,8 @@ class Finding(BaseModel):
         rule: the rule's name (a key of :data:`RULES`), as ``lint_exceptions`` spell it.
         severity: ``"error"`` (the chart is wrong) or ``"warning"`` (it may be on purpose).
         target: what the finding is about: a state (``open.overdue``), an event type
-            (``invoice.paid``), or ``"TRIGGER from SOURCE"`` for a transition.
+            (``invoice.paid``), ``"TRIGGER from SOURCE"`` for a transition, or a place in
+            the delivery map (``delivery.event_id``).
         message: what is wrong, in words.
         line: the line (1-based) in the chart file, where known: ``None`` for a chart built
             in code (which has no file).
@@ -94,6 +99,8 @@ def is_warning(rule: str) -> bool:
 def location(chart: Chart, finding: Finding) -> str:
     """Where in the chart file a finding points: the state, transition, event or exception."""
     spec, tree = chart.spec, chart.tree
+    if finding.rule == "unsigned-identity":
+        return finding.target  # delivery.event_id, delivery.idempotency_key[1]
     if finding.rule == "unknown-trigger":
         return key_path("events", finding.target) + ".trigger"
     if finding.rule == "excused-error":

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._signature import SignatureSpec
 from .expr import Locator
 from .spec import _NAME as _STATE_NAME
 from .spec import (
@@ -58,6 +59,7 @@ _INITIAL: TypeAdapter[list[str]] = TypeAdapter(Names)
 _DELIVERY: TypeAdapter[DeliveryMap] = TypeAdapter(DeliveryMap)
 _EVENT: TypeAdapter[EventSpec] = TypeAdapter(EventSpec)
 _EXCEPTION: TypeAdapter[LintException] = TypeAdapter(LintException)
+_SIGNATURE: TypeAdapter[SignatureSpec] = TypeAdapter(SignatureSpec)
 
 
 _ANY_LOCATOR = Locator.parse("$.id")  # a stand-in where only "some locator" matters
@@ -237,6 +239,7 @@ def lenient(data: dict[Any, Any]) -> tuple[ChartSpec, Gaps]:
         states=states,
         transitions=transitions,
         delivery=delivery,
+        signature=_valid(_SIGNATURE, data.get("signature")),
         events=events,
         lint_exceptions=exceptions,
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 import difflib
 import re
-from typing import Any, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel
 
@@ -23,6 +23,7 @@ __all__ = [
     "Path",
     "clean_loc",
     "close_to",
+    "error_loc",
     "key_path",
     "locate",
     "location_of",
@@ -69,20 +70,34 @@ def unknown(kind: str, name: str, valid: list[str]) -> str:
     return f"unknown {kind} {name!r}{hint}; {kind}s are: {listed or '(none)'}"
 
 
-def clean_loc(loc: tuple[int | str, ...]) -> Path:
-    """A pydantic error location without its validator steps: only the chart's keys and
-    indexes (``function-after``, ``[key]`` and the like are pydantic's own)."""
-    return tuple(
-        part
-        for part in loc
-        if isinstance(part, int)
-        or not (part in ("function-after", "function-before", "function-plain") or "[" in part)
+def _pydantic_step(part: int | str) -> bool:
+    return isinstance(part, str) and (
+        part in ("function-after", "function-before", "function-plain") or "[" in part
     )
 
 
-def locate(loc: tuple[int | str, ...]) -> str:
+def clean_loc(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> Path:
+    """A pydantic error location without its validator steps: only the chart's keys and
+    indexes (``function-after``, ``[key]`` and the like are pydantic's own). With the ``root``
+    model, a tagged union's tag goes too (``signature.stripe.header`` is
+    ``signature.header``: ``stripe`` is the value of its ``scheme``, not a key)."""
+    if root is not None:
+        return _walk(root, loc)[0]
+    return tuple(part for part in loc if not _pydantic_step(part))
+
+
+def locate(loc: tuple[int | str, ...], root: type[BaseModel] | None = None) -> str:
     """A pydantic error location as the chart file spells it (``transitions[3].dest``)."""
-    return location_of(clean_loc(loc))
+    return location_of(clean_loc(loc, root))
+
+
+def error_loc(error: Any) -> tuple[int | str, ...]:
+    """Where a pydantic error is, as a location in the chart: a tagged union's missing or
+    unknown tag is at its key (``signature.scheme``), not at the union (``signature``)."""
+    loc = tuple(error["loc"])
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, str(error["ctx"]["discriminator"]).strip("'"))
+    return loc
 
 
 def location_of(path: tuple[object, ...]) -> str:
@@ -151,32 +166,64 @@ def shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The chart model a validation error's location points into (for listing its keys)."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models_in(arg)]
 
-    def model_in(annotation: Any) -> type[BaseModel] | None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            return annotation
-        for arg in get_args(annotation):
-            found = model_in(arg)
-            if found is not None:
-                return found
-        return None
 
+def _tags(annotation: Any) -> dict[str, type[BaseModel]]:
+    """The members of a tagged union of models by tag (each one's single-value ``Literal``
+    field: ``{'stripe': StripeSignature, …}``); empty for any other annotation."""
+    models = _models_in(annotation)
+    if len(models) < 2:
+        return {}
+    tags = {}
+    for model in models:
+        for field in model.model_fields.values():
+            if get_origin(field.annotation) is Literal and len(get_args(field.annotation)) == 1:
+                tags[str(get_args(field.annotation)[0])] = model
+                break
+    return tags
+
+
+def _walk(
+    root: type[BaseModel], loc: tuple[int | str, ...]
+) -> tuple[Path, type[BaseModel] | None, dict[str, type[BaseModel]]]:
+    """Follow a pydantic error location through the chart models: the location as the chart
+    spells it (no validator steps, no union tags), the model it points into (for listing its
+    keys) and, when it points at a tagged union, the union's members by tag."""
     model: type[BaseModel] | None = root
+    path: list[str | int] = []
+    tags: dict[str, type[BaseModel]] = {}
     dict_key_next = False
     for part in loc:
+        if _pydantic_step(part):
+            continue
+        if isinstance(part, str) and part in tags:  # the member a tagged union chose
+            model, tags = tags[part], {}
+            continue
+        tags = {}
+        path.append(part)
         if model is None:
-            return None
+            continue
         if dict_key_next or isinstance(part, int):
             dict_key_next = False
             continue
         field = model.model_fields.get(str(part))
         if field is None:
-            return None
+            model = None
+            continue
         dict_key_next = get_origin(field.annotation) is dict
-        model = model_in(field.annotation)
-    return model
+        tags = _tags(field.annotation)
+        models = _models_in(field.annotation)
+        model = models[0] if models else None
+    return tuple(path), model, tags
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The chart model a validation error's location points into (for listing its keys)."""
+    return _walk(root, loc)[1]
 
 
 def _unexpected_key(root: type[BaseModel], loc: tuple[int | str, ...]) -> str:
@@ -212,6 +259,14 @@ _EXPECTED = {
 }
 
 
+#: How a chart file says a number's bound, by pydantic error type.
+_BOUNDS = {
+    "greater_than": "more than",
+    "greater_than_equal": "at least",
+    "less_than": "less than",
+    "less_than_equal": "at most",
+}
+
 _TRUE_WORDS = ("true", "yes", "y", "on", "1")
 _FALSE_WORDS = ("false", "no", "n", "off", "0")
 
@@ -235,18 +290,35 @@ def pydantic_problem(error: Any, root: type[BaseModel]) -> str:
         return "missing (required)"
     if kind == "extra_forbidden":
         return _unexpected_key(root, tuple(error["loc"]))
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # `scheme: strip` in a signature block: which scheme was probably meant, and which exist.
+        key = str(error["ctx"]["discriminator"]).strip("'")
+        names = list(_walk(root, tuple(error["loc"]))[2])
+        if kind == "union_tag_not_found":
+            return f"missing (required); {key}s are: {', '.join(names)}"
+        return unknown(key, str(error["ctx"]["tag"]), names)
+    if kind == "literal_error":
+        choices = re.findall(r"'((?:[^'\\]|\\.)*)'", str(error["ctx"]["expected"]))
+        shown_value = value if isinstance(value, str) else shown(value)
+        return unknown("value", shown_value, choices)
     msg: str = _EXPECTED.get(kind) or error["msg"].removeprefix("Value error, ")
     if kind in ("model_type", "model_attributes_type", "dict_type"):
         is_event = len(error["loc"]) == 2 and error["loc"][0] == "events"
         msg = "expected a trigger name or a mapping" if is_event else "expected a mapping"
     if kind in (*_EXPECTED, "model_type", "model_attributes_type", "dict_type"):
         msg += f", got {shown(value)}"
+        tags = _walk(root, tuple(error["loc"]))[2]
+        if isinstance(value, str) and value in tags:  # `signature: stripe`
+            key = next(k for k, f in tags[value].model_fields.items() if f.is_required())
+            msg += f" (did you mean {{{key}: {value}}}?)"
         if kind in ("bool_type", "bool_parsing") and (meant := _meant_bool(value)) is not None:
             msg += f" (did you mean {meant}?)"
         if kind == "string_type" and isinstance(value, bool | int | float):
             written = str(value).lower() if isinstance(value, bool) else str(value)
             kind_name = {"bool": "a boolean", "int": "an integer", "float": "a number"}
             msg += f" (YAML reads it as {kind_name[type(value).__name__]}: quote it, '{written}')"
+    elif kind in _BOUNDS:
+        msg = f"must be {_BOUNDS[kind]} {next(iter(error['ctx'].values()))}, got {shown(value)}"
     elif kind == "too_short":
         n = error["ctx"]["min_length"]
         msg = f"needs at least {n} {'entry' if n == 1 else 'entries'}, got none"

@@ -9,7 +9,10 @@ and ``source: '*'`` count exactly as the machine counts them).
 
 It also repeats the loader's meaning checks that a chart built in code (a :class:`ChartSpec`
 made with ``model_validate``, which skips them) may have missed: events mapped to unknown
-triggers and states without a canonical mapping.
+triggers and states without a canonical mapping. And it refuses an identity its signature
+doesn't cover (``unsigned-identity``: an event id read from a header that an ``hmac`` scheme
+doesn't sign lets a replayed delivery pass as a new event; see
+:func:`~engine.chart._signature.unsigned_identity`).
 
 A finding the chart's author accepts on purpose is declared in the chart itself, with a reason::
 
@@ -37,6 +40,7 @@ from typing import Any
 from ..errors import ChartError, ChartProblem
 from ._findings import RULES, Finding, invalid, is_warning, location
 from ._messages import close_to, parse_location, subject
+from ._signature import unsigned_identity
 from .compiled import Chart
 from .expr import Guard, json_kind
 from .spec import CANONICAL_STATES, ChartSpec
@@ -284,6 +288,10 @@ def _findings(built: Chart, spec: ChartSpec) -> list[Finding]:
     findings = [
         *_canonical_rules(built.tree),
         *_trigger_rules(spec, built.triggers),
+        *(
+            _finding("unsigned-identity", at, said)
+            for at, said in unsigned_identity(spec.signature, spec.delivery)
+        ),
         *_graph_rules(built),
         *_nondeterminism(built),
     ]

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from ._signature import SignatureSpec
 from .expr import Guard, Locator
 
 __all__ = [
@@ -384,6 +385,9 @@ class ChartSpec(_Model):
     states: list[StateSpec] = Field(min_length=1)
     transitions: list[TransitionSpec]
     delivery: DeliveryMap
+    signature: SignatureSpec | None = Field(
+        None, description="How deliveries are authenticated (never a secret); unset: unverifiable"
+    )
     events: dict[str, EventSpec] = Field(
         min_length=1, description="Provider event type -> what it means"
     )
