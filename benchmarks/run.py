@@ -32,6 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from scale import bench_workers  # noqa: E402
 from workload import stripe_lifecycles, stripe_stream  # noqa: E402
 
 from engine import Engine, load_chart  # noqa: E402
@@ -395,6 +396,16 @@ def bench_startup(quick: bool) -> list[Row]:
     ]
 
 
+# --------------------------------------------------------------------------------- server
+
+
+def _bench_server(quick: bool, folder: str) -> list[Row]:
+    """``invoice-engine serve`` vs a hand-written endpoint under wrk (see server.py)."""
+    from server import bench_server  # imported here: server.py imports this module's table
+
+    return bench_server(quick, folder)
+
+
 # --------------------------------------------------------------------------------- report
 
 
@@ -457,7 +468,8 @@ def table(rows: list[Row]) -> str:
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for pkg in ("invoice-engine", "transitions", "pydantic", "sqlite-utils", "click", "PyYAML"):
+    for pkg in ("invoice-engine", "transitions", "pydantic", "sqlite-utils", "click", "PyYAML",
+                "psycopg", "psycopg-pool"):  # fmt: skip
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -487,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
             "memory": lambda: bench_memory(args.quick, folder),
             "late": lambda: bench_late(args.quick, folder),
             "startup": lambda: bench_startup(args.quick),
+            "workers": lambda: bench_workers(args.quick, folder),
+            "server": lambda: _bench_server(args.quick, folder),
         }
         for name, suite in suites.items():
             if wanted is None or name in wanted:

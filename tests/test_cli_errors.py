@@ -88,7 +88,7 @@ BAD_INPUT: list[tuple[list[str], int, list[str]]] = [
     (["apply", "stripe", str(STRIPE), "--db", "{tmp}/afile/x.db"], 1, ["afile", "is a file"]),
     (["apply", "stripe", str(STRIPE), "--db", ""], 1, ["no database named"]),
     (["apply", "stripe", str(STRIPE), "--db", "{tmp}/typo/x.db"], 1, ["typo", "does not exist"]),
-    (["apply", "stripe", str(STRIPE), "--db", "postgresql://u@h/db"], 1, ["'postgresql' URLs"]),
+    (["apply", "stripe", str(STRIPE), "--db", "mysql://u@h/db"], 1, ["'mysql' URLs"]),
     (["apply", "stripe", str(STRIPE), "--db", "{other}"], 1, ["'other.db' is not an invoice"]),
     (["apply", "stripe", str(STRIPE), "--db", "{tmp}"], 1, ["is a folder"]),
     (["apply", "stripe", "{tmp}/nope.jsonl", "--db", "{db}"], 2, ["nope.jsonl"]),

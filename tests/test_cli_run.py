@@ -17,8 +17,9 @@ STRIPE = STREAMS / "stripe.jsonl"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> str:
-    return str(tmp_path / "cli.db")
+def db(make_db: _db.Databases) -> str:
+    """A new database of each store in turn: a SQLite file, a PostgreSQL URL."""
+    return make_db(shared=True)
 
 
 def test_apply_file_summary(db: str) -> None:
@@ -112,7 +113,7 @@ def test_errors_are_one_line(db: str) -> None:
 def test_db_from_environment(db: str) -> None:
     res = CliRunner(env={"INVOICE_ENGINE_DB": db}).invoke(main, ["apply", "moxie", str(STRIPE)])
     assert res.exit_code == 0
-    assert Path(db).exists()
+    assert _db.events(db)
 
 
 def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -49,17 +49,30 @@ def test_pelcro_integer_invoice_id_becomes_text() -> None:
     assert ev.occurred_at == datetime.fromtimestamp(doc["created"], UTC)
 
 
-def test_modern_treasury_event_id_from_header() -> None:
+def test_modern_treasury_identity_is_derived_from_the_signed_body() -> None:
+    """X-Webhook-ID is not signed (MT's HMAC covers the body only): a delivery sent again
+    with another X-Webhook-ID, or none, is the same event."""
     doc, headers = _first("modern_treasury")
-    ev = read_delivery(load_chart("modern_treasury"), doc, headers)
-    assert ev.event_id == headers["X-Webhook-ID"]
+    chart = load_chart("modern_treasury")
+    ev = read_delivery(chart, doc, headers)
+    assert ev.derived_id
+    assert ev.event_id.startswith("key:")
     assert ev.invoice_id == doc["data"]["id"]
     assert ev.event_type == doc["event"]
     assert ev.status == doc["data"]["status"]
     assert ev.occurred_at == datetime.fromisoformat(doc["data"]["updated_at"])
-    # without the header the delivery has no event id: invalid, naming the header
-    with pytest.raises(DeliveryError, match=r"(?i)x-webhook-id"):
-        read_delivery(load_chart("modern_treasury"), doc, {})
+    for other in ({**headers, "X-Webhook-ID": "wh_forged"}, {}):
+        assert read_delivery(chart, doc, other).event_id == ev.event_id
+    later = {**doc, "data": {**doc["data"], "updated_at": "2023-03-31T00:00:00Z"}}
+    assert read_delivery(chart, later, headers).event_id != ev.event_id
+
+
+def test_a_blank_around_a_header_in_a_derived_key_is_not_a_new_key() -> None:
+    """Moxie's key holds X-Event-Type, which is also its event type (read stripped)."""
+    doc, headers = _first("moxie")
+    chart = load_chart("moxie")
+    padded = {**headers, "X-Event-Type": f"  {headers['X-Event-Type']} "}
+    assert read_delivery(chart, doc, padded).event_id == read_delivery(chart, doc, headers).event_id
 
 
 def test_moxie_event_type_from_header_and_derived_key() -> None:
@@ -157,8 +170,10 @@ def test_delivery_error_carries_path_and_value() -> None:
     assert "status" in info.value.path
 
 
-def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised() -> None:
-    eng = engine.Engine(":memory:")
+def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised(
+    make_db: _db.Databases,
+) -> None:
+    eng = engine.Engine(make_db())
     circular: dict[str, object] = {}
     circular["self"] = circular
     deep: dict[str, object] = {}
@@ -175,11 +190,11 @@ def test_dict_bodies_that_cannot_be_written_as_json_are_invalid_not_raised() -> 
     assert all(b.startswith(b"<the body mapping") for b in stored)
 
 
-def test_body_size_limit_counts_bytes_for_text_bodies() -> None:
+def test_body_size_limit_counts_bytes_for_text_bodies(make_db: _db.Databases) -> None:
     from engine.runtime.delivery import MAX_BODY_BYTES
 
     text = "é" * (MAX_BODY_BYTES // 2 + 1)  # fewer characters than the limit, more bytes
-    out = engine.Engine(":memory:").apply("stripe", text)
+    out = engine.Engine(make_db()).apply("stripe", text)
     assert out.status == "invalid"
     assert f"{MAX_BODY_BYTES:,}" in (out.reason or "")
 
@@ -191,11 +206,11 @@ def _moxie(status: str, amount_due: object) -> dict[str, Any]:
     return {"id": "inv_9", "status": status, "amountDue": amount_due, "payments": [{"id": "p1"}]}
 
 
-def test_a_mapping_is_decided_on_the_bytes_stored_so_replay_agrees() -> None:
+def test_a_mapping_is_decided_on_the_bytes_stored_so_replay_agrees(make_db: _db.Databases) -> None:
     from decimal import Decimal
 
     paid = {"X-Event-Type": "PaymentReceived"}
-    eng = engine.Engine(":memory:", on_unknown="adopt")
+    eng = engine.Engine(make_db(), on_unknown="adopt")
     assert (
         eng.apply("moxie", _moxie("SENT", 5.0), {"X-Event-Type": "InvoiceSent"}).to_state == "sent"
     )
@@ -224,25 +239,29 @@ def test_a_mapping_is_decided_on_the_bytes_stored_so_replay_agrees() -> None:
     ],
     ids=["list", "int", "none", "huge-int", "nan", "tuple-key"],
 )
-def test_bodies_that_are_not_bytes_text_or_json_are_invalid(body: Any, words: list[str]) -> None:
-    out = engine.Engine(":memory:").apply("stripe", body)
+def test_bodies_that_are_not_bytes_text_or_json_are_invalid(
+    make_db: _db.Databases, body: Any, words: list[str]
+) -> None:
+    out = engine.Engine(make_db()).apply("stripe", body)
     assert out.status == "invalid"
     for word in words:
         assert word in (out.reason or "")
 
 
-def test_bytearray_and_memoryview_are_bytes() -> None:
+def test_bytearray_and_memoryview_are_bytes(make_db: _db.Databases) -> None:
     raw = json.dumps(_stripe()).encode()
     outs = [
-        engine.Engine(":memory:").apply("stripe", b).status
+        engine.Engine(make_db()).apply("stripe", b).status
         for b in (raw, bytearray(raw), memoryview(raw))
     ]
     assert outs == ["applied"] * 3
 
 
 @pytest.mark.parametrize("headers", [[("a", "b")], "x-a: b", 5, {1: b"\xff", "k": object()}])
-def test_headers_that_are_not_a_mapping_of_text_are_invalid_or_read(headers: Any) -> None:
-    eng = engine.Engine(":memory:")
+def test_headers_that_are_not_a_mapping_of_text_are_invalid_or_read(
+    make_db: _db.Databases, headers: Any
+) -> None:
+    eng = engine.Engine(make_db())
     out = eng.apply("stripe", json.dumps(_stripe()), headers)
     if isinstance(headers, dict):  # names and values that can be made text are read
         assert out.status == "applied"
@@ -252,13 +271,13 @@ def test_headers_that_are_not_a_mapping_of_text_are_invalid_or_read(headers: Any
     assert _db.bodies(eng) == [json.dumps(_stripe()).encode()]  # the body is kept either way
 
 
-def test_an_oversize_body_keeps_the_limit_its_length_and_hash() -> None:
+def test_an_oversize_body_keeps_the_limit_its_length_and_hash(make_db: _db.Databases) -> None:
     import hashlib
 
     from engine.runtime.delivery import MAX_BODY_BYTES
 
     body = b"x" * (MAX_BODY_BYTES * 3)
-    eng = engine.Engine(":memory:")
+    eng = engine.Engine(make_db())
     out = eng.apply("stripe", body)
     assert out.status == "invalid"
     assert f"{len(body):,} bytes" in (out.reason or "")
@@ -267,7 +286,9 @@ def test_an_oversize_body_keeps_the_limit_its_length_and_hash() -> None:
 
 
 @pytest.mark.parametrize("field", ["id", "type", "invoice", "status"])
-def test_json_escapes_for_lone_surrogates_are_invalid_not_raised(field: str) -> None:
+def test_json_escapes_for_lone_surrogates_are_invalid_not_raised(
+    make_db: _db.Databases, field: str
+) -> None:
     # "\ud800" in JSON text decodes to a lone surrogate, which no database can store as text.
     escaped = "x\\ud800"
     parts = {"id": '"evt_1"', "type": '"invoice.created"', "invoice": '"in_1"', "status": '"draft"'}
@@ -276,14 +297,14 @@ def test_json_escapes_for_lone_surrogates_are_invalid_not_raised(field: str) -> 
         f'{{"id": {parts["id"]}, "type": {parts["type"]}, "created": 1700000000,'
         f' "data": {{"object": {{"id": {parts["invoice"]}, "status": {parts["status"]}}}}}}}'
     ).encode()
-    eng = engine.Engine(":memory:")
+    eng = engine.Engine(make_db())
     out = eng.apply("stripe", body)
     assert out.status == "invalid"
     assert "Unicode" in (out.reason or "") or "unknown" in (out.reason or "")
     assert _db.bodies(eng) == [body]
 
 
-def test_a_name_that_is_not_unicode_text_is_an_engine_error() -> None:
-    eng = engine.Engine(":memory:")
+def test_a_name_that_is_not_unicode_text_is_an_engine_error(make_db: _db.Databases) -> None:
+    eng = engine.Engine(make_db())
     with pytest.raises(engine.StoreError, match="not valid Unicode"):
         eng.state("stripe", "in_\ud800")

@@ -37,9 +37,7 @@ def live_outcomes(eng: Engine, provider: str) -> dict[str, tuple[Any, ...]]:
     return {r.event_id or "": (r.outcome, r.from_state, r.to_state, r.trigger) for r in rows}
 
 
-def run(
-    provider: str, deliveries: list[Delivery], db: str | Path = ":memory:", **kw: Any
-) -> Engine:
+def run(provider: str, deliveries: list[Delivery], db: str | Path, **kw: Any) -> Engine:
     eng = Engine(db, **kw)
     for d in deliveries:
         body, headers = d if isinstance(d, tuple) else (d, None)
@@ -48,17 +46,19 @@ def run(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_every_outcome_kind(provider: str) -> None:
-    eng = run(provider, stream(provider))
+def test_every_outcome_kind(make_db: _db.Databases, provider: str) -> None:
+    eng = run(provider, stream(provider), make_db())
     assert set(eng.counts(provider)) == {"applied", "unchanged", "duplicate", "rejected", "invalid"}
     assert sum(eng.counts(provider).values()) == len(stream(provider))  # nothing dropped
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @given(data=st.data())
-def test_redelivery_changes_nothing(provider: str, data: st.DataObject) -> None:
+def test_redelivery_changes_nothing(
+    make_db: _db.Databases, provider: str, data: st.DataObject
+) -> None:
     deliveries = stream(provider)
-    eng = run(provider, deliveries)
+    eng = run(provider, deliveries, make_db())
     before_states, before = states(eng, provider), live_outcomes(eng, provider)
     again = data.draw(st.lists(st.sampled_from(deliveries), max_size=30))
     for d in again:
@@ -73,22 +73,24 @@ def test_redelivery_changes_nothing(provider: str, data: st.DataObject) -> None:
 
 @pytest.mark.parametrize("provider", TIMED)
 @given(seed=st.randoms(use_true_random=False))
-def test_timed_providers_are_arrival_order_independent(provider: str, seed: random.Random) -> None:
+def test_timed_providers_are_arrival_order_independent(
+    make_db: _db.Databases, provider: str, seed: random.Random
+) -> None:
     deliveries = stream(provider)
-    reference = run(provider, deliveries)
+    reference = run(provider, deliveries, make_db())
     shuffled = list(deliveries)
     seed.shuffle(shuffled)
-    eng = run(provider, shuffled)
+    eng = run(provider, shuffled, make_db())
     assert states(eng, provider) == states(reference, provider)
     assert live_outcomes(eng, provider) == live_outcomes(reference, provider)
     assert eng.replay(provider).ok
 
 
 @pytest.mark.parametrize("provider", TIMED)
-def test_reversed_order_equals_stream_order(provider: str) -> None:
+def test_reversed_order_equals_stream_order(make_db: _db.Databases, provider: str) -> None:
     deliveries = stream(provider)
-    backwards = run(provider, deliveries[::-1])
-    forwards = run(provider, deliveries)
+    backwards = run(provider, deliveries[::-1], make_db())
+    forwards = run(provider, deliveries, make_db())
     assert states(backwards, provider) == states(forwards, provider)
     assert live_outcomes(backwards, provider) == live_outcomes(forwards, provider)
 
@@ -102,8 +104,8 @@ def _stripe(event_id: str, kind: str, created: int, status: str) -> dict[str, An
     }
 
 
-def test_late_event_refolds_and_records_revisions() -> None:
-    eng = Engine(":memory:")
+def test_late_event_refolds_and_records_revisions(make_db: _db.Databases) -> None:
+    eng = Engine(make_db())
     eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
     # no status snapshot to catch up with: the payment waits for the finalization
     paid_body = _stripe("evt_3", "invoice.paid", 1_700_000_200, "paid")
@@ -132,8 +134,8 @@ def _co(status: str, event: str = "status", mod: str = "2024-05-01 10:00:00") ->
     }
 
 
-def test_untimed_retry_of_retryable_rejection() -> None:
-    eng = Engine(":memory:", on_unknown="reject")
+def test_untimed_retry_of_retryable_rejection(make_db: _db.Databases) -> None:
+    eng = Engine(make_db(), on_unknown="reject")
     first = eng.apply("chargeover", _co("closed-paid"))
     assert first.status == "rejected"
     assert first.retryable
@@ -148,8 +150,8 @@ def test_untimed_retry_of_retryable_rejection() -> None:
     assert eng.replay().ok
 
 
-def test_untimed_keep_arrival_order() -> None:
-    eng = Engine(":memory:")
+def test_untimed_keep_arrival_order(make_db: _db.Databases) -> None:
+    eng = Engine(make_db())
     eng.apply("chargeover", _co("open-unpaid", "insert", "2024-05-01 09:00:00"))
     eng.apply("chargeover", _co("closed-paid", mod="2024-05-03 00:00:00"))
     # an earlier-dated overdue status arriving last is not re-folded: paid is final
@@ -161,14 +163,14 @@ def test_untimed_keep_arrival_order() -> None:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_apply_many_equals_one_by_one(provider: str) -> None:
+def test_apply_many_equals_one_by_one(make_db: _db.Databases, provider: str) -> None:
     deliveries = stream(provider) * 2
-    one = Engine(":memory:")
+    one = Engine(make_db())
     singles = []
     for d in deliveries:
         body, headers = d if isinstance(d, tuple) else (d, None)
         singles.append(one.apply(provider, body, headers))
-    many = Engine(":memory:", batch_size=3)
+    many = Engine(make_db(), batch_size=3)
     outs = many.apply_many(provider, deliveries)
     fields = ("status", "from_state", "to_state", "event_id", "reason", "seq", "revisions")
     assert [[getattr(o, f) for f in fields] for o in outs] == [
@@ -182,17 +184,17 @@ def test_apply_many_equals_one_by_one(provider: str) -> None:
     ]
 
 
-def test_one_commit_of_every_provider_equals_one_by_one() -> None:
+def test_one_commit_of_every_provider_equals_one_by_one(make_db: _db.Databases) -> None:
     # What a receiver's group commit does: deliveries of several providers, interleaved, in
     # one transaction. Outcomes come back in the order given, equal to applying one by one.
     mixed = [(p, d) for p in PROVIDERS for d in stream(p) * 2]
     random.Random(7).shuffle(mixed)
-    one = Engine(":memory:")
+    one = Engine(make_db())
     singles = []
     for provider, d in mixed:
         body, headers = d if isinstance(d, tuple) else (d, None)
         singles.append(one.apply(provider, body, headers))
-    group = Engine(":memory:")
+    group = Engine(make_db())
     prepared = []
     for n, (provider, d) in enumerate(mixed):
         body, headers = d if isinstance(d, tuple) else (d, None)
@@ -214,8 +216,8 @@ def test_one_commit_of_every_provider_equals_one_by_one() -> None:
     assert {o.verified for o in outs} == {True, None}
 
 
-def test_prepare_records_whether_the_signature_was_checked() -> None:
-    eng = Engine(":memory:")
+def test_prepare_records_whether_the_signature_was_checked(make_db: _db.Databases) -> None:
+    eng = Engine(make_db())
     bodies = [_stripe(f"evt_{n}", "invoice.created", 1_700_000_000, "draft") for n in range(3)]
     for n, verified in enumerate((True, False, None)):
         bodies[n]["data"]["object"]["id"] = f"in_{n}"
@@ -225,12 +227,13 @@ def test_prepare_records_whether_the_signature_was_checked() -> None:
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_replay_reproduces_and_detects_tampering(provider: str, tmp_path: Path) -> None:
-    eng = run(provider, stream(provider), db=tmp_path / "t.db")
+def test_replay_reproduces_and_detects_tampering(make_db: _db.Databases, provider: str) -> None:
+    db = make_db(shared=True)
+    eng = run(provider, stream(provider), db)
     assert eng.replay(provider).ok
     invoice = next(iter(eng.invoices(provider)))
     bogus = next(s for s in eng.chart(provider).states if s != invoice.state)
-    _db.set_state_behind_the_engine(tmp_path / "t.db", invoice.invoice_id, bogus)
+    _db.set_state_behind_the_engine(db, invoice.invoice_id, bogus)
     report = eng.replay(provider)
     assert not report.ok
     assert [(m.invoice_id, m.what, m.stored) for m in report.mismatches] == [
@@ -245,8 +248,10 @@ def test_replay_reproduces_and_detects_tampering(provider: str, tmp_path: Path) 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 @given(body=st.one_of(st.binary(max_size=200), st.text(max_size=200)))
-def test_bad_input_never_raises_and_is_stored_raw(provider: str, body: bytes | str) -> None:
-    eng = Engine(":memory:")
+def test_bad_input_never_raises_and_is_stored_raw(
+    make_db: _db.Databases, provider: str, body: bytes | str
+) -> None:
+    eng = Engine(make_db())
     out = eng.apply(provider, body, {"X-Event-Type": "PaymentReceived", "X-Webhook-ID": "w"})
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else body
     stored = next(r for r in _db.events(eng) if r.seq == out.seq)
@@ -254,11 +259,11 @@ def test_bad_input_never_raises_and_is_stored_raw(provider: str, body: bytes | s
     assert out.status in {"invalid", "rejected", "applied", "unchanged"}
 
 
-def test_on_unknown_adopt_vs_reject() -> None:
+def test_on_unknown_adopt_vs_reject(make_db: _db.Databases) -> None:
     body = _stripe("evt_9", "invoice.paid", 1_700_000_000, "paid")
-    adopt = Engine(":memory:", on_unknown="adopt").apply("stripe", body)
+    adopt = Engine(make_db(), on_unknown="adopt").apply("stripe", body)
     assert (adopt.status, adopt.adopted, adopt.to_state) == ("applied", True, "paid")
-    eng = Engine(":memory:", on_unknown="reject")
+    eng = Engine(make_db(), on_unknown="reject")
     reject = eng.apply("stripe", body)
     assert (reject.status, reject.retryable, reject.adopted) == ("rejected", True, False)
     assert eng.state("stripe", "in_x") is None
@@ -289,8 +294,10 @@ _VALUES = st.recursive(
 
 @pytest.mark.parametrize("provider", ["stripe", "moxie"])
 @given(body=_VALUES, headers=_VALUES)
-def test_apply_never_raises_for_any_python_value(provider: str, body: Any, headers: Any) -> None:
-    eng = Engine(":memory:")
+def test_apply_never_raises_for_any_python_value(
+    make_db: _db.Databases, provider: str, body: Any, headers: Any
+) -> None:
+    eng = Engine(make_db())
     out = eng.apply(provider, body, headers)
     assert out.status in {"applied", "unchanged", "rejected", "invalid", "duplicate", "ignored"}
     assert out.status != "invalid" or out.reason
@@ -299,9 +306,9 @@ def test_apply_never_raises_for_any_python_value(provider: str, body: Any, heade
     assert eng.replay().ok
 
 
-def test_a_reported_status_the_chart_can_reach_is_caught_up_with() -> None:
+def test_a_reported_status_the_chart_can_reach_is_caught_up_with(make_db: _db.Databases) -> None:
     # issue 11.6: first seen through invoice.paid (adopted paid), then a late invoice.created.
-    eng = Engine(":memory:")
+    eng = Engine(make_db())
     assert eng.apply("stripe", _stripe("evt_2", "invoice.paid", 1_700_000_200, "paid")).adopted
     late = eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
     assert late.status == "applied"
@@ -316,8 +323,8 @@ def test_a_reported_status_the_chart_can_reach_is_caught_up_with() -> None:
     assert eng.replay().ok
 
 
-def test_a_reported_status_the_chart_cannot_reach_stays_rejected() -> None:
-    eng = Engine(":memory:")
+def test_a_reported_status_the_chart_cannot_reach_stays_rejected(make_db: _db.Databases) -> None:
+    eng = Engine(make_db())
     eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
     eng.apply("stripe", _stripe("evt_2", "invoice.paid", 1_700_000_100, "paid"))
     voided = eng.apply("stripe", _stripe("evt_3", "invoice.voided", 1_700_000_200, "void"))
@@ -325,10 +332,10 @@ def test_a_reported_status_the_chart_cannot_reach_stays_rejected() -> None:
     assert voided.inferred == ()
 
 
-def test_a_late_event_says_how_many_earlier_outcomes_it_revised() -> None:
+def test_a_late_event_says_how_many_earlier_outcomes_it_revised(make_db: _db.Databases) -> None:
     # A late invoice.deleted (before the finalization) re-folds a paid invoice to deleted: the
     # caller must be told that two recorded outcomes no longer count.
-    eng = Engine(":memory:")
+    eng = Engine(make_db())
     eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
     eng.apply("stripe", _stripe("evt_2", "invoice.finalized", 1_700_000_010, "open"))
     eng.apply("stripe", _stripe("evt_3", "invoice.paid", 1_700_000_030, "paid"))
@@ -361,16 +368,19 @@ def test_apply_many_wants_an_iterable_of_deliveries(deliveries: Any) -> None:
         Engine(":memory:").apply_many("stripe", deliveries)
 
 
-def test_a_readonly_engine_refuses_to_repair(tmp_path: Path) -> None:
+def test_a_readonly_engine_refuses_to_repair(make_db: _db.Databases) -> None:
     from engine import EngineError
 
-    Engine(tmp_path / "t.db").close()
-    with Engine(tmp_path / "t.db", readonly=True) as eng, pytest.raises(EngineError, match="read"):
+    db = make_db(shared=True)
+    Engine(db).close()
+    with Engine(db, readonly=True) as eng, pytest.raises(EngineError, match="read"):
         eng.replay(repair=True)
 
 
-def test_an_event_type_the_chart_does_not_map_is_ignored_not_invalid() -> None:
-    eng = Engine(":memory:")
+def test_an_event_type_the_chart_does_not_map_is_ignored_not_invalid(
+    make_db: _db.Databases,
+) -> None:
+    eng = Engine(make_db())
     body = {"id": "evt_9", "type": "customer.created", "created": 1_700_000_000,
             "data": {"object": {"id": "cus_1"}}}  # fmt: skip
     out = eng.apply("stripe", body)
@@ -379,8 +389,8 @@ def test_an_event_type_the_chart_does_not_map_is_ignored_not_invalid() -> None:
     assert eng.counts() == {"ignored": 1}
 
 
-def test_ids_are_looked_up_as_deliveries_read_them() -> None:
-    eng = Engine(":memory:")
+def test_ids_are_looked_up_as_deliveries_read_them(make_db: _db.Databases) -> None:
+    eng = Engine(make_db())
     eng.apply("stripe", _stripe("evt_1", "invoice.created", 1_700_000_000, "draft"))
     assert eng.state("stripe", " in_x\n") == eng.state("stripe", "in_x")
     assert eng.history("stripe", " in_x") == eng.history("stripe", "in_x")

@@ -16,6 +16,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+import _db
 import pytest
 from _dict_chart import DictChart
 from hypothesis import HealthCheck, Phase, find, given, settings
@@ -97,8 +98,10 @@ def test_machine_agrees_with_the_dict_reading_on_generated_sequences(
 # ------------------------------------------------------------------------ the engine
 
 
-def _run(provider: str, made: list[Delivery]) -> tuple[Engine, list[Outcome]]:
-    eng = Engine(":memory:")
+def _run(
+    make_db: _db.Databases, provider: str, made: list[Delivery]
+) -> tuple[Engine, list[Outcome]]:
+    eng = Engine(make_db())
     return eng, [eng.apply(provider, d.body, d.headers) for d in made]
 
 
@@ -129,9 +132,11 @@ def _expected_status(d: Delivery) -> str:
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_outcomes_and_states_are_as_generated(chart_name: str, data: st.DataObject) -> None:
+def test_outcomes_and_states_are_as_generated(
+    make_db: _db.Databases, chart_name: str, data: st.DataObject
+) -> None:
     made = data.draw(deliveries(load_chart(chart_name), duplicates=True, illegal=True))
-    eng, outcomes = _run(chart_name, made)
+    eng, outcomes = _run(make_db, chart_name, made)
     for d, out in zip(made, outcomes, strict=True):
         assert out.status == _expected_status(d), (d, str(out))
         if out.status != "duplicate":
@@ -141,10 +146,12 @@ def test_outcomes_and_states_are_as_generated(chart_name: str, data: st.DataObje
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_duplication_changes_nothing(chart_name: str, data: st.DataObject) -> None:
+def test_duplication_changes_nothing(
+    make_db: _db.Databases, chart_name: str, data: st.DataObject
+) -> None:
     made = data.draw(deliveries(load_chart(chart_name), duplicates=True, illegal=True))
-    once, _ = _run(chart_name, [d for d in made if not d.duplicate])
-    twice, outcomes = _run(chart_name, made)
+    once, _ = _run(make_db, chart_name, [d for d in made if not d.duplicate])
+    twice, outcomes = _run(make_db, chart_name, made)
     assert [o.status == "duplicate" for o in outcomes] == [d.duplicate for d in made]
     assert _states(twice, chart_name) == _states(once, chart_name)
     assert _fold(twice, chart_name) == _fold(once, chart_name)
@@ -162,23 +169,25 @@ def test_duplication_changes_nothing(chart_name: str, data: st.DataObject) -> No
 @pytest.mark.parametrize("provider", TIMED)
 @given(data=st.data())
 def test_arrival_order_does_not_matter_with_occurrence_times(
-    provider: str, data: st.DataObject
+    make_db: _db.Databases, provider: str, data: st.DataObject
 ) -> None:
     made = data.draw(deliveries(load_chart(provider), duplicates=True, shuffle=True, illegal=True))
-    shuffled, _ = _run(provider, made)
-    ordered, _ = _run(provider, _in_true_order(made))
+    shuffled, _ = _run(make_db, provider, made)
+    ordered, _ = _run(make_db, provider, _in_true_order(made))
     assert _states(shuffled, provider) == expected_states(made) == _states(ordered, provider)
     assert _fold(shuffled, provider) == _fold(ordered, provider)
 
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_replay_equals_the_stored_state(chart_name: str, data: st.DataObject) -> None:
+def test_replay_equals_the_stored_state(
+    make_db: _db.Databases, chart_name: str, data: st.DataObject
+) -> None:
     timed = chart_name in TIMED
     made = data.draw(
         deliveries(load_chart(chart_name), duplicates=True, shuffle=timed, illegal=True)
     )
-    eng, _ = _run(chart_name, made)
+    eng, _ = _run(make_db, chart_name, made)
     report = eng.replay()
     assert report.ok, str(report)
     assert report.invoices == len(expected_states(made))
@@ -186,10 +195,10 @@ def test_replay_equals_the_stored_state(chart_name: str, data: st.DataObject) ->
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_final_states_absorb(chart_name: str, data: st.DataObject) -> None:
+def test_final_states_absorb(make_db: _db.Databases, chart_name: str, data: st.DataObject) -> None:
     chart = load_chart(chart_name)
     made = data.draw(deliveries(chart, max_events=10, duplicates=True, illegal=True))
-    eng, _ = _run(chart_name, made)
+    eng, _ = _run(make_db, chart_name, made)
     for invoice in _states(eng, chart_name):
         final_reached = False
         for out in eng.history(chart_name, invoice):  # in fold order
@@ -199,7 +208,9 @@ def test_final_states_absorb(chart_name: str, data: st.DataObject) -> None:
                 final_reached = chart.is_final(out.to_state)
 
 
-def test_final_states_are_exercised_with_illegal_events(chart_name: str) -> None:
+def test_final_states_are_exercised_with_illegal_events(
+    make_db: _db.Databases, chart_name: str
+) -> None:
     """The generator does produce what the absorbing property needs: a final state, then an
     event the chart refuses there."""
     chart = load_chart(chart_name)
@@ -215,7 +226,7 @@ def test_final_states_are_exercised_with_illegal_events(chart_name: str) -> None
         final_then_refused,
         settings=settings(database=None, max_examples=2_000, phases=[Phase.generate]),
     )
-    eng, outcomes = _run(chart_name, made)
+    eng, outcomes = _run(make_db, chart_name, made)
     refused = [o for d, o in zip(made, outcomes, strict=True) if not d.legal]
     assert refused
     assert all(o.status == "rejected" for o in refused)
@@ -244,9 +255,11 @@ def test_canonical_mapping_is_total(chart_file: Path) -> None:
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_stored_canonical_states_follow_the_chart(chart_name: str, data: st.DataObject) -> None:
+def test_stored_canonical_states_follow_the_chart(
+    make_db: _db.Databases, chart_name: str, data: st.DataObject
+) -> None:
     chart = load_chart(chart_name)
-    eng, _ = _run(chart_name, data.draw(deliveries(chart, illegal=True)))
+    eng, _ = _run(make_db, chart_name, data.draw(deliveries(chart, illegal=True)))
     for invoice in eng.invoices(chart_name):
         assert invoice.canonical == chart.canonical(invoice.state)
 
@@ -257,7 +270,7 @@ def test_stored_canonical_states_follow_the_chart(chart_name: str, data: st.Data
 @FIXTURE_OK
 @given(data=st.data())
 def test_lost_events_are_caught_up_with_when_the_chart_can_reach_the_snapshot(
-    chart_name: str, data: st.DataObject
+    make_db: _db.Databases, chart_name: str, data: st.DataObject
 ) -> None:
     """Drop any subset of a legal lifecycle's events: whenever the last event's status snapshot
     is reachable from where the engine had the invoice, that is where the invoice ends."""
@@ -269,7 +282,7 @@ def test_lost_events_are_caught_up_with_when_the_chart_can_reach_the_snapshot(
         last = mine[-1]
         spec = chart.event(last.event_type)
         assert spec is not None
-        eng, _ = _run(chart_name, mine[:-1])
+        eng, _ = _run(make_db, chart_name, mine[:-1])
         before = eng.state(chart_name, invoice)
         out = eng.apply(chart_name, last.body, last.headers)
         after = eng.state(chart_name, invoice)

@@ -105,18 +105,20 @@ def hostile_deliveries(draw: st.DrawFn, provider: str) -> list[tuple[bytes, dict
 
 @pytest.mark.parametrize("provider", CHART_NAMES)
 @given(data=st.data())
-def test_apply_never_raises_on_mutated_deliveries(provider: str, data: st.DataObject) -> None:
+def test_apply_never_raises_on_mutated_deliveries(
+    make_db: _db.Databases, provider: str, data: st.DataObject
+) -> None:
     """Whatever arrives: one row per delivery, a known outcome, a reason for every invalid
     one, raw bytes kept, and a replay that agrees with what was stored."""
     items = data.draw(hostile_deliveries(provider))
-    with Engine(":memory:") as eng:
+    with Engine(make_db()) as eng:
         outs = [eng.apply(provider, raw, headers) for raw, headers in items]
         assert all(o.status in STATUSES for o in outs)
         assert all(o.reason for o in outs if o.status in ("invalid", "rejected"))
         stored = _db.bodies(eng)
         assert stored == [raw for raw, _ in items]
         assert eng.replay().mismatches == []
-    with Engine(":memory:") as batched:  # the batched path says the same
+    with Engine(make_db()) as batched:  # the batched path says the same
         assert [o.status for o in batched.apply_many(provider, items)] == [o.status for o in outs]
 
 

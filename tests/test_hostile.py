@@ -131,10 +131,10 @@ def test_corpus_is_complete() -> None:
 
 
 @pytest.mark.parametrize("case", sorted(COMMON))
-def test_common_corpus(chart_name: str, case: str) -> None:
+def test_common_corpus(make_db: _db.Databases, chart_name: str, case: str) -> None:
     data = (CORPUS / "common" / case).read_bytes()
-    with Engine(":memory:") as eng:
-        out = eng.apply(chart_name, data, {"X-Signature": "s3cret"})
+    with Engine(make_db()) as eng:
+        out = eng.apply(chart_name, data, {"Authorization": "Bearer s3cret"})
         assert out.status == "invalid", out
         assert out.reason is not None
         assert re.search(COMMON[case], out.reason), out.reason
@@ -144,15 +144,15 @@ def test_common_corpus(chart_name: str, case: str) -> None:
         assert "s3cret" not in headers
 
 
-def test_provider_corpus(chart_name: str) -> None:
+def test_provider_corpus(make_db: _db.Databases, chart_name: str) -> None:
     good_body, good_headers = _envelope(CORPUS / chart_name / "good.json")
-    with Engine(":memory:") as ref:
+    with Engine(make_db()) as ref:
         good = ref.apply(chart_name, good_body, good_headers)
     assert good.status == "applied", good
     for path in _provider_cases(chart_name):
         body, headers = _envelope(path)
         status, pattern = _expected(chart_name, path.name)
-        with Engine(":memory:") as eng:
+        with Engine(make_db()) as eng:
             out = eng.apply(chart_name, body, headers)
             assert _stored(eng, out.seq)[0] == body.encode()
         if status == "good":
@@ -167,10 +167,10 @@ def test_provider_corpus(chart_name: str) -> None:
             assert re.search(pattern, out.reason), (path.name, out.reason)
 
 
-def test_ten_megabyte_body(chart_name: str) -> None:
+def test_ten_megabyte_body(make_db: _db.Databases, chart_name: str) -> None:
     """Built here rather than checked in: 10 MB of JSON, over the 2 MiB body limit."""
     data = b'{"type": "invoice.paid", "pad": "' + b"x" * 10_000_000 + b'"}'
-    with Engine(":memory:") as eng:
+    with Engine(make_db()) as eng:
         out = eng.apply(chart_name, data)
         assert out.status == "invalid"
         digest = hashlib.sha256(data).hexdigest()
@@ -218,32 +218,33 @@ def _states(eng: Engine, provider: str) -> dict[str, str]:
     return {s.invoice_id: s.state for s in eng.invoices(provider)}
 
 
-def _run_cli(provider: str, lines: list[bytes], tmp_path: Path) -> tuple[ApplyJson, Path]:
+def _run_cli(provider: str, lines: list[bytes], tmp_path: Path, db: str) -> ApplyJson:
     stream = tmp_path / f"{provider}.jsonl"
     stream.write_bytes(b"\n".join(lines) + b"\n")
-    db = tmp_path / f"{provider}.db"
     proc = subprocess.run(
-        [str(CLI), "apply", provider, str(stream), "--db", str(db), "--json"],
+        [str(CLI), "apply", provider, str(stream), "--db", db, "--json"],
         capture_output=True,
         check=False,
     )
     assert b"Traceback" not in proc.stderr, proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    return apply_json(proc.stdout), db
+    return apply_json(proc.stdout)
 
 
-def test_good_lines_around_hostile_ones(chart_name: str, tmp_path: Path) -> None:
+def test_good_lines_around_hostile_ones(
+    make_db: _db.Databases, chart_name: str, tmp_path: Path
+) -> None:
     """Engine and CLI: hostile lines are all invalid, the good ones apply as if alone."""
     from engine.cli._run import read_jsonl
 
     good, mixed = _interleave(chart_name)
-    with Engine(":memory:") as alone:
+    with Engine(make_db()) as alone:
         alone.apply_many(chart_name, read_jsonl(good))
         expected = _states(alone, chart_name)
         expected_counts = alone.counts(chart_name)
     hostile = len(mixed) - len(good)
 
-    with Engine(":memory:") as eng:
+    with Engine(make_db()) as eng:
         outs = eng.apply_many(chart_name, read_jsonl(mixed))
         assert _states(eng, chart_name) == expected
         counts = eng.counts(chart_name)
@@ -251,7 +252,8 @@ def test_good_lines_around_hostile_ones(chart_name: str, tmp_path: Path) -> None
     assert counts == expected_counts
     assert all(o.reason for o in outs if o.status == "invalid")
 
-    result, db = _run_cli(chart_name, mixed, tmp_path)
+    db = make_db(shared=True)
+    result = _run_cli(chart_name, mixed, tmp_path, db)
     assert [o["status"] for o in result.decided] == [o.status for o in outs]
     # A line too long to hold (the 10 MB envelope) is judged as the line, not its body.
     from engine.cli._run import MAX_LINE_BYTES

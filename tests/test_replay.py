@@ -24,8 +24,8 @@ def _stream(provider: str) -> list[object]:
         return list(read_jsonl(f))
 
 
-def test_repair_recreates_a_lost_invoice_row(tmp_path: Path) -> None:
-    db = tmp_path / "t.db"
+def test_repair_recreates_a_lost_invoice_row(make_db: _db.Databases) -> None:
+    db = make_db(shared=True)
     with Engine(db) as eng:
         eng.apply_many("stripe", _stream("stripe"))  # type: ignore[arg-type]
         victim = next(iter(eng.invoices("stripe")))
@@ -43,9 +43,11 @@ def test_repair_recreates_a_lost_invoice_row(tmp_path: Path) -> None:
         assert again.state == victim.state
 
 
-def test_counts_seen_by_another_thread_are_committed_batch_boundaries(tmp_path: Path) -> None:
+def test_counts_seen_by_another_thread_are_committed_batch_boundaries(
+    make_db: _db.Databases,
+) -> None:
     bodies = list(stripe_stream(6_000, 600))
-    eng = Engine(tmp_path / "t.db", batch_size=1000)
+    eng = Engine(make_db(), batch_size=1000)
     seen: list[int] = []
     done = threading.Event()
 
@@ -65,8 +67,10 @@ def test_counts_seen_by_another_thread_are_committed_batch_boundaries(tmp_path: 
 
 
 @pytest.mark.parametrize("provider", ["stripe", "chargeover"])
-def test_replay_during_writes_finds_no_phantom_mismatch(tmp_path: Path, provider: str) -> None:
-    db = tmp_path / "t.db"
+def test_replay_during_writes_finds_no_phantom_mismatch(
+    make_db: _db.Databases, provider: str
+) -> None:
+    db = make_db(shared=True)
     deliveries = _stream(provider) * 20
     writer = Engine(db, batch_size=3)
     reader = Engine(db)
@@ -90,14 +94,16 @@ def test_replay_during_writes_finds_no_phantom_mismatch(tmp_path: Path, provider
     assert [r for r in reports if not r.ok] == []
 
 
-def test_replay_names_chart_dir_for_a_provider_whose_chart_is_not_loaded(tmp_path: Path) -> None:
+def test_replay_names_chart_dir_for_a_provider_whose_chart_is_not_loaded(
+    make_db: _db.Databases, tmp_path: Path
+) -> None:
     from engine import UnknownProvider
 
     folder = tmp_path / "charts"
     folder.mkdir()
     text = (STREAMS.parent.parent / "statecharts" / "stripe.yaml").read_text(encoding="utf-8")
     (folder / "zebrapay.yaml").write_text(text.replace("provider: stripe", "provider: zebrapay"))
-    db = tmp_path / "t.db"
+    db = make_db(shared=True)
     with Engine(db, chart_dir=folder) as eng:
         eng.apply_many("zebrapay", _stream("stripe"))  # type: ignore[arg-type]
     with Engine(db) as without, pytest.raises(UnknownProvider, match="chart_dir"):
@@ -115,8 +121,8 @@ def test_a_naive_clock_is_refused() -> None:
         Engine(":memory:", clock=datetime.now)
 
 
-def test_replay_judges_the_whole_record_and_repair_mends_it(tmp_path: Path) -> None:
-    db = tmp_path / "t.db"
+def test_replay_judges_the_whole_record_and_repair_mends_it(make_db: _db.Databases) -> None:
+    db = make_db(shared=True)
     with Engine(db) as eng:
         eng.apply_many("stripe", _stream("stripe"))  # type: ignore[arg-type]
         first, second = [i.invoice_id for i in eng.invoices("stripe")][:2]
@@ -134,13 +140,11 @@ def test_replay_judges_the_whole_record_and_repair_mends_it(tmp_path: Path) -> N
 
 
 def test_a_concurrent_write_between_two_reads_of_a_replay_is_not_a_mismatch(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    make_db: _db.Databases, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Deterministic: a second engine commits a new event for the invoice right after the replay
     # read its events and before it reads the invoice row. One snapshot sees neither.
-    from engine.store.sqlite import _Tx
-
-    db = tmp_path / "t.db"
+    db = make_db(shared=True)
     created = {"id": "evt_1", "type": "invoice.created", "created": 1_700_000_000,
                "data": {"object": {"id": "in_1", "status": "draft"}}}  # fmt: skip
     finalized = {"id": "evt_2", "type": "invoice.finalized", "created": 1_700_000_100,
@@ -148,17 +152,19 @@ def test_a_concurrent_write_between_two_reads_of_a_replay_is_not_a_mismatch(
     with Engine(db) as eng:
         eng.apply("stripe", created)
     writer, reader = Engine(db), Engine(db)
-    real = _Tx.fold_rows
+    with reader.store.read() as tx:
+        tx_class = type(tx)  # the store's transaction class, whichever store it is
+    real = tx_class.fold_rows
     done: list[bool] = []
 
-    def fold_rows_then_write(self: _Tx, provider: str, invoice_id: str) -> list[Any]:
+    def fold_rows_then_write(self: Any, provider: str, invoice_id: str) -> list[Any]:
         rows = real(self, provider, invoice_id)
         if not done:
             done.append(True)
             assert writer.apply("stripe", finalized).status == "applied"
         return rows
 
-    monkeypatch.setattr(_Tx, "fold_rows", fold_rows_then_write)
+    monkeypatch.setattr(tx_class, "fold_rows", fold_rows_then_write)
     assert done == []
     assert reader.replay().ok
     assert done == [True]
@@ -166,12 +172,12 @@ def test_a_concurrent_write_between_two_reads_of_a_replay_is_not_a_mismatch(
     assert reader.replay().ok
 
 
-def test_rechart_records_the_chart_it_decides_under(tmp_path: Path) -> None:
+def test_rechart_records_the_chart_it_decides_under(make_db: _db.Databases, tmp_path: Path) -> None:
     import yaml
 
     from engine import load_chart
 
-    db = tmp_path / "t.db"
+    db = make_db(shared=True)
     stripe = load_chart("stripe")
     with Engine(db) as eng:
         eng.apply_many("stripe", _stream("stripe"))  # type: ignore[arg-type]
@@ -194,10 +200,10 @@ def test_rechart_records_the_chart_it_decides_under(tmp_path: Path) -> None:
         assert [n for n in report.notes if "can't read" in n] == []  # the rechart's chart is kept
 
 
-def test_rechart_keeps_each_events_policy(tmp_path: Path) -> None:
+def test_rechart_keeps_each_events_policy(make_db: _db.Databases) -> None:
     # Recorded under reject: a paid-first invoice is not adopted; a rechart by an engine started
     # with adopt must not adopt it behind the writer's back (nor the reverse).
-    db = tmp_path / "t.db"
+    db = make_db(shared=True)
     paid = {"id": "evt_2", "type": "invoice.paid", "created": 1_700_000_300,
             "data": {"object": {"id": "in_1", "status": "paid"}}}  # fmt: skip
     with Engine(db, on_unknown="reject") as eng:

@@ -50,11 +50,12 @@ def test_wal_and_owner_only(tmp_path: Path) -> None:
     store.close()
 
 
-def test_both_rows_or_neither(tmp_path: Path) -> None:
-    eng = Engine(tmp_path / "t.db")
+def test_both_rows_or_neither(make_db: _db.Databases) -> None:
+    db = make_db(shared=True)
+    eng = Engine(db)
     # make the invoice upsert fail inside the transaction, after the event row is inserted
     with (
-        _db.invoice_writes_fail(tmp_path / "t.db"),
+        _db.invoice_writes_fail(db),
         pytest.raises(StoreError, match="boom"),
     ):
         eng.apply("stripe", BODY)
@@ -85,7 +86,7 @@ eng.close()
 """
 
 
-def _snapshot(db: Path, provider: str) -> tuple[Any, ...]:
+def _snapshot(db: str, provider: str) -> tuple[Any, ...]:
     eng = Engine(db)
     states = {i.invoice_id: i.state for i in eng.invoices(provider)}
     live = sorted(
@@ -99,17 +100,17 @@ def _snapshot(db: Path, provider: str) -> tuple[Any, ...]:
 
 
 @pytest.mark.parametrize("provider", ["stripe", "upmind"])
-def test_two_processes_equal_a_sequential_run(tmp_path: Path, provider: str) -> None:
-    shared = tmp_path / "shared.db"
+def test_two_processes_equal_a_sequential_run(make_db: _db.Databases, provider: str) -> None:
+    shared = make_db(shared=True)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _WORKER, str(shared), provider, order], cwd=ROOT)
+        subprocess.Popen([sys.executable, "-c", _WORKER, shared, provider, order], cwd=ROOT)
         for order in ("forward", "reversed")
     ]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    alone = tmp_path / "alone.db"
+    alone = make_db(shared=True)
     for order in ("forward", "reversed"):
         subprocess.run(
-            [sys.executable, "-c", _WORKER, str(alone), provider, order], cwd=ROOT, check=True
+            [sys.executable, "-c", _WORKER, alone, provider, order], cwd=ROOT, check=True
         )
     states, live, total, ok = _snapshot(shared, provider)
     assert ok
@@ -136,7 +137,7 @@ def test_schema_columns_are_the_row_fields() -> None:
     ("name", "words"),
     [
         ("", "no database named"),
-        ("postgresql://user@host/db", "no store for 'postgresql' URLs"),
+        ("mysql://user@host/db", "no store for 'mysql' URLs"),
         ("{tmp}", "is a folder"),
         ("{tmp}/missing/x.db", "does not exist"),
         ("{tmp}/afile/x.db", "is a file"),
@@ -200,9 +201,10 @@ def test_a_version_2_file_is_read_as_it_is_and_upgraded_by_a_writer(tmp_path: Pa
     assert [r.verified for r in _db.events(path)] == [None, None]
 
 
-def test_readonly_refuses_writes(tmp_path: Path) -> None:
-    SqliteStore(tmp_path / "a.db").close()
-    with Engine(tmp_path / "a.db", readonly=True) as eng, pytest.raises(StoreError, match="read"):
+def test_readonly_refuses_writes(make_db: _db.Databases) -> None:
+    db = make_db(shared=True)
+    Engine(db).close()
+    with Engine(db, readonly=True) as eng, pytest.raises(StoreError, match="read"):
         eng.apply("stripe", BODY)
 
 
@@ -218,11 +220,12 @@ def test_every_column_is_documented_in_the_readme() -> None:
     assert [c for c in sorted(columns) if f"`{c}`" not in section] == []
 
 
-def test_times_are_stored_in_one_format(tmp_path: Path) -> None:
-    with Engine(tmp_path / "t.db") as eng:
+def test_times_are_stored_in_one_format(make_db: _db.Databases) -> None:
+    db = make_db(shared=True)
+    with Engine(db) as eng:
         eng.apply("stripe", BODY)
-    row = _db.events(tmp_path / "t.db")[0]
-    invoice = _db.invoices(tmp_path / "t.db")[0]
+    row = _db.events(db)[0]
+    invoice = _db.invoices(db)[0]
     for text in (row.received_at, row.occurred_at, invoice.first_seen_at, invoice.updated_at):
         assert text is not None
         assert text.endswith("Z"), text
@@ -244,8 +247,8 @@ def test_a_database_name_is_a_path(db: Any) -> None:
         Engine(db)
 
 
-def test_a_closed_engine_says_so() -> None:
-    eng = Engine(":memory:")
+def test_a_closed_engine_says_so(make_db: _db.Databases) -> None:
+    eng = Engine(make_db())
     eng.close()
     with pytest.raises(StoreError, match="closed"):
         eng.apply("stripe", BODY)
@@ -253,11 +256,12 @@ def test_a_closed_engine_says_so() -> None:
         eng.state("stripe", "in_1")
 
 
-def test_stored_times_have_one_precision_so_they_sort_as_text(tmp_path: Path) -> None:
+def test_stored_times_have_one_precision_so_they_sort_as_text(make_db: _db.Databases) -> None:
     body = dict(BODY, created=1_700_000_001.5)
-    with Engine(tmp_path / "t.db") as eng:
+    db = make_db(shared=True)
+    with Engine(db) as eng:
         eng.apply("stripe", body)
         eng.apply("stripe", dict(BODY, id="evt_2", created=1_700_000_001))
-    times = [r.occurred_at or "" for r in _db.events(tmp_path / "t.db")]
+    times = [r.occurred_at or "" for r in _db.events(db)]
     assert [len(t) for t in times] == [len("2023-11-14T22:13:21.500000Z")] * 2
     assert sorted(times) == sorted(times, key=lambda t: t.replace("Z", ""))

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 
+import _db
+
 import engine
 
 
-def test_threads_sharing_an_engine_lose_nothing() -> None:
-    eng = engine.Engine(":memory:")
+def test_threads_sharing_an_engine_lose_nothing(make_db: _db.Databases) -> None:
+    eng = engine.Engine(make_db())
     errors: list[BaseException] = []
 
     def work(k: int) -> None:

@@ -25,8 +25,8 @@ PAID_FIRST = _stripe("evt_2", "invoice.paid", 1_700_000_200, "paid")
 LATE_CREATED = _stripe("evt_1", "invoice.created", 1_700_000_000, "draft")
 
 
-def test_policy_and_chart_are_recorded_with_every_event(tmp_path: Path) -> None:
-    db = tmp_path / "t.db"
+def test_policy_and_chart_are_recorded_with_every_event(make_db: _db.Databases) -> None:
+    db = make_db(shared=True)
     with Engine(db, on_unknown="reject") as eng:
         eng.apply("stripe", PAID_FIRST)
         eng.apply("stripe", b"not json")
@@ -34,9 +34,11 @@ def test_policy_and_chart_are_recorded_with_every_event(tmp_path: Path) -> None:
     assert {(r.policy, r.chart) for r in rows} == {("reject", fingerprint(load_chart("stripe")))}
 
 
-def test_replay_judges_each_event_under_the_policy_it_was_decided_with(tmp_path: Path) -> None:
+def test_replay_judges_each_event_under_the_policy_it_was_decided_with(
+    make_db: _db.Databases,
+) -> None:
     # Written with reject; replayed and re-folded by an engine started with adopt.
-    db = tmp_path / "t.db"
+    db = make_db(shared=True)
     with Engine(db, on_unknown="reject") as eng:
         assert eng.apply("stripe", PAID_FIRST).status == "rejected"
     with Engine(db, on_unknown="adopt") as other:
@@ -59,8 +61,10 @@ def _edited_stripe(tmp_path: Path, drop_event: str) -> Path:
     return folder
 
 
-def test_an_edited_chart_never_crashes_a_late_event_and_replay_says_so(tmp_path: Path) -> None:
-    db = tmp_path / "t.db"
+def test_an_edited_chart_never_crashes_a_late_event_and_replay_says_so(
+    make_db: _db.Databases, tmp_path: Path
+) -> None:
+    db = make_db(shared=True)
     with Engine(db) as eng:
         eng.apply("stripe", _stripe("evt_5", "invoice.finalized", 1_700_000_100, "open"))
         eng.apply("stripe", PAID_FIRST)

@@ -117,7 +117,8 @@ def chart_dir_option(f: F) -> F:
 
 
 def db_option(f: F) -> F:
-    """``--db``: the SQLite file (``INVOICE_ENGINE_DB``, default ``invoices.db``)."""
+    """``--db``: the SQLite file or PostgreSQL URL (``INVOICE_ENGINE_DB``, default
+    ``invoices.db``)."""
     return click.option(
         "--db",
         "db_path",
@@ -125,8 +126,16 @@ def db_option(f: F) -> F:
         show_default=True,
         envvar="INVOICE_ENGINE_DB",
         show_envvar=True,
-        help="SQLite database file (or :memory:).",
+        help="SQLite database file (or :memory:), or a PostgreSQL URL "
+        "(postgresql://user@host/dbname).",
     )(f)
+
+
+def shown(db: str) -> str:
+    """A ``--db`` value as output may show it: a URL's password is never printed."""
+    from ..store import display_name  # imported here: chart-only commands need no store
+
+    return display_name(db)
 
 
 def emit_json(data: Any) -> None:

@@ -20,6 +20,7 @@ from ._base import (
     json_option,
     main,
     open_engine,
+    shown,
     valid_text,
     write_output,
 )
@@ -148,6 +149,6 @@ def _history(
         outcomes = eng.history(name, invoice_id)
     if not outcomes:
         raise click.ClickException(
-            f"no deliveries about {name!r} invoice {invoice_id!r} in {db_path!r}"
+            f"no deliveries about {name!r} invoice {invoice_id!r} in {shown(db_path)!r}"
         )
     return chart, list(outcomes)

@@ -18,6 +18,7 @@ from ._base import (
     json_option,
     main,
     open_engine,
+    shown,
     valid_text,
 )
 from ._text import plural, table, visible
@@ -46,7 +47,7 @@ def state(
     with open_engine(db_path, chart_dir, readonly=True, charts=charts) as eng:
         st = eng.state(name, invoice_id)
     if st is None:
-        raise click.ClickException(f"no invoice {invoice_id!r} of {name!r} in {db_path!r}")
+        raise click.ClickException(f"no invoice {invoice_id!r} of {name!r} in {shown(db_path)!r}")
     if as_json:
         emit_json(st.model_dump(mode="json"))
     else:
@@ -82,7 +83,7 @@ def history(
         outs = eng.history(name, invoice_id)
     if not outs:
         raise click.ClickException(
-            f"no deliveries about {name!r} invoice {invoice_id!r} in {db_path!r}"
+            f"no deliveries about {name!r} invoice {invoice_id!r} in {shown(db_path)!r}"
         )
     if as_json:
         emit_json([o.model_dump(mode="json") for o in outs])

@@ -30,6 +30,7 @@ from ._base import (
     json_option,
     main,
     open_engine,
+    shown,
     valid_text,
 )
 from ._jsonl import MAX_LINE_BYTES, bounded_lines, example_streams, read_jsonl
@@ -325,6 +326,7 @@ def demo(db_path: str | None, as_json: bool) -> None:
         for name, resource in streams.items():
             with resource.open("rb") as f:
                 results[name] = _demo_one(eng, name, f)
+    db_path = shown(db_path)
     if as_json:
         emit_json({"db": db_path, "providers": results})
         return

@@ -9,7 +9,7 @@ with ``executemany`` when the batch ends — or before a re-fold, which reads th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from ..chart import Chart
@@ -32,11 +32,17 @@ from .delivery import Event, Received, UnmappedEvent
 from .fold import decide_safely, fold, inferred_text
 from .versions import Versions
 
-__all__ = ["Batch", "Refolded", "refold"]
+__all__ = ["Batch", "Refolded", "invoices_of", "refold"]
 
 
 def _verified(received: Received) -> bool | None:
     return None if received.verified is None else bool(received.verified)
+
+
+def invoices_of(provider: str, received: Iterable[Received]) -> list[tuple[str, str]]:
+    """The (provider, invoice id) pairs deliveries are about: what a transaction locks."""
+    ids = {r.event.invoice_id for r in received if isinstance(r.event, Event)}
+    return [(provider, i) for i in sorted(i for i in ids if i is not None)]
 
 
 def _micros(when: datetime) -> int:
@@ -176,10 +182,9 @@ class Batch:
         self.clock = clock
         self.provider = self.chart.name
         self.fingerprint = versions.fingerprint
-        if not versions.recorded:  # once per store; the Engine marks it after the commit
-            tx.record_chart(versions.record)
         self.timed = self.chart.spec.delivery.occurred_at is not None
-        self.seq = tx.next_seq()
+        self._seqs: Iterator[int] = iter(())
+        self._charted = versions.recorded  # once per store; the Engine marks it after commit
         self.invoices: dict[str, _Invoice] = {}
         self.dirty: set[str] = set()
         self.rows: list[EventRow] = []
@@ -236,14 +241,22 @@ class Batch:
     # ------------------------------------------------------------------- apply
 
     def run(self, received: Sequence[Received]) -> list[Outcome]:
-        """Apply read deliveries in order, after prefetching what they touch."""
+        """Apply read deliveries in order, after prefetching what they touch.
+
+        Their invoices are locked first (a no-op for those the transaction already holds), and
+        only then numbered and read: see :mod:`engine.store.base` on concurrent writers.
+        """
+        self.tx.lock_invoices(invoices_of(self.provider, received))
+        if not self._charted:  # after the locks: a writer waiting here holds none of ours
+            self.tx.record_chart(self.versions.record)
+            self._charted = True
+        self._seqs = iter(self.tx.allocate_seqs(len(received)))
         if len(received) > 1:  # one delivery: its two point lookups are cheaper than IN lists
             self._prefetch([r.event for r in received if isinstance(r.event, Event)])
         return [self._apply(r) for r in received]
 
     def _apply(self, received: Received) -> Outcome:
-        seq = self.seq
-        self.seq += 1
+        seq = next(self._seqs)
         ev = received.event
         if isinstance(ev, DeliveryError):
             return self._invalid(received, ev, seq)

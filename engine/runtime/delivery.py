@@ -22,6 +22,7 @@ from ..chart.compiled import Chart
 from ..chart.expr import MISSING, Locator
 from ..errors import DeliveryError
 from ._construct import construct
+from ._redact import redact_headers
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -45,8 +46,6 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_CLOCK_SKEW = timedelta(days=1)
 #: Headers larger than this in all (names and values) make a delivery ``invalid``.
 MAX_HEADER_BYTES = 64 * 1024
-#: Header names whose values are secrets: stored and printed as ``[redacted]``.
-_SECRET_WORDS = ("signature", "hmac", "secret", "token", "key", "authorization", "cookie")
 
 
 class Event(BaseModel):
@@ -100,14 +99,6 @@ def normalize_headers(headers: object) -> dict[str, str]:
 
 def _header_text(value: object) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else str(value)
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers with signature, key and token values replaced by ``[redacted]``."""
-    return {
-        k: "[redacted]" if any(w in k.lower() for w in _SECRET_WORDS) else v
-        for k, v in headers.items()
-    }
 
 
 def body_bytes(body: object) -> bytes:
@@ -193,6 +184,8 @@ def _text(loc: Locator, value: Any, what: str) -> str:
             raise DeliveryError(
                 f"{what} at {loc} is {_short(value)}, not valid Unicode text", str(loc), value
             ) from None
+    if "\x00" in text:  # no PostgreSQL text can hold it: one rule for every store
+        raise DeliveryError(f"{what} at {loc} is {_short(value)}, with a NUL", str(loc), value)
     if len(text) > 255:
         raise DeliveryError(f"{what} at {loc} is {len(text)} characters long", str(loc), value)
     return text
@@ -233,8 +226,10 @@ def _time(
 
 
 def _derived_key(chart: Chart, payload: dict[str, Any], headers: dict[str, str]) -> str:
+    # A header's surrounding blanks are no part of its value (RFC 9110), and the event type
+    # read from one is stripped too: so a blank added to an unsigned header is not a new key.
     parts = [
-        None if (v := loc.read(payload, headers)) is MISSING else v
+        None if (v := loc.read(payload, headers)) is MISSING else v.strip() if loc.header else v
         for loc in chart.spec.delivery.idempotency_key or ()
     ]
     blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
@@ -344,7 +339,7 @@ class Received(NamedTuple):
 
     #: The body's bytes; for a body over the size limit, only the first ``MAX_BODY_BYTES``.
     raw: bytes
-    #: The headers as JSON, secrets redacted (``None`` when there were none).
+    #: The headers as JSON, credentials redacted, signatures kept (``None``: there were none).
     headers: str | None
     #: The event read from it, or why it could not be read.
     event: Event | DeliveryError
@@ -378,7 +373,7 @@ def receive(chart: Chart, body: object, headers: object, now: datetime) -> Recei
         problem = problem or exc
     except Exception as exc:
         problem = problem or DeliveryError(f"the headers can't be read: {_broken(exc)}")
-    stored_headers = json.dumps(redact_headers(hdrs)) if hdrs else None
+    stored_headers = json.dumps(redact_headers(hdrs, chart)) if hdrs else None
     event: Event | DeliveryError
     if problem is not None:
         event = problem

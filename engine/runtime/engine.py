@@ -33,9 +33,9 @@ from ..chart import Chart, load_chart
 from ..errors import ChartError, EngineError, UnknownProvider
 from ..models import InvoiceState, Outcome, ReplayReport
 from ..store import open_store
-from ..store.base import EventRow, InvoiceRow
+from ..store.base import EventRow, InvoiceRow, WriteTx
 from ..store.sqlite import Synchronous
-from ._batch import Batch
+from ._batch import Batch, invoices_of
 from ._clock import utc_now
 from .decide import OnUnknown
 from .delivery import Oversized, Received, receive
@@ -79,8 +79,9 @@ class Engine:
     """Applies webhook deliveries to invoices, recording everything in a store.
 
     Args:
-        db: a SQLite file path (created, owner-only, WAL, in a folder that exists) or
-            ``":memory:"``.
+        db: a SQLite file path (created, owner-only, WAL, in a folder that exists),
+            ``":memory:"``, or a PostgreSQL URL (``postgresql://user@host:5432/dbname``; the
+            ``postgres`` extra) that many processes and machines may write at once.
         chart_dir: a folder of your own charts, used beside the bundled ones.
         charts: charts to use by provider name, overriding files (e.g. built in code).
         on_unknown: an invoice first seen through a non-creating event: ``"adopt"`` its status
@@ -199,8 +200,11 @@ class Engine:
             StoreError: the database can't be written (nothing of any of them is).
         """
         versions = {p: self._versions_of(p) for p in dict.fromkeys(i.provider for i in prepared)}
-        outcomes: list[Outcome] = []
-        with self.store.write() as tx:
+
+        def work(tx: WriteTx) -> list[Outcome]:  # may run again: see Store.transact
+            # every invoice locked at once, in one order, before any is read
+            tx.lock_invoices(k for i in prepared for k in invoices_of(i.provider, [i.received]))
+            outcomes: list[Outcome] = []
             batches: dict[str, Batch] = {}
             # runs of one provider's deliveries, in the order given: rows are numbered (seq)
             # in arrival order whatever the mix
@@ -210,10 +214,11 @@ class Engine:
                     batch = batches[provider] = Batch(
                         tx, versions[provider], self.on_unknown, self.clock
                     )
-                else:
-                    batch.seq = tx.next_seq()
                 outcomes += batch.run([item.received for item in run])
                 batch.flush()  # before another provider's batch numbers its rows
+            return outcomes
+
+        outcomes = self.store.transact(work)
         for v in versions.values():
             v.recorded = True  # committed: the chart version is in the store for good
         return outcomes

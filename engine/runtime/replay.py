@@ -65,20 +65,23 @@ def replay(
     unrepaired: list[Mismatch] = []
     revised = 0
     if repair and redo:
-        touched: list[Versions] = []
-        with store.write() as wtx:
+        touched = [versions_of(prov) for prov in sorted({p for p, _ in redo})]
+
+        def work(wtx: WriteTx) -> tuple[int, list[Mismatch]]:  # may run again (transact)
+            wtx.lock_invoices(sorted(redo))  # as a writer would, before reading them
             now = utc_text(clock())
-            for prov in sorted({p for p, _ in redo}):
-                versions = versions_of(prov)
+            for versions in touched:
                 wtx.record_chart(versions.record)  # rechart writes its fingerprint on rows
-                touched.append(versions)
+            revised = 0
             for prov, iid in sorted(redo):
                 done = refold(
                     wtx, versions_of(prov), iid, on_unknown, cause=None, now=now, rechart=rechart
                 )
                 revised += done.revised
                 _put_invoice(wtx, prov, iid, done, now)
-            unrepaired = _check(wtx, versions_of, on_unknown, provider, only=redo).mismatches
+            return revised, _check(wtx, versions_of, on_unknown, provider, only=redo).mismatches
+
+        revised, unrepaired = store.transact(work)
         for versions in touched:
             versions.recorded = True
     notes = found.notes

@@ -117,7 +117,8 @@ def check_path(name: str, readonly: bool) -> None:
     if "://" in name:
         scheme = name.split("://", 1)[0]
         raise StoreError(
-            f"{name!r}: no store for {scheme!r} URLs; give a SQLite file path or ':memory:'"
+            f"{name!r}: no store for {scheme!r} URLs; give a SQLite file path, ':memory:', "
+            "or a postgresql:// URL"
         )
     path = Path(name)
     if path.is_dir():

@@ -10,13 +10,21 @@ tuple of its columns, in column order), so the per-delivery path builds no secon
 The *fold key* of a live event — ``(fold_order, lifecycle_rank, event_id)`` — is the order it counts
 in: occurrence time in microseconds since the epoch and the lifecycle rank for charts with
 event times, the arrival sequence number for charts without.
+
+**Concurrent writers.** A store may let several writers (processes, machines) work at once, so
+the runtime keeps to three rules that make any interleaving equal a sequential run: it takes
+:meth:`WriteTx.lock_invoices` for every invoice a transaction will touch *before* reading them;
+it numbers rows only after that (:meth:`WriteTx.allocate_seqs`), so on each invoice the numbers
+follow the order its writers took turns; and it runs a write through :meth:`Store.transact`,
+which may run it again from the start after a transient failure — so it computes everything from
+what it reads inside the transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 __all__ = [
     "NO_KEY",
@@ -31,6 +39,8 @@ __all__ = [
     "Store",
     "WriteTx",
 ]
+
+T = TypeVar("T")
 
 
 class FoldKey(NamedTuple):
@@ -224,15 +234,29 @@ class ReadTx(Protocol):
         """How many live events each (provider, chart fingerprint) decided."""
         ...
 
+    def chart_records(self) -> Iterator[ChartRecord]:
+        """Every recorded chart version, by fingerprint."""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """One atomic write: everything done through it commits together or not at all."""
 
-    def next_seq(self) -> int:
-        """The arrival number the next event row gets."""
+    def lock_invoices(self, invoices: Iterable[tuple[str, str]]) -> None:
+        """Hold these (provider, invoice id) until the transaction ends: another writer that
+        asks for one of them waits. Take them before reading the invoices, all at once where
+        possible (a store takes a call's locks in one order, so writers never deadlock)."""
         ...
 
-    def insert_events(self, rows: Sequence[EventRow]) -> None: ...
+    def allocate_seqs(self, n: int) -> list[int]:
+        """``n`` arrival numbers for rows about to be inserted, increasing, each above every
+        number handed out before them. Ask after :meth:`lock_invoices`."""
+        ...
+
+    def insert_events(self, rows: Sequence[EventRow]) -> None:
+        """Insert rows. A second live row for an event id is never written: the transaction
+        fails and :meth:`Store.transact` runs it again, when it sees the first."""
+        ...
 
     def upsert_invoices(self, rows: Sequence[InvoiceRow]) -> None:
         """Insert or update; an existing row keeps its ``first_seen_at``."""
@@ -250,6 +274,19 @@ class WriteTx(ReadTx, Protocol):
         """Keep a chart version (once: a fingerprint already recorded is left as it is)."""
         ...
 
+    def insert_revisions(self, rows: Sequence[RevisionRow]) -> None:
+        """Append revisions as they are (a copy of another store's)."""
+        ...
+
+    def delete_all(self) -> None:
+        """Remove every row of every table (a copy replacing what a store held)."""
+        ...
+
+    def advance_seqs(self) -> None:
+        """Make numbers allocated from now on follow the highest ``seq`` stored, after rows were
+        inserted with numbers of their own (a copy)."""
+        ...
+
 
 class Store(Protocol):
     """A database the engine records into."""
@@ -257,12 +294,31 @@ class Store(Protocol):
     #: Opened for reading only: :meth:`write` raises.
     readonly: bool
 
+    @property
+    def name(self) -> str:
+        """The database, for messages: its path, or its URL without the password."""
+        ...
+
     def read(self) -> AbstractContextManager[ReadTx]:
         """A read-only transaction over a consistent snapshot of committed data."""
         ...
 
     def write(self) -> AbstractContextManager[WriteTx]:
-        """A write transaction; it commits when the block ends and rolls back on an error."""
+        """A write transaction; it commits when the block ends and rolls back on an error.
+        It is tried once: the runtime writes through :meth:`transact`."""
+        ...
+
+    def transact(self, work: Callable[[WriteTx], T]) -> T:
+        """Run ``work`` in a write transaction and commit, returning what it returned.
+
+        A transient failure — a serialization failure or deadlock the database reports, a
+        connection lost before the commit — rolls the transaction back and runs ``work`` again
+        from the start, a bounded number of times; so ``work`` must compute everything from
+        what it reads through the transaction. Nothing is ever written twice.
+
+        Raises:
+            StoreError: the store is read-only, or the write failed (nothing of it is written).
+        """
         ...
 
     def close(self) -> None: ...

@@ -1,12 +1,12 @@
 """The SQLite store: an embedded file (WAL) or ``:memory:``.
 
-This module holds all of the engine's SQLite SQL; the runtime reaches it only through the
-:class:`~engine.store.base.Store` interface.
+This module holds the connection and its transactions; the records' SQL is in
+:mod:`engine.store._sqlite_tx`, the tables in :mod:`engine.store._sqlite_schema`. The runtime
+reaches them only through the :class:`~engine.store.base.Store` interface.
 
-The tables are described in :mod:`engine.store._sqlite_schema`. Writers take the lock up front
-(``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it, so concurrent processes serialize
-instead of failing with "database is locked". Readers open a deferred transaction: in WAL mode
-every read in it sees one snapshot of committed data.
+Writers take the lock up front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it,
+so concurrent processes serialize instead of failing with "database is locked". Readers open a
+deferred transaction: in WAL mode every read in it sees one snapshot of committed data.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -30,212 +30,10 @@ from ._sqlite_schema import (
     set_wal,
     view_as_current,
 )
-from .base import (
-    ChartRecord,
-    EventRow,
-    InvoiceRow,
-    LiveEvent,
-    RevisedOutcome,
-    RevisionRow,
-)
+from ._sqlite_tx import SqliteTx
+from .base import T, WriteTx
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore", "Synchronous"]
-
-
-def _in(n: int) -> str:
-    return ", ".join("?" * n)
-
-
-def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
-    """SQLite caps bound parameters per statement: IN lists go 500 at a time."""
-    for i in range(0, len(values), size):
-        yield values[i : i + size]
-
-
-_EVENT_NAMES = ", ".join(EventRow._fields)
-_INSERT_EVENT = f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_in(len(EventRow._fields))})"
-_INVOICE_NAMES = ", ".join(InvoiceRow._fields)
-_UPSERT_INVOICE = f"""
-INSERT INTO invoices ({_INVOICE_NAMES}) VALUES ({_in(len(InvoiceRow._fields))})
-ON CONFLICT (provider, invoice_id) DO UPDATE SET
-  state = excluded.state, canonical = excluded.canonical, version = excluded.version,
-  updated_at = excluded.updated_at, last_fold_order = excluded.last_fold_order,
-  last_lifecycle_rank = excluded.last_lifecycle_rank, last_event_id = excluded.last_event_id
-"""
-_REVISION_NAMES = ", ".join(RevisionRow._fields)
-_INSERT_REVISION = (
-    f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_in(len(RevisionRow._fields))})"
-)
-_FOLD_SQL = f"""
-SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ? AND in_fold = 1
-ORDER BY fold_order, lifecycle_rank, event_id
-"""
-
-
-class _Tx:
-    """Reads and writes on the store's connection, inside a transaction the store opened."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    # ------------------------------------------------------------------- reads
-
-    def invoice(self, provider: str, invoice_id: str) -> InvoiceRow | None:
-        row = self._conn.execute(
-            f"SELECT {_INVOICE_NAMES} FROM invoices WHERE provider = ? AND invoice_id = ?",
-            (provider, invoice_id),
-        ).fetchone()
-        return None if row is None else InvoiceRow._make(row)
-
-    def invoices_by_id(self, provider: str, invoice_ids: Sequence[str]) -> dict[str, InvoiceRow]:
-        found: dict[str, InvoiceRow] = {}
-        for part in _chunks(invoice_ids):
-            for row in self._conn.execute(
-                f"SELECT {_INVOICE_NAMES} FROM invoices WHERE provider = ?"
-                f" AND invoice_id IN ({_in(len(part))})",
-                (provider, *part),
-            ):
-                inv = InvoiceRow._make(row)
-                found[inv.invoice_id] = inv
-        return found
-
-    def invoice_rows(
-        self, provider: str | None = None, *, unborn: bool = False
-    ) -> Iterator[InvoiceRow]:
-        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
-        born = "1 = 1" if unborn else "state IS NOT NULL"
-        sql = f"SELECT {_INVOICE_NAMES} FROM invoices WHERE {born} {where}"
-        for row in self._conn.execute(sql + " ORDER BY provider, invoice_id", args):
-            yield InvoiceRow._make(row)
-
-    def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
-        row = self._conn.execute(
-            "SELECT seq, outcome, retryable FROM events"
-            " WHERE provider = ? AND event_id = ? AND in_fold = 1",
-            (provider, event_id),
-        ).fetchone()
-        return None if row is None else LiveEvent(row[0], row[1], bool(row[2]))
-
-    def live_events(self, provider: str, event_ids: Sequence[str]) -> dict[str, LiveEvent]:
-        found: dict[str, LiveEvent] = {}
-        for part in _chunks(event_ids):
-            for event_id, seq, outcome, retryable in self._conn.execute(
-                "SELECT event_id, seq, outcome, retryable FROM events WHERE provider = ?"
-                f" AND in_fold = 1 AND event_id IN ({_in(len(part))})",
-                (provider, *part),
-            ):
-                found[event_id] = LiveEvent(seq, outcome, bool(retryable))
-        return found
-
-    def fold_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
-        # read through the events_invoice_fold index: O(this invoice's events)
-        return [
-            EventRow._make(row) for row in self._conn.execute(_FOLD_SQL, (provider, invoice_id))
-        ]
-
-    def explain_fold(self) -> list[str]:
-        rows = self._conn.execute(f"EXPLAIN QUERY PLAN {_FOLD_SQL}", ("?", "?")).fetchall()
-        return [str(r[3]) for r in rows]
-
-    def history_rows(self, provider: str, invoice_id: str) -> list[EventRow]:
-        return [
-            EventRow._make(row)
-            for row in self._conn.execute(
-                f"SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ?"
-                " ORDER BY in_fold DESC, fold_order, lifecycle_rank, event_id, seq",
-                (provider, invoice_id),
-            )
-        ]
-
-    def folded_invoices(self, provider: str | None = None) -> list[tuple[str, str]]:
-        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
-        rows = self._conn.execute(
-            "SELECT DISTINCT provider, invoice_id FROM events"
-            f" WHERE in_fold = 1 AND invoice_id IS NOT NULL {where}",
-            args,
-        ).fetchall()
-        return [(p, i) for p, i in rows]
-
-    def outcome_counts(self, provider: str | None = None) -> dict[str, int]:
-        where, args = ("WHERE provider = ?", (provider,)) if provider is not None else ("", ())
-        rows = self._conn.execute(
-            f"SELECT outcome, COUNT(*) FROM events {where} GROUP BY outcome", args
-        )
-        return {outcome: n for outcome, n in rows}
-
-    def event_rows(self, first: int = 1, last: int | None = None) -> Iterator[EventRow]:
-        bound = (first, last if last is not None else 2**63 - 1)
-        sql = f"SELECT {_EVENT_NAMES} FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq"
-        for row in self._conn.execute(sql, bound):
-            yield EventRow._make(row)
-
-    def chart_record(self, fingerprint: str) -> ChartRecord | None:
-        row = self._conn.execute(
-            f"SELECT {', '.join(ChartRecord._fields)} FROM charts WHERE fingerprint = ?",
-            (fingerprint,),
-        ).fetchone()
-        return None if row is None else ChartRecord._make(row)
-
-    def revisions_caused(self, first: int, last: int | None = None) -> dict[int, int]:
-        bound = (first, last if last is not None else 2**63 - 1)
-        rows = self._conn.execute(
-            "SELECT cause_seq, COUNT(*) FROM revisions WHERE cause_seq BETWEEN ? AND ?"
-            " GROUP BY cause_seq",
-            bound,
-        )
-        return {seq: n for seq, n in rows}
-
-    def chart_versions(self, provider: str | None = None) -> dict[tuple[str, str | None], int]:
-        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
-        rows = self._conn.execute(
-            "SELECT provider, chart, COUNT(*) FROM events"
-            f" WHERE in_fold = 1 AND invoice_id IS NOT NULL {where} GROUP BY provider, chart",
-            args,
-        )
-        return {(p, c): n for p, c, n in rows}
-
-    def revision_rows(self) -> Iterator[RevisionRow]:
-        for row in self._conn.execute(f"SELECT {_REVISION_NAMES} FROM revisions ORDER BY id"):
-            yield RevisionRow._make(row)
-
-    # ------------------------------------------------------------------ writes
-
-    def next_seq(self) -> int:
-        row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
-        return int(row[0])
-
-    def insert_events(self, rows: Sequence[EventRow]) -> None:
-        self._conn.executemany(_INSERT_EVENT, rows)
-
-    def upsert_invoices(self, rows: Sequence[InvoiceRow]) -> None:
-        self._conn.executemany(_UPSERT_INVOICE, rows)
-
-    def supersede(self, seq: int, by_seq: int) -> None:
-        self._conn.execute(
-            "UPDATE events SET in_fold = 0, reason = reason || ? WHERE seq = ?",
-            (f"; superseded by #{by_seq}", seq),
-        )
-
-    def revise(self, outcome: RevisedOutcome, revision: RevisionRow | None) -> None:
-        if revision is not None:
-            self._conn.execute(_INSERT_REVISION, revision)
-        self._conn.execute(
-            "UPDATE events SET outcome = ?, reason = ?, from_state = ?, to_state = ?,"
-            " trigger = ?, retryable = ?, adopted = ?, revisions = ?, policy = ?, chart = ?,"
-            " inferred = ? WHERE seq = ?",
-            (outcome.outcome, outcome.reason, outcome.from_state, outcome.to_state,
-             outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions,
-             outcome.policy, outcome.chart, outcome.inferred, outcome.seq),
-        )  # fmt: skip
-
-    def record_chart(self, chart: ChartRecord) -> None:
-        self._conn.execute(
-            f"INSERT INTO charts ({', '.join(ChartRecord._fields)}) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (fingerprint) DO NOTHING",
-            chart,
-        )
 
 
 class SqliteStore:
@@ -291,7 +89,7 @@ class SqliteStore:
         self._conn = conn
         self._closed = False
         self._lock = threading.RLock()
-        self._tx = _Tx(conn)
+        self._tx = SqliteTx(conn)
         if version < SCHEMA_VERSION:
             if readonly:  # read an older file as it is, through views under today's names
                 with self.read():
@@ -325,7 +123,7 @@ class SqliteStore:
         return version
 
     @contextmanager
-    def write(self) -> Iterator[_Tx]:
+    def write(self) -> Iterator[SqliteTx]:
         """One write transaction, taken up front so concurrent writers wait instead of fail.
 
         ``BEGIN IMMEDIATE`` waits up to the busy timeout; if SQLite still reports the database
@@ -342,8 +140,19 @@ class SqliteStore:
         with self._lock:
             yield from self._transaction("BEGIN IMMEDIATE")
 
+    def transact(self, work: Callable[[WriteTx], T]) -> T:
+        """Run ``work`` in one write transaction (see :meth:`write`). SQLite has one writer at
+        a time and waits for its turn up front, so nothing here calls for running it again."""
+        with self.write() as tx:
+            return work(tx)
+
+    @property
+    def name(self) -> str:
+        """The file's path (or ``:memory:``)."""
+        return self.path
+
     @contextmanager
-    def read(self) -> Iterator[_Tx]:
+    def read(self) -> Iterator[SqliteTx]:
         """A read transaction: in WAL mode, one snapshot of committed data for all its reads.
 
         Inside another transaction of the same thread, it reads in that one.
@@ -355,10 +164,11 @@ class SqliteStore:
             else:
                 yield from self._transaction("BEGIN")
 
-    def _transaction(self, begin: str) -> Iterator[_Tx]:
+    def _transaction(self, begin: str) -> Iterator[SqliteTx]:
         for attempt in range(50):
             try:
                 self._conn.execute(begin)
+                self._tx.begun()
                 break
             except sqlite3.OperationalError as exc:
                 if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 49:

@@ -1,0 +1,304 @@
+"""The PostgreSQL store itself: its schema, what it refuses, its messages, its retries.
+
+The engine's behavioural tests run against PostgreSQL through the ``make_db`` fixture; this file
+holds what only PostgreSQL has: a schema made safely by several workers at once, advisory locks
+and the whole-store lock, transient failures run again, passwords never shown.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import _db
+import pytest
+from click.testing import CliRunner
+
+from engine import Engine, StoreError
+from engine.cli import main
+from engine.runtime import _batch
+from engine.store import open_store
+from engine.store._postgres_schema import (
+    CHART_COLUMNS,
+    EVENT_COLUMNS,
+    INVOICE_COLUMNS,
+    REVISION_COLUMNS,
+    SCHEMA_VERSION,
+    redact,
+)
+from engine.store.base import ChartRecord, EventRow, InvoiceRow, RevisionRow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _stripe(event_id: str, invoice_id: str, created: int = 1_700_000_000) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "type": "invoice.created",
+        "created": created,
+        "data": {"object": {"id": invoice_id, "status": "draft"}},
+    }
+
+
+@pytest.fixture
+def pg(postgres_server: str) -> Iterator[_db.Databases]:
+    """New PostgreSQL databases (schemas), dropped when the test ends."""
+    with _db.postgres_databases(postgres_server) as databases:
+        yield databases
+
+
+# ----------------------------------------------------------------------------------- schema
+
+
+def test_the_tables_are_the_row_fields_and_sqlites_columns() -> None:
+    from engine.store import _sqlite_schema as lite
+
+    assert tuple(EVENT_COLUMNS) == EventRow._fields == tuple(lite._EVENT_COLUMNS)
+    assert tuple(INVOICE_COLUMNS) == InvoiceRow._fields == tuple(lite._INVOICE_COLUMNS)
+    assert tuple(REVISION_COLUMNS) == ("id", *RevisionRow._fields) == tuple(lite._REVISION_COLUMNS)
+    assert tuple(CHART_COLUMNS) == ChartRecord._fields == tuple(lite._CHART_COLUMNS)
+
+
+def test_the_schema_is_made_with_its_version(pg: _db.Databases) -> None:
+    url = pg()
+    Engine(url).close()
+    assert _db.schema_version(url) == SCHEMA_VERSION
+    assert _db.tables(url) == {"invoice_engine_meta", "events", "invoices", "revisions", "charts"}
+
+
+_OPEN_AND_APPLY = """
+import sys
+from engine import Engine
+url, n = sys.argv[1], sys.argv[2]
+with Engine(url) as eng:
+    body = {"id": f"evt_{n}", "type": "invoice.created", "created": 1_700_000_000,
+            "data": {"object": {"id": f"in_{n}", "status": "draft"}}}
+    assert eng.apply("stripe", body).status == "applied"
+"""
+
+
+def test_workers_starting_at_once_on_an_empty_schema_make_it_once(pg: _db.Databases) -> None:
+    url = pg()
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_AND_APPLY, url, str(n)], cwd=ROOT)
+        for n in range(6)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * 6
+    assert len(_db.events(url)) == 6
+    assert _db.schema_version(url) == SCHEMA_VERSION
+
+
+def test_a_newer_schema_is_refused(pg: _db.Databases) -> None:
+    url = pg()
+    Engine(url).close()
+    _db.set_schema_version(url, SCHEMA_VERSION + 1)
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 1}.*Upgrade"):
+        Engine(url)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_tables_that_are_not_ours_are_refused_and_left_alone(
+    pg: _db.Databases, readonly: bool
+) -> None:
+    url = pg()
+    _db.make_foreign_database(url)
+    with pytest.raises(StoreError, match=r"\(events\) that are not invoice-engine's"):
+        Engine(url, readonly=readonly)
+    assert _db.tables(url) == {"events"}
+
+
+def test_reading_an_empty_schema_writes_nothing(pg: _db.Databases) -> None:
+    url = pg()
+    with pytest.raises(StoreError, match=r"^no database at .* has no invoice-engine tables"):
+        Engine(url, readonly=True)
+    assert _db.tables(url) == set()
+    res = CliRunner().invoke(main, ["state", "stripe", "in_1", "--db", url])
+    assert res.exit_code == 1
+    assert "run `invoice-engine apply` first" in res.output
+    assert _db.tables(url) == set()
+
+
+def test_a_schema_that_does_not_exist_is_named(postgres_server: str) -> None:
+    url = _db.schema_url(postgres_server, "no_such_schema_here")
+    with pytest.raises(StoreError, match=r"no schema to use.*no_such_schema_here"):
+        Engine(url)
+
+
+# --------------------------------------------------------------------------------- messages
+
+
+def test_passwords_are_never_shown(postgres_server: str) -> None:
+    base = postgres_server.split("?")[0].rsplit("/", 1)[0]
+    host = base.split("@", 1)[-1]
+    url = f"postgresql://postgres:hunter2secret@{host}/no_such_database_here"
+    with pytest.raises(StoreError) as info:
+        Engine(url)
+    assert "hunter2secret" not in str(info.value)
+    assert "postgres:***@" in str(info.value)
+    for args in (["state", "stripe", "in_1"], ["apply", "stripe", "--example"], ["replay"]):
+        res = CliRunner().invoke(main, [*args, "--db", url])
+        assert res.exit_code == 1, res.output
+        assert "hunter2secret" not in res.output
+        assert "Traceback" not in res.output
+    query = f"postgresql://{host}/db?user=postgres&password=hunter2secret"
+    assert "hunter2secret" not in redact(query)
+
+
+def test_without_psycopg_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # import psycopg now fails
+    with pytest.raises(StoreError, match=r"pip install 'invoice-engine\[postgres\]'"):
+        Engine("postgresql://someone:pw@127.0.0.1:1/db")
+
+
+# ---------------------------------------------------------------------------------- retries
+
+
+def test_a_serialization_failure_runs_the_transaction_again(pg: _db.Databases) -> None:
+    store = open_store(pg())
+    runs: list[int] = []
+
+    def work(tx: Any) -> str:
+        runs.append(1)
+        tx.record_chart(ChartRecord("f1", "stripe", "{}", "2024-01-01T00:00:00Z"))
+        if len(runs) < 3:
+            raise _db.serialization_failure()
+        return "done"
+
+    try:
+        assert store.transact(work) == "done"
+        assert len(runs) == 3
+        with store.read() as tx:
+            assert [c.fingerprint for c in tx.chart_records()] == ["f1"]
+    finally:
+        store.close()
+
+
+def test_a_deadlock_between_two_writers_is_run_again(pg: _db.Databases) -> None:
+    # Two transactions take two invoices' locks in opposite orders, one call each: PostgreSQL
+    # finds the cycle (after deadlock_timeout), fails one with 40P01, and it runs again.
+    url = pg()
+    stores = [open_store(url), open_store(url)]
+    both = threading.Barrier(2, timeout=30)
+    runs = [0, 0]
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        first, second = ("stripe", "in_a"), ("stripe", "in_b")
+        if n:
+            first, second = second, first
+
+        def work(tx: Any) -> None:
+            runs[n] += 1
+            tx.lock_invoices([first])
+            if runs[n] == 1:
+                both.wait()
+            tx.lock_invoices([second])
+
+        try:
+            stores[n].transact(work)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for s in stores:
+        s.close()
+    assert errors == []
+    assert sorted(runs) == [1, 2]
+
+
+def test_a_connection_cut_mid_transaction_is_run_again(
+    pg: _db.Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = pg()
+    real = _batch.Batch.flush
+    cut: list[int] = []
+
+    def flush_after_a_cut(self: _batch.Batch) -> None:
+        if not cut:  # the first time only: pg_terminate_backend our own connection
+            assert pg.server is not None
+            cut.append(_db.cut_connections(pg.server, _db.schema_of(url)))
+        real(self)
+
+    with Engine(url) as eng:
+        monkeypatch.setattr(_batch.Batch, "flush", flush_after_a_cut)
+        out = eng.apply("stripe", _stripe("evt_1", "in_1"))
+        monkeypatch.undo()
+        assert cut == [1]
+        assert out.status == "applied"
+        assert [(r.event_id, r.outcome) for r in _db.events(eng)] == [("evt_1", "applied")]
+        assert eng.apply("stripe", _stripe("evt_1", "in_1")).status == "duplicate"
+        assert eng.replay().ok
+
+
+def test_one_event_id_raced_by_writers_of_different_invoices_is_applied_once(
+    pg: _db.Databases,
+) -> None:
+    # Same event id, different invoice ids: no invoice lock orders them, only the unique index.
+    url = pg()
+    Engine(url).close()
+    writers, events = 4, 60
+    start = threading.Barrier(writers, timeout=60)
+    outcomes: list[list[str]] = [[] for _ in range(writers)]
+
+    def writer(w: int) -> None:
+        with Engine(url) as eng:
+            for k in range(events):
+                start.wait()
+                outcomes[w].append(eng.apply("stripe", _stripe(f"evt_{k}", f"in_{w}_{k}")).status)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    for k in range(events):
+        assert sorted(outcomes[w][k] for w in range(writers)) == ["applied"] + ["duplicate"] * 3
+    assert _db.doubled_live_events(url) == []
+    assert len(_db.live_events(url)) == events
+
+
+def test_a_batch_over_more_invoices_than_locks_takes_the_whole_store(pg: _db.Databases) -> None:
+    # 300 invoices in one transaction: more than max_locks_per_transaction (64 by default)
+    url = pg()
+    bodies = [_stripe(f"evt_{n}", f"in_{n}") for n in range(300)]
+    singles = [_stripe(f"evt_s{n}", f"in_{n % 50}", 1_700_000_100) for n in range(100)]
+    with Engine(url, batch_size=300) as big, Engine(url) as small:
+        done = threading.Thread(target=lambda: [small.apply("stripe", b) for b in singles])
+        done.start()
+        assert {o.status for o in big.apply_many("stripe", bodies)} == {"applied"}
+        done.join(timeout=60)
+        assert sum(big.counts().values()) == 400
+        assert big.replay().ok
+
+
+def test_a_readonly_store_writes_nothing(pg: _db.Databases) -> None:
+    url = pg()
+    with Engine(url) as eng:
+        eng.apply("stripe", _stripe("evt_1", "in_1"))
+    before = [tuple(r) for r in _db.events(url)]
+    with Engine(url, readonly=True) as reader:
+        assert reader.replay().ok
+        with pytest.raises(StoreError, match="read-only"):
+            reader.apply("stripe", _stripe("evt_2", "in_2"))
+    assert [tuple(r) for r in _db.events(url)] == before
+
+
+def test_the_cli_takes_a_url_everywhere(pg: _db.Databases, tmp_path: Path) -> None:
+    url = pg()
+    r = CliRunner()
+    assert r.invoke(main, ["apply", "stripe", "--example", "--db", url]).exit_code == 0
+    res = r.invoke(main, ["state", "stripe", "in_1PqA8sDemo0002", "--json"],
+                   env={"INVOICE_ENGINE_DB": url})  # fmt: skip
+    assert json.loads(res.stdout)["state"] == "paid"
+    res = r.invoke(main, ["demo", "--db", url, "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["db"] == url
