@@ -30,7 +30,8 @@ LAYERS: dict[str, set[str]] = {
     "runtime": {"chart", "store", "errors", "models"},
     "diagrams": {"chart", "errors"},
     "testing": {"chart", "errors"},
-    "cli": {"chart", "runtime", "store", "diagrams", "errors", "models"},
+    "server": {"chart", "runtime", "errors", "models"},
+    "cli": {"chart", "runtime", "store", "diagrams", "server", "errors", "models"},
 }
 _SQL = re.compile(
     r"\b(select\b.+\bfrom\b|insert\s+into|update\s+\w+\s+set|delete\s+from|"

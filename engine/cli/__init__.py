@@ -6,9 +6,11 @@ Each module below adds its commands to :data:`main`; importing them is what regi
 from . import (
     _charts,  # noqa: F401  (registers charts, show, lint)
     _check,  # noqa: F401  (registers schema, check)
+    _copy,  # noqa: F401  (registers copy)
     _diagram,  # noqa: F401  (registers diagram)
     _read,  # noqa: F401  (registers state, history, replay)
     _run,  # noqa: F401  (registers apply, demo)
+    _serve,  # noqa: F401  (registers serve)
 )
 from ._base import main
 
