@@ -557,3 +557,16 @@ def own_pragma(db: Engine | Store, name: str) -> object:
     assert isinstance(store, SqliteStore), store
     with store._lock:
         return store._conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+@contextmanager
+def open_transaction(server: str) -> Iterator[tuple[str, Callable[[bool], None]]]:
+    """A transaction left open on its own connection: its id, and ``finish(commit)``."""
+    with _pg(server) as conn:
+        conn.execute("BEGIN")
+        xid = str(conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
+
+        def finish(commit: bool) -> None:
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+
+        yield xid, finish

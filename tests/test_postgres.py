@@ -302,3 +302,41 @@ def test_the_cli_takes_a_url_everywhere(pg: _db.Databases, tmp_path: Path) -> No
     res = r.invoke(main, ["demo", "--db", url, "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["db"] == url
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_commit_whose_answer_was_lost_is_asked_of_the_server(
+    pg: _db.Databases, commit: bool
+) -> None:
+    # The answer to COMMIT lost while the commit is still under way: a row of it is not
+    # visible yet, so only the server can say. The store waits while it is in progress.
+    url = pg()
+    assert pg.server is not None
+    with Engine(url) as eng, _db.open_transaction(pg.server) as (xid, finish):
+        timer = threading.Timer(0.3, finish, args=(commit,))
+        timer.start()
+        try:
+            assert eng.store._committed(xid) is commit  # type: ignore[attr-defined]
+        finally:
+            timer.join()
+
+
+def test_a_forked_child_cannot_use_its_parents_connections(pg: _db.Databases) -> None:
+    import os
+
+    url = pg()
+    with Engine(url) as eng:
+        eng.apply("stripe", _stripe("evt_1", "in_1"))
+        pid = os.fork()
+        if pid == 0:  # the child: refused, and leaving must not end the parent's sessions
+            code = 3
+            try:
+                eng.apply("stripe", _stripe("evt_2", "in_2"))
+            except StoreError as exc:
+                code = 0 if "forked" in str(exc) else 4
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert eng.apply("stripe", _stripe("evt_3", "in_3")).status == "applied"
+        assert [r.event_id for r in _db.events(eng)] == ["evt_1", "evt_3"]

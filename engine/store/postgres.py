@@ -20,6 +20,7 @@ threads using one store; a thread inside a write transaction reads through that 
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -121,6 +122,8 @@ class PostgresStore:
             raise StoreError(f"can't use {self._name}: no connection in {timeout:g} s") from None
         # an Engine dropped without close() still gives its connections back
         self._release = weakref.finalize(self, self._pool.close)
+        self._pid = os.getpid()
+        _forget_in_child(self)
         self._local = threading.local()
         self._closed = False
 
@@ -181,13 +184,16 @@ class PostgresStore:
     def _attempt(self, work: Callable[[WriteTx], T]) -> T:
         with self._begin(_WRITE) as (conn, tx):
             result = work(tx)
+            # the transaction's id: if the answer to COMMIT is lost, the server still knows
+            # whether it committed (a row of it, looked for at once, may not be visible yet)
+            xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
             self._local.tx = None
             try:
                 conn.execute("COMMIT")
             except self._psycopg.Error as exc:
                 if not self._lost(exc):
                     raise
-                if tx.first_seq is not None and self._committed(tx.first_seq):
+                if self._committed(xid):
                     return result
                 raise _Again(exc) from None
             if tx.grown:
@@ -277,6 +283,11 @@ class PostgresStore:
 
     def _getconn(self) -> Any:
         self._check_open()
+        if os.getpid() != self._pid:  # the pool's sockets are the parent's sessions
+            raise StoreError(
+                f"{self._name}: this store was opened before the process forked; open a new "
+                "Engine in the child (sharing the parent's connections would mix their results)"
+            )
         try:
             return self._pool.getconn()
         except self._pool_timeout as exc:
@@ -320,20 +331,33 @@ class PostgresStore:
             return StoreError(f"{exc.object[:60]!r} is not valid Unicode text")
         return exc
 
-    def _committed(self, seq: int) -> bool:
-        """Whether the row ``seq`` is there: did a commit whose answer was lost happen?"""
-        for attempt in range(self._attempts):
+    def _committed(self, xid: str) -> bool:
+        """Whether transaction ``xid``, whose answer to COMMIT was lost, committed: asked of the
+        server (``pg_xact_status``) until it is no longer in progress."""
+        unknown = StoreError(
+            f"{self._name}: the connection was lost while committing and the database can't "
+            "tell whether it did; applying the same deliveries again is safe (those committed "
+            "come back as duplicates)"
+        )
+        deadline = time.monotonic() + self._timeout
+        attempt = 0
+        while time.monotonic() < deadline:
+            attempt += 1
             try:
                 with self._pool.connection() as conn:
-                    found = conn.execute("SELECT 1 FROM events WHERE seq = %s", (seq,))
-                    return found.fetchone() is not None
+                    row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
             except (self._psycopg.OperationalError, self._pool_timeout):
                 time.sleep(min(0.05 * 2**attempt, 1.0))
-        raise StoreError(
-            f"{self._name}: the connection was lost while committing and the database can't be "
-            "reached to tell whether it did; applying the same deliveries again is safe "
-            "(those committed come back as duplicates)"
-        )
+                continue
+            status = row[0] if row else None
+            if status == "committed":
+                return True
+            if status == "aborted":
+                return False
+            if status is None:  # too old to know (its status was truncated away)
+                raise unknown
+            time.sleep(min(0.01 * 2**attempt, 0.5))  # in progress: the commit is under way
+        raise unknown
 
     def _say(self, exc: BaseException) -> str:
         """A driver's error in one line, without the password."""
@@ -355,3 +379,16 @@ class PostgresStore:
         if self.readonly:
             raise StoreError(f"{self._name} was opened read-only")
         self._check_open()
+
+
+def _forget_in_child(store: PostgresStore) -> None:
+    """In a forked child, never close the parent's connections (closing one ends the parent's
+    session): the child's copy of the store just stops working (see ``_getconn``)."""
+    ref = weakref.ref(store)
+
+    def forget() -> None:
+        it = ref()
+        if it is not None:
+            it._release.detach()
+
+    os.register_at_fork(after_in_child=forget)
