@@ -23,7 +23,8 @@ Charts:
     Finding -- one problem lint found.
 
 Webhooks and the record:
-    Engine -- applies deliveries to invoices and records everything in SQLite.
+    Engine -- applies deliveries to invoices and records everything in SQLite or PostgreSQL.
+    Prepared -- a delivery read by Engine.prepare, for Engine.commit (group commit).
     Outcome -- what happened to one delivery (applied, unchanged, duplicate, rejected, ...).
     InvoiceState -- an invoice's current state as the engine knows it.
     ReplayReport -- what rebuilding every invoice from the events table found.
@@ -93,6 +94,7 @@ __all__ = [
     "InvoiceState",
     "Mismatch",
     "Outcome",
+    "Prepared",
     "ReplayReport",
     "Secrets",
     "SecretsError",
@@ -118,14 +120,15 @@ __version__ = "0.1.0"
 if _typing.TYPE_CHECKING:
     from . import diagrams as diagrams  # mermaid, dot/svg/png, scxml, xstate
     from .runtime.engine import Engine as Engine
+    from .runtime.engine import Prepared as Prepared
 else:
 
     def __getattr__(name: str) -> _typing.Any:
-        if name == "Engine":
-            from .runtime.engine import Engine
+        if name in ("Engine", "Prepared"):
+            from .runtime import engine as _engine
 
-            globals()["Engine"] = Engine
-            return Engine
+            globals()[name] = getattr(_engine, name)
+            return globals()[name]
         if name == "diagrams":
             # not `from . import diagrams`: that asks this __getattr__ again, forever
             import importlib
