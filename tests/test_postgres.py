@@ -304,19 +304,19 @@ def test_the_cli_takes_a_url_everywhere(pg: _db.Databases, tmp_path: Path) -> No
     assert json.loads(res.stdout)["db"] == url
 
 
-@pytest.mark.parametrize("commit", [True, False])
+@pytest.mark.parametrize("lands", [True, False])
 def test_a_commit_whose_answer_was_lost_is_asked_of_the_server(
-    pg: _db.Databases, commit: bool
+    pg: _db.Databases, lands: bool
 ) -> None:
     # The answer to COMMIT lost while the commit is still under way: a row of it is not
     # visible yet, so only the server can say. The store waits while it is in progress.
     url = pg()
     assert pg.server is not None
     with Engine(url) as eng, _db.open_transaction(pg.server) as (xid, finish):
-        timer = threading.Timer(0.3, finish, args=(commit,))
+        timer = threading.Timer(0.3, finish, args=(lands,))
         timer.start()
         try:
-            assert eng.store._committed(xid) is commit  # type: ignore[attr-defined]
+            assert eng.store._committed(xid) is lands  # type: ignore[attr-defined]
         finally:
             timer.join()
 
