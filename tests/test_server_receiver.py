@@ -680,3 +680,21 @@ def test_max_connections_answers_503_to_one_more(tmp_path: Path) -> None:
         stack.close()
         assert httpx.get(srv.url("/healthz"), timeout=10).status_code == 200
     assert [_rows_of(srv.db, d) for d in held] == [["applied"], ["applied"]]
+
+
+def test_an_unhealthy_answer_names_nothing_of_the_database(tmp_path: Path) -> None:
+    """/healthz is open to anyone who reaches the port: its 503 says the database is
+    unavailable, and the details (the database's name, its error) go to the log only."""
+    db = tmp_path / "private-name.db"
+    receiver = _receiver(db)
+    receiver.engine.store.close()  # the database gone from under the writer
+
+    async def scenario() -> httpx.Response:
+        async with _client(receiver.app(), started=False) as c:
+            return await c.get("/healthz")
+
+    r = asyncio.run(scenario())
+    assert r.status_code == 503, r.text
+    assert r.json() == {"status": "unavailable", "reason": "the database is unavailable"}
+    assert "private-name" not in r.text
+    receiver.close()

@@ -282,7 +282,13 @@ class Receiver:
             await asyncio.wait_for(self.writer.ping(), HEALTH_TIMEOUT)
         except (StoreError, TimeoutError) as exc:
             log.error("health check failed: %s", str(exc) or "the database did not answer")
-            reason = "the database did not answer" if isinstance(exc, TimeoutError) else str(exc)
+            # the details (the database's name, its errors) are for the log, not for anyone
+            # who can reach the port
+            reason = (
+                "the database did not answer"
+                if isinstance(exc, TimeoutError)
+                else ("the database is unavailable")
+            )
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok", "providers": sorted(self.doors)})
 
