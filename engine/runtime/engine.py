@@ -244,13 +244,14 @@ class Engine:
                 f"deliveries is a {kind}: give an iterable of bodies (or (body, headers) pairs);"
                 " apply() takes one delivery"
             )
-        self._versions_of(provider)  # an unknown provider fails before the stream is read
+        chart = self._versions_of(provider).current  # an unknown provider fails here, once
         items = iter(deliveries)
         while True:
             chunk = []
             for item in items:
                 body, headers = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
-                chunk.append(self.prepare(provider, body, headers))
+                # receive() directly: prepare() would look the chart up again per delivery
+                chunk.append(Prepared(provider, receive(chart, body, headers, self.clock())))
                 if len(chunk) >= self.batch_size:
                     break
             if not chunk:

@@ -91,27 +91,21 @@ class Metrics:
 
     def render(self) -> str:
         """Every metric in the Prometheus text exposition format (version 0.0.4)."""
-        out = [
-            "# HELP invoice_engine_deliveries_total Deliveries recorded, by outcome and answer.",
-            "# TYPE invoice_engine_deliveries_total counter",
-        ]
-        for (provider, outcome, code), n in sorted(self.deliveries.items()):
-            labels = _labels(provider=provider, outcome=outcome, code=str(code))
-            out.append(f"invoice_engine_deliveries_total{{{labels}}} {n}")
-        out += [
-            "# HELP invoice_engine_refused_total Requests answered without recording anything.",
-            "# TYPE invoice_engine_refused_total counter",
-        ]
-        for (provider, error, code), n in sorted(self.refused.items()):
-            labels = _labels(provider=provider, error=error, code=str(code))
-            out.append(f"invoice_engine_refused_total{{{labels}}} {n}")
-        out += [
-            "# HELP invoice_engine_signature_failures_total Deliveries whose signature failed.",
-            "# TYPE invoice_engine_signature_failures_total counter",
-        ]
-        for (provider, reason), n in sorted(self.signature_failures.items()):
-            labels = _labels(provider=provider, reason=reason)
-            out.append(f"invoice_engine_signature_failures_total{{{labels}}} {n}")
+        counters = (
+            ("deliveries_total", "Deliveries recorded, by outcome and answer.",
+             ("provider", "outcome", "code"), self.deliveries),
+            ("refused_total", "Requests answered without recording anything.",
+             ("provider", "error", "code"), self.refused),
+            ("signature_failures_total", "Deliveries whose signature failed.",
+             ("provider", "reason"), self.signature_failures),
+        )  # fmt: skip
+        out: list[str] = []
+        for name, help_text, names, counts in counters:
+            out += [f"# HELP invoice_engine_{name} {help_text}",
+                    f"# TYPE invoice_engine_{name} counter"]  # fmt: skip
+            for key, n in sorted(counts.items()):
+                labels = _labels(**{k: str(v) for k, v in zip(names, key, strict=True)})
+                out.append(f"invoice_engine_{name}{{{labels}}} {n}")
         out += [
             "# HELP invoice_engine_request_seconds Time from request to answer, by provider.",
             "# TYPE invoice_engine_request_seconds histogram",
