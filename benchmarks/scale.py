@@ -7,6 +7,9 @@ are worker processes, each worker applying its part with
 or a PostgreSQL schema. Workers open their engine and read their part first; the clock runs from
 the moment they all start writing until the last one is done.
 
+Each figure is the median of ``REPEATS`` runs (a fresh database each), the runs of every worker
+count taking turns, so a slow minute of the machine does not fall on one count alone.
+
 Beside them, the storage limit of each store: its driver's own ``executemany`` of the very rows
 the one-worker run wrote, into an empty copy of the table (same columns, indexes and statement),
 ``BATCH`` rows per transaction too: psycopg for PostgreSQL, sqlite3 for SQLite.
@@ -17,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
+import statistics
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +39,7 @@ BATCH = 50
 #: (but for those alive across a cut).
 WINDOW = 50
 WORKERS = (1, 2, 4, 8)
+REPEATS = 3
 Row = dict[str, Any]
 
 
@@ -148,19 +153,22 @@ def _rows(db: str) -> list[tuple[Any, ...]]:
         store.close()
 
 
-def _measure(store: str, new_db: Any, n: int, n_inv: int) -> Row:
-    rates: dict[int, float] = {}
-    cpu: dict[int, float] = {}
-    rows: list[tuple[Any, ...]] = []
-    for workers in WORKERS:
-        db = new_db()
-        wall, used = _run(db, n, n_inv, workers)
-        rates[workers], cpu[workers] = n / wall, used / wall
-        if workers == 1:
-            rows = _rows(db)
-    raw_db = new_db()
-    raw = len(rows) / (_raw_postgres(raw_db, rows) if store == "PostgreSQL" else
-                       _raw_sqlite(raw_db, rows))  # fmt: skip
+def _measure(store: str, new_db: Any, n: int, n_inv: int, repeats: int) -> Row:
+    runs: dict[int, list[tuple[float, float]]] = {w: [] for w in WORKERS}
+    raws: list[float] = []
+    for _ in range(repeats):
+        for workers in WORKERS:
+            db = new_db()
+            wall, used = _run(db, n, n_inv, workers)
+            runs[workers].append((n / wall, used / wall))
+            if workers == 1:
+                rows = _rows(db)
+                raw_db = new_db()
+                raws.append(len(rows) / (_raw_postgres(raw_db, rows) if store == "PostgreSQL"
+                                         else _raw_sqlite(raw_db, rows)))  # fmt: skip
+    rates = {w: statistics.median(r for r, _ in runs[w]) for w in WORKERS}
+    cpu = {w: statistics.median(c for _, c in runs[w]) for w in WORKERS}
+    raw = statistics.median(raws)
     driver = "psycopg" if store == "PostgreSQL" else "sqlite3"
     peers = {f"{w} workers": rates[w] for w in WORKERS[1:]}
     peers[f"raw {driver} executemany, same rows"] = raw
@@ -173,7 +181,8 @@ def _measure(store: str, new_db: Any, n: int, n_inv: int) -> Row:
     target = " (target >= 0.3)" if store == "PostgreSQL" else ""
     ratios[f"1 worker / raw executemany{target}"] = rates[1] / raw
     return {
-        "name": f"{store}: workers applying one stream ({n:,} deliveries, batches of {BATCH})",
+        "name": f"{store}: workers applying one stream ({n:,} deliveries, batches of {BATCH}, "
+        f"median of {repeats})",
         "value": rates[1],
         "unit": "deliveries/s",
         "peers": peers,
@@ -185,14 +194,17 @@ def _measure(store: str, new_db: Any, n: int, n_inv: int) -> Row:
 def bench_workers(quick: bool, folder: str) -> list[Row]:
     """deliveries/s with 1, 2, 4 and 8 worker processes, on SQLite and on PostgreSQL."""
     n, n_inv = (2_000, 250) if quick else (40_000, 5_000)
+    repeats = 1 if quick else REPEATS
     numbers = iter(range(1, 1_000))
     rows = [
-        _measure("SQLite", lambda: os.path.join(folder, f"workers{next(numbers)}.db"), n, n_inv)
+        _measure(
+            "SQLite", lambda: os.path.join(folder, f"workers{next(numbers)}.db"), n, n_inv, repeats
+        )
     ]
     server = postgres_url()
     if server is None:
         print("[workers: no PostgreSQL (set INVOICE_ENGINE_BENCH_POSTGRES); SQLite only]")
         return rows
     with _schemas(server) as new_schema:
-        rows.append(_measure("PostgreSQL", new_schema, n, n_inv))
+        rows.append(_measure("PostgreSQL", new_schema, n, n_inv, repeats))
     return rows

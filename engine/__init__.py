@@ -27,6 +27,9 @@ Webhooks and the record:
     Prepared -- a delivery read by Engine.prepare, for Engine.commit (group commit).
     Outcome -- what happened to one delivery (applied, unchanged, duplicate, rejected, ...).
     InvoiceState -- an invoice's current state as the engine knows it.
+    Drift -- an invoice whose provider last reported a status the engine does not hold.
+    Change -- one entry of the changes feed (Engine.changes): an invoice's state moved.
+    Subscriber -- hands each feed entry to your function, at least once, resuming after restarts.
     ReplayReport -- what rebuilding every invoice from the events table found.
     Mismatch -- one difference a replay found.
     Event -- one delivery, read through a chart.
@@ -76,17 +79,19 @@ from .errors import (
     UnknownState,
     UnknownTrigger,
 )
-from .models import InvoiceState, Mismatch, Outcome, ReplayReport
+from .models import Change, Drift, InvoiceState, Mismatch, Outcome, ReplayReport
 from .runtime.delivery import Event, read_delivery
 from .runtime.verify import Secrets, verify_signature
 
 __all__ = [
+    "Change",
     "Chart",
     "ChartError",
     "ChartProblem",
     "ChartSpec",
     "DeliveryError",
     "DiagramError",
+    "Drift",
     "Engine",
     "EngineError",
     "Event",
@@ -101,6 +106,7 @@ __all__ = [
     "SignatureError",
     "SignatureReason",
     "StoreError",
+    "Subscriber",
     "TransitionNotAllowed",
     "UnknownProvider",
     "UnknownState",
@@ -121,6 +127,7 @@ if _typing.TYPE_CHECKING:
     from . import diagrams as diagrams  # mermaid, dot/svg/png, scxml, xstate
     from .runtime.engine import Engine as Engine
     from .runtime.engine import Prepared as Prepared
+    from .runtime.feed import Subscriber as Subscriber
 else:
 
     def __getattr__(name: str) -> _typing.Any:
@@ -129,6 +136,11 @@ else:
 
             globals()[name] = getattr(_engine, name)
             return globals()[name]
+        if name == "Subscriber":
+            from .runtime import feed as _feed
+
+            globals()[name] = _feed.Subscriber
+            return _feed.Subscriber
         if name == "diagrams":
             # not `from . import diagrams`: that asks this __getattr__ again, forever
             import importlib

@@ -171,14 +171,23 @@ class UnknownProvider(EngineError):
 
 
 class UnknownState(EngineError):
-    """A state name that the chart does not define."""
+    """A state name that the chart does not define.
 
-    def __init__(self, chart: str, state: str, states: Iterable[str]) -> None:
+    ``kind`` says which names: ``"state"``, or ``"canonical state"``; ``chart`` is empty when
+    no chart was named (a filter over every chart), and ``states`` are then every chart's.
+    """
+
+    def __init__(
+        self, chart: str, state: str, states: Iterable[str], *, kind: str = "state"
+    ) -> None:
         self.chart = chart
         self.state = state
         self.states = list(states)
+        self.kind = kind
+        where = f" in chart {chart!r}" if chart else ": no chart has it"
         super().__init__(
-            f"Unknown state {state!r} in chart {chart!r}. States are: {_choices(self.states)}"
+            f"Unknown {kind} {state!r}{where}. {kind.capitalize()}s are: "
+            f"{_choices(self.states, limit=40 if not chart else 12)}"
         )
 
 

@@ -1,4 +1,4 @@
-"""The records the engine hands back: outcomes, invoice states, replay reports.
+"""The records the engine hands back: outcomes, invoice states, drift, replay reports.
 
 History is data: small pydantic models with a readable ``str()`` that serialize to JSON.
 """
@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-__all__ = ["InvoiceState", "Mismatch", "Outcome", "OutcomeStatus", "ReplayReport"]
+__all__ = ["Drift", "InvoiceState", "Mismatch", "Outcome", "OutcomeStatus", "ReplayReport"]
 
 OutcomeStatus = Literal["applied", "unchanged", "duplicate", "ignored", "rejected", "invalid"]
 
@@ -106,6 +106,48 @@ class InvoiceState(BaseModel):
         )
 
 
+class Drift(BaseModel):
+    """An invoice whose provider last reported a status other than the engine's state.
+
+    ``snapshot`` is the provider's own word (Stripe's ``void``, ChargeOver's ``closed-void``);
+    ``snapshot_state`` is the chart state it names (the chart's ``delivery.statuses``, where a
+    state's own name names itself), ``None`` when the chart no longer knows that status. See
+    :meth:`engine.Engine.drift` for when an invoice drifts.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    provider: str
+    invoice_id: str
+    #: The engine's state for the invoice, and its canonical state.
+    state: str
+    canonical: str | None
+    #: The status the provider reported last, and the state of the chart it names.
+    snapshot: str
+    snapshot_state: str | None
+    #: The delivery that reported it: its row number (``seq``), event id and type, and the
+    #: engine's verdict on it (``rejected``, with the reason, when the chart forbids the move).
+    event_seq: int
+    event_id: str | None
+    event_type: str | None
+    outcome: OutcomeStatus
+    reason: str | None = None
+    #: When the provider says it happened (``None`` for charts without event times), and when
+    #: the engine received it.
+    occurred_at: datetime | None = None
+    seen_at: datetime
+
+    def __str__(self) -> str:
+        names = f" (= {self.snapshot_state})" if self.snapshot_state != self.snapshot else ""
+        if self.snapshot_state is None:
+            names = " (no state of the chart)"
+        return (
+            f"{self.provider}/{self.invoice_id}: engine {self.state}, provider "
+            f"{self.snapshot!r}{names} at #{self.event_seq} {self.event_type or '?'} "
+            f"({self.outcome})"
+        )
+
+
 class Mismatch(BaseModel):
     """One difference ``replay`` found between the events table and what is stored."""
 
@@ -159,6 +201,55 @@ class ReplayReport(BaseModel):
             lines.append(f"rewrote {_n(self.revised, 'outcome')} (each kept as a revision)")
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+ChangeKind = Literal["applied", "late", "repair", "migrated"]
+
+
+class Change(BaseModel):
+    """One entry of the changes feed: an invoice's state moved (``Engine.changes``).
+
+    Entries are numbered by ``cursor`` in the order their transactions committed, so a
+    consumer that stores the last cursor it handled resumes exactly after it. Folding an
+    invoice's entries in cursor order (each ``from`` is the ``to`` before it) ends at the
+    engine's state for it.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    cursor: int
+    provider: str
+    invoice_id: str
+    #: The state before (``None``: the invoice was born by this change).
+    from_state: str | None
+    from_canonical: str | None
+    #: The state after (``None``: a repair found the invoice has no state after all).
+    to_state: str | None
+    to_canonical: str | None
+    #: ``applied``: an event moved the invoice; ``late``: a late event re-folded its history;
+    #: ``repair``: ``replay --repair`` mended it; ``migrated``: its state when the feed began.
+    kind: ChangeKind
+    #: The delivery that caused it (its ``Outcome.seq`` and event id); ``None`` for a repair.
+    cause_seq: int | None
+    cause_event_id: str | None
+    #: The cursor of the entry whose news this one takes back (a late event or a repair undid
+    #: a transition that entry reported), or ``None``. Act on it: the invoice is *not* in the
+    #: state that entry announced, whatever you did then.
+    corrects: int | None
+    recorded_at: datetime
+
+    @property
+    def correction(self) -> bool:
+        """Whether this entry takes back what an earlier one said."""
+        return self.corrects is not None
+
+    def __str__(self) -> str:
+        move = f"{self.from_state or '∅'} → {self.to_state or '∅'}"
+        if self.to_canonical and self.to_canonical != self.to_state:
+            move += f" ({self.to_canonical})"
+        cause = f" by #{self.cause_seq} {self.cause_event_id}" if self.cause_seq else ""
+        fix = f" [corrects #{self.corrects}]" if self.corrects is not None else ""
+        return f"#{self.cursor} {self.provider}/{self.invoice_id}: {move} ({self.kind}{cause}){fix}"
 
 
 def _n(count: int, one: str, many: str | None = None) -> str:

@@ -107,7 +107,8 @@ class SchemaPool:
 
         if not schemas:
             return
-        ours = {META, "events", "invoices", "revisions", "charts"}
+        ours = {META, "events", "invoices", "revisions", "charts", "invoice_locks", "changes",
+                "subscribers"}  # fmt: skip
         with _pg(self.server) as conn:
             _cut(conn, schemas)
             tables: dict[str, set[str]] = {s: set() for s in schemas}
@@ -131,6 +132,8 @@ class SchemaPool:
                         conn.execute(
                             f"DELETE FROM {schema}.events; DELETE FROM {schema}.invoices;"
                             f" DELETE FROM {schema}.revisions; DELETE FROM {schema}.charts;"
+                            f" DELETE FROM {schema}.invoice_locks; DELETE FROM {schema}.changes;"
+                            f" DELETE FROM {schema}.subscribers;"
                             f" SELECT setval('{schema}.events_seq', 1, false)"
                         )
                 if kept:
@@ -282,6 +285,12 @@ def delete_events_behind_the_engine(db: str | Path, invoice_id: str) -> None:
     """Lose every event row of an invoice, keeping its invoice row."""
     with _connection(db) as conn:
         conn.execute("DELETE FROM events WHERE invoice_id = ?", (invoice_id,))
+
+
+def delete_last_change_behind_the_engine(db: str | Path) -> None:
+    """Lose the changes feed's last entry, as a careless script would."""
+    with _connection(db) as conn:
+        conn.execute("DELETE FROM changes WHERE cursor = (SELECT MAX(cursor) FROM changes)")
 
 
 @contextmanager
@@ -436,6 +445,41 @@ def set_schema_version(url: str, version: int) -> None:
         )
 
 
+def setting(tx: Any, name: str) -> str:
+    """A server setting as a store's session sees it."""
+    return str(tx._conn.execute(f"SHOW {name}").fetchone()[0])
+
+
+def make_postgres_version_1(url: str) -> None:
+    """Turn a PostgreSQL store back into one of schema version 1: no lock table, no feed, an
+    index on event ids."""
+    with _pg(url) as conn:
+        for table in ("invoice_locks", "changes", "subscribers"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute("CREATE INDEX events_event_id ON events (provider, event_id)")
+        for table, column in (("events", "event_id"), ("invoices", "last_event_id")):
+            conn.execute(f'ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT COLLATE "default"')
+        conn.execute("UPDATE invoice_engine_meta SET value = '1' WHERE key = 'schema_version'")
+
+
+def collation(url: str, table: str, column: str) -> str | None:
+    """The collation a PostgreSQL store's column sorts by (``None``: the database's)."""
+    with _pg(url) as conn:
+        row = conn.execute(
+            "SELECT collation_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s AND column_name = %s",
+            (table, column),
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+def feed_rows(url: str) -> list[tuple[Any, ...]]:
+    """A PostgreSQL store's changes table as it is: (cursor, invoice id, to_state, kind)."""
+    with _pg(url) as conn:
+        sql = "SELECT cursor, invoice_id, to_state, kind FROM changes ORDER BY cursor"
+        return [tuple(r) for r in conn.execute(sql)]
+
+
 def schema_version(url: str) -> int:
     """A PostgreSQL store's recorded schema version."""
     with _pg(url) as conn:
@@ -513,6 +557,8 @@ def make_version_2_database(path: str | Path) -> None:
         eng.apply("stripe", body)
     with closing(sqlite3.connect(path)) as conn:
         conn.execute("ALTER TABLE events DROP COLUMN verified")
+        conn.execute("DROP TABLE changes")
+        conn.execute("DROP TABLE subscribers")
         conn.execute("PRAGMA user_version = 2")
         conn.commit()
 

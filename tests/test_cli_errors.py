@@ -169,8 +169,9 @@ READS: list[Read] = [
     lambda db, p="stripe", i=PAID: ["replay", "--db", db],
     lambda db, p="stripe", i=PAID: ["replay", p, "--db", db],
     lambda db, p="stripe", i=PAID: ["diagram", p, "--invoice", i, "--db", db],
+    lambda db, p="stripe", i=PAID: ["changes", p, "--db", db],
 ]
-READ_IDS = ["state", "history", "replay", "replay-stripe", "diagram-invoice"]
+READ_IDS = ["state", "history", "replay", "replay-stripe", "diagram-invoice", "changes"]
 
 
 @pytest.mark.parametrize("command", READS, ids=READ_IDS)

@@ -40,7 +40,8 @@ _SQL = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _DB_MODULES = ("sqlite3", "sqlite_utils", "psycopg", "psycopg_pool")
-_CONNECTION = re.compile(r"\.(_?conn|cursor)\b|\.(execute|executemany|executescript)\(")
+# `.cursor(` opens a database cursor; `.cursor` alone is also a feed entry's position
+_CONNECTION = re.compile(r"\._?conn\b|\.cursor\(|\.(execute|executemany|executescript)\(")
 _CLOCK = re.compile(r"\b(datetime|date)\.(now|utcnow|today)\(|\btime\.time(_ns)?\(")
 
 

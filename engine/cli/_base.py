@@ -127,12 +127,15 @@ def db_option(f: F) -> F:
         envvar="INVOICE_ENGINE_DB",
         show_envvar=True,
         help="SQLite database file (or :memory:), or a PostgreSQL URL "
-        "(postgresql://user@host/dbname).",
+        "(postgresql://user:password@host/dbname; in a password write @ / ? # as "
+        "%40 %2F %3F %23). Other URLs, libpq keyword strings and names with white space "
+        "around a URL are refused, never taken for a file name.",
     )(f)
 
 
 def shown(db: str) -> str:
-    """A ``--db`` value as output may show it: a URL's password is never printed."""
+    """A ``--db`` value as output may show it: a password is never printed, however it is
+    written (one redaction for every name: :func:`engine.store.display_name`)."""
     from ..store import display_name  # imported here: chart-only commands need no store
 
     return display_name(db)

@@ -21,18 +21,18 @@ from ..store.base import (
     FoldKey,
     InvoiceRow,
     LiveEvent,
-    RevisedOutcome,
-    RevisionRow,
     WriteTx,
 )
+from ..store.feed import PREVIOUS, ChangeRow
 from ._clock import Clock, utc_text
 from ._construct import construct
+from ._refold import refold
 from .decide import Decision, OnUnknown, fold_rank
 from .delivery import Event, Received, UnmappedEvent
-from .fold import decide_safely, fold, inferred_text
+from .fold import decide_safely, inferred_text
 from .versions import Versions
 
-__all__ = ["Batch", "Refolded", "invoices_of", "refold"]
+__all__ = ["Batch", "invoices_of"]
 
 
 def _verified(received: Received) -> bool | None:
@@ -65,101 +65,6 @@ class _Invoice:
     def exists(self) -> bool:
         """Whether the invoice has a row (born, or seen through rejected events only)."""
         return self.first_seen_at is not None
-
-
-class Refolded:
-    """What re-folding an invoice found: its state (and that state's canonical one, from the
-    chart version that decided it), its last fold key, and the cause's outcome."""
-
-    __slots__ = ("canonical", "key", "outcome", "revised", "state")
-
-    def __init__(
-        self,
-        state: str | None,
-        canonical: str | None,
-        key: FoldKey,
-        outcome: Outcome | None,
-        revised: int,
-    ) -> None:
-        self.state = state
-        self.canonical = canonical
-        self.key = key
-        self.outcome = outcome
-        #: How many events' outcomes the re-fold revised (a revision row each).
-        self.revised = revised
-
-
-def refold(
-    tx: WriteTx,
-    versions: Versions,
-    invoice_id: str,
-    on_unknown: OnUnknown,
-    *,
-    cause: int | None,
-    now: str,
-    live: dict[str, LiveEvent] | None = None,
-    rechart: bool = False,
-) -> Refolded:
-    """Fold one invoice's live events in fold order, rewriting the outcomes that change.
-
-    Each event is decided under the chart version and policy it was recorded with (with
-    ``rechart``: under the current chart, which is then recorded on it; the policy stays).
-    A changed outcome of any event but ``cause`` (the late arrival itself, whose outcome was a
-    placeholder) is written to ``revisions``. ``live``, a batch's cache of live events, is
-    updated with each event's new outcome. Returns the outcome of event ``cause`` (``None`` for
-    a repair, which has no cause).
-    """
-    provider = versions.current.name
-    state: str | None = None
-    canonical: str | None = None
-    key = NO_KEY
-    result: Outcome | None = None
-    written = 0  # revision rows
-    rows = tx.fold_rows(provider, invoice_id)
-    for step in fold(rows, versions.resolver(tx, rechart=rechart), on_unknown):
-        row, d = step.row, step.decision
-        revisions = row.revisions
-        recorded = (row.policy, row.chart)  # as RevisedOutcome orders them
-        if rechart:  # the current chart; each event keeps the policy it came under
-            recorded = (step.policy, versions.fingerprint)
-        changed = step.changed  # computed from the row and the decision: ask once
-        if changed or recorded != (row.policy, row.chart):
-            revision = None
-            if changed and row.seq != cause:
-                written += 1
-                revisions += 1
-                revision = RevisionRow(
-                    row.seq, cause, now, row.outcome, d.status, row.from_state, row.to_state,
-                    d.from_state, d.to_state, row.reason, d.reason,
-                )  # fmt: skip
-            tx.revise(
-                RevisedOutcome(
-                    row.seq, d.status, d.reason, d.from_state, d.to_state, d.trigger,
-                    int(d.retryable), int(d.adopted), revisions, *recorded,
-                    inferred_text(d.inferred),
-                ),
-                revision,
-            )  # fmt: skip
-        if d.status == "applied" and d.to_state is not None:
-            canonical = step.chart.canonical(d.to_state)
-        state = d.state_after
-        key = row.key
-        if live is not None and row.event_id is not None:
-            live[row.event_id] = LiveEvent(row.seq, d.status, d.retryable)
-        if row.seq == cause:
-            result = construct(
-                Outcome, status=d.status, provider=provider, event_id=row.event_id,
-                invoice_id=invoice_id, event_type=row.event_type,
-                trigger=d.trigger or step.event.trigger, from_state=d.from_state,
-                to_state=d.to_state, reason=d.reason, retryable=d.retryable, adopted=d.adopted,
-                occurred_at=datetime.fromisoformat(row.occurred_at) if row.occurred_at else None,
-                received_at=datetime.fromisoformat(row.received_at), seq=row.seq,
-                revisions=revisions, inferred=d.inferred, caused_revisions=0,
-                verified=None if row.verified is None else bool(row.verified),
-            )  # fmt: skip
-    if result is not None and written:
-        result = result.model_copy(update={"caused_revisions": written})
-    return Refolded(state, canonical, key, result, written)
 
 
 class Batch:
@@ -281,10 +186,12 @@ class Batch:
         if inv.exists and key < inv.key:
             return self._late(received, ev, ev.invoice_id, inv, key, seq)
         d = decide_safely(self.chart, inv.state, ev, self.on_unknown)
+        before = (inv.state, inv.canonical)
         if d.status == "applied" and d.to_state is not None:
             # the canonical state comes from the chart that decided the state, always
             inv.canonical = self.chart.canonical(d.to_state)
         inv.state = d.state_after
+        self._changed(ev, seq, before, inv, "applied")
         inv.key = key
         inv.version += 1
         if inv.first_seen_at is None:
@@ -355,6 +262,24 @@ class Batch:
             inferred=d.inferred if d else (), caused_revisions=0, verified=_verified(received),
         )  # fmt: skip
 
+    def _changed(
+        self,
+        ev: Event,
+        seq: int,
+        before: tuple[str | None, str | None],
+        inv: _Invoice,
+        kind: str,
+        *,
+        correction: bool = False,
+    ) -> None:
+        """An entry for the changes feed, if the invoice's state (or canonical state) moved."""
+        if before != (inv.state, inv.canonical) and ev.invoice_id is not None:
+            self.tx.feed.append([
+                ChangeRow(0, self.provider, ev.invoice_id, *before, inv.state, inv.canonical,
+                          seq, ev.event_id, PREVIOUS if correction else None, kind,
+                          utc_text(self.clock()))
+            ])  # fmt: skip
+
     def _supersede(self, prior_seq: int, by_seq: int) -> None:
         """An untimed retry of a retryable rejection: the old attempt stops counting."""
         self.flush()
@@ -380,8 +305,10 @@ class Batch:
         )  # fmt: skip
         if done.outcome is None:  # the row was just written live: the fold always meets it
             raise RuntimeError(f"event #{seq} vanished from its invoice's fold")
+        before = (inv.state, inv.canonical)
         inv.state, inv.key = done.state, done.key
         inv.canonical = done.canonical
+        self._changed(ev, seq, before, inv, "late", correction=done.undid)
         inv.version += 1
         self.dirty.add(invoice_id)
         return done.outcome

@@ -22,7 +22,6 @@ through the same ``Batch``. Deliveries are read before the write transaction sta
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import groupby
@@ -31,14 +30,16 @@ from typing import Any, NamedTuple
 
 from ..chart import Chart, load_chart
 from ..errors import ChartError, EngineError, UnknownProvider
-from ..models import InvoiceState, Outcome, ReplayReport
+from ..models import Change, Drift, InvoiceState, Outcome, ReplayReport
 from ..store import open_store
-from ..store.base import EventRow, InvoiceRow, WriteTx
+from ..store.base import WriteTx
 from ..store.sqlite import Synchronous
 from ._batch import Batch, invoices_of
 from ._clock import utc_now
+from ._views import as_invoice_state, as_outcome, find_dead_letters, find_drift, invoice_states
 from .decide import OnUnknown
 from .delivery import Oversized, Received, receive
+from .feed import to_change
 from .replay import replay
 from .versions import Versions
 
@@ -53,26 +54,6 @@ class Prepared(NamedTuple):
 
     provider: str
     received: Received
-
-
-def _invoice_state(row: InvoiceRow) -> InvoiceState:
-    return InvoiceState(
-        provider=row.provider, invoice_id=row.invoice_id, state=row.state,
-        canonical=row.canonical, version=row.version, first_seen_at=row.first_seen_at,
-        updated_at=row.updated_at,
-    )  # fmt: skip
-
-
-def _outcome(row: EventRow, caused: int = 0) -> Outcome:
-    return Outcome(
-        status=row.outcome, provider=row.provider, event_id=row.event_id,
-        invoice_id=row.invoice_id, event_type=row.event_type, trigger=row.trigger,
-        reason=row.reason, from_state=row.from_state, to_state=row.to_state,
-        retryable=bool(row.retryable), adopted=bool(row.adopted), occurred_at=row.occurred_at,
-        received_at=row.received_at, seq=row.seq, revisions=row.revisions,
-        inferred=tuple(json.loads(row.inferred)) if row.inferred else (),
-        caused_revisions=caused, verified=None if row.verified is None else bool(row.verified),
-    )  # fmt: skip
 
 
 class Engine:
@@ -279,7 +260,7 @@ class Engine:
         self.chart(provider)
         with self.store.read() as tx:
             row = tx.invoice(provider, str(invoice_id).strip())
-        return None if row is None or row.state is None else _invoice_state(row)
+        return None if row is None or row.state is None else as_invoice_state(row)
 
     def history(self, provider: str, invoice_id: str | int) -> list[Outcome]:
         """Every delivery about the invoice: the events in fold order (the order they count
@@ -291,7 +272,7 @@ class Engine:
         self.chart(provider)
         with self.store.read() as tx:
             rows = tx.history_rows(provider, str(invoice_id).strip())
-        return [_outcome(r) for r in rows]
+        return [as_outcome(r) for r in rows]
 
     def outcomes(self, first: int, last: int | None = None) -> list[Outcome]:
         """The outcomes of deliveries ``first`` to ``last`` (their ``seq``) as they stand now:
@@ -299,15 +280,26 @@ class Engine:
         ``Outcome.revisions``)."""
         with self.store.read() as tx:
             caused = tx.revisions_caused(first, last)
-            return [_outcome(r, caused.get(r.seq, 0)) for r in tx.event_rows(first, last)]
+            return [as_outcome(r, caused.get(r.seq, 0)) for r in tx.event_rows(first, last)]
 
-    def invoices(self, provider: str | None = None) -> Iterator[InvoiceState]:
-        """Every invoice with a known state, optionally of one provider."""
-        if provider is not None:
-            self.chart(provider)
-        with self.store.read() as tx:
-            rows = list(tx.invoice_rows(provider))
-        return (_invoice_state(r) for r in rows)
+    def invoices(
+        self,
+        provider: str | None = None,
+        *,
+        state: str | None = None,
+        canonical: str | None = None,
+        limit: int | None = None,
+    ) -> Iterator[InvoiceState]:
+        """Every invoice with a known state, by provider and id; only ``provider``'s, in leaf
+        ``state`` (a compound state: any leaf inside it) or ``canonical`` state, when given;
+        at most ``limit``. The database does the filtering.
+
+        Raises:
+            UnknownProvider: ``provider`` has no chart.
+            UnknownState: ``state`` (``canonical``) is in no chart: ``provider``'s, or with no
+                provider any this engine can load. It lists those there are.
+        """
+        return iter(invoice_states(self, provider, state=state, canonical=canonical, limit=limit))
 
     def counts(self, provider: str | None = None) -> dict[str, int]:
         """How many deliveries ended in each outcome."""
@@ -315,6 +307,21 @@ class Engine:
             self.chart(provider)
         with self.store.read() as tx:
             return tx.outcome_counts(provider)
+
+    def changes(
+        self, since: int = 0, *, provider: str | None = None, limit: int | None = 1000
+    ) -> list[Change]:
+        """The changes feed: entries after cursor ``since`` (only ``provider``'s), in the order
+        they committed, at most ``limit``. See :class:`~engine.Change`, and
+        :class:`~engine.Subscriber` to follow it.
+
+        Raises:
+            UnknownProvider: ``provider`` has no chart.
+        """
+        if provider is not None:
+            self.chart(provider)
+        with self.store.read() as tx:
+            return [to_change(r) for r in tx.feed.changes(since, provider, limit)]
 
     def replay(
         self, provider: str | None = None, *, repair: bool = False, rechart: bool = False
@@ -359,6 +366,24 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def dead_letters(
+        self, provider: str | None = None, *, limit: int | None = None
+    ) -> list[Outcome]:
+        """Deliveries waiting for a redelivery: events that count (not duplicates, not
+        superseded attempts) ``rejected`` as ``retryable``, oldest (``seq``) first; at most
+        ``limit``. Raises :class:`~engine.UnknownProvider` for a provider without a chart."""
+        return find_dead_letters(self, provider, limit=limit)
+
+    def drift(self, provider: str | None = None) -> list[Drift]:
+        """Invoices (with a state) whose provider last reported a status the engine does not
+        hold: the status snapshot of the last event in the invoice's fold that carries one,
+        read as a state through the chart (``delivery.statuses``; a state's own name names
+        itself), is not the state that event left the invoice in — unless the event's own step
+        leads from that state to there (a snapshot from before the step: Stripe's
+        ``invoice.deleted`` says ``draft``). Typically an event the chart forbids (``paid`` →
+        ``void``); see :class:`~engine.Drift`. Raises :class:`~engine.UnknownProvider`."""
+        return find_drift(self, provider)
 
 
 def _check_name(chart: Chart, name: str) -> None:

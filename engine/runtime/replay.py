@@ -17,8 +17,9 @@ from typing import NamedTuple
 
 from ..models import Mismatch, ReplayReport
 from ..store.base import NO_KEY, InvoiceRow, ReadTx, Store, WriteTx
-from ._batch import Refolded, refold
+from ..store.feed import PREVIOUS, ChangeRow
 from ._clock import Clock, utc_text
+from ._refold import Refolded, refold
 from .decide import OnUnknown
 from .fold import Folded, fold
 from .versions import Versions
@@ -68,7 +69,10 @@ def replay(
         touched = [versions_of(prov) for prov in sorted({p for p, _ in redo})]
 
         def work(wtx: WriteTx) -> tuple[int, list[Mismatch]]:  # may run again (transact)
-            wtx.lock_invoices(sorted(redo))  # as a writer would, before reading them
+            if rechart:  # every invoice: the whole store, alone
+                wtx.lock_store()
+            else:  # as a writer would, before reading them
+                wtx.lock_invoices(sorted(redo))
             now = utc_text(clock())
             for versions in touched:
                 wtx.record_chart(versions.record)  # rechart writes its fingerprint on rows
@@ -120,6 +124,7 @@ def _check(
     mismatches: list[Mismatch] = []
     unjudged: set[tuple[str, str]] = set()
     events = 0
+    latest = tx.feed.latest(provider)
     for prov, iid in pairs:
         versions = versions_of(prov)
         state = canonical = None
@@ -152,9 +157,24 @@ def _check(
                          stored=f"{stored.canonical} at {tuple(stored.key)}",
                          replayed=f"{canonical} at {tuple(key)}")
             )  # fmt: skip
+        said = latest.pop((prov, iid), None)
+        feed_says = (said.to_state, said.to_canonical) if said else (None, None)
+        if feed_says != (state, canonical if state else None):
+            mine.append(_feed_mismatch(prov, iid, said, state))
         if (prov, iid) not in unjudged:
             mismatches += mine
+    if only is None:  # entries for invoices the events know nothing of
+        mismatches += [
+            _feed_mismatch(p, i, said, None) for (p, i), said in latest.items() if said.to_state
+        ]
     return _Found(pairs, events, mismatches, _notes(tx, versions_of, provider, only), unjudged)
+
+
+def _feed_mismatch(provider: str, invoice_id: str, said: ChangeRow | None, state: str | None
+                   ) -> Mismatch:  # fmt: skip
+    stored = f"{said.to_state} at #{said.cursor}" if said else "(no entry)"
+    return Mismatch(provider=provider, invoice_id=invoice_id, what="changes feed's last entry",
+                    stored=stored, replayed=state)  # fmt: skip
 
 
 def _notes(
@@ -189,6 +209,14 @@ def _notes(
 def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, now: str) -> None:
     """Write a re-folded invoice's row, creating it if it was lost."""
     old = tx.invoice(provider, invoice_id)
+    last = tx.feed.last(provider, invoice_id)  # what the feed said last: the entry's "from"
+    before = (last.to_state, last.to_canonical) if last else (None, None)
+    if before != (done.state, done.canonical if done.state else None):
+        tx.feed.append([
+            ChangeRow(0, provider, invoice_id, *before, done.state,
+                      done.canonical if done.state else None, None, None, PREVIOUS, "repair",
+                      now)
+        ])  # fmt: skip
     tx.upsert_invoices(
         [
             InvoiceRow(

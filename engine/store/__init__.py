@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import StoreError
-from ._postgres_schema import is_postgres_url, redact
+from ._url import checked_name, is_postgres_url, redact, scrub
 from .base import Store
 from .sqlite import SqliteStore, Synchronous
 
@@ -23,22 +23,34 @@ def open_store(
     db: str | Path, *, synchronous: Synchronous = "NORMAL", readonly: bool = False
 ) -> Store:
     """The store for ``db``: a SQLite file path, ``":memory:"``, or a PostgreSQL URL
-    (``postgresql://…`` or ``postgres://…``; ``synchronous`` is SQLite's and not used there).
+    (``postgresql://…`` or ``postgres://…``, the scheme in any case; ``synchronous`` is
+    SQLite's and not used there).
+
+    Names that are neither are refused before a file is created for them: another
+    ``scheme://``, ``postgresql:`` without ``//``, a libpq keyword string, a URL with white
+    space around it (never stripped), one libpq would misread (see :mod:`._url`).
 
     Raises:
         StoreError: ``db`` names no usable database (a URL of a kind with no store here, a
             missing folder, a file that is not an invoice-engine database, a server that
-            can't be reached, …).
+            can't be reached, …). Messages never show a password.
     """
     if not isinstance(db, str | os.PathLike):
         raise StoreError(f"db={db!r}: give a file path (str or Path), ':memory:' or a URL")
-    if is_postgres_url(db):
+    name = checked_name(os.fsdecode(db))
+    if is_postgres_url(name):
         from .postgres import PostgresStore  # psycopg is an extra: imported only for a URL
 
-        return PostgresStore(str(db), readonly=readonly)
-    return SqliteStore(db, synchronous=synchronous, readonly=readonly)
+        return PostgresStore(name, readonly=readonly)
+    try:
+        return SqliteStore(db, synchronous=synchronous, readonly=readonly)
+    except StoreError as exc:
+        if redact(name) == name:
+            raise
+        raise StoreError(scrub(str(exc), name)) from None  # `u:pw@host/db`, a scheme missing
 
 
 def display_name(db: str | Path) -> str:
-    """``db`` as messages may show it: a path as it is, a URL without its password."""
-    return redact(db) if is_postgres_url(db) and isinstance(db, str) else str(db)
+    """``db`` as messages may show it: a path as it is, a URL (or anything like one) without
+    its password."""
+    return redact(os.fsdecode(db)) if isinstance(db, str | os.PathLike) else str(db)

@@ -4,14 +4,18 @@ All of the PostgreSQL store's SQL for the records is here; :mod:`engine.store.po
 the pool, the transactions and their retries. What makes many writers safe, beside the unique
 index on live event ids (:mod:`engine.store._postgres_schema`):
 
-- :meth:`PostgresTx.lock_invoices` takes a transaction-scoped advisory lock per invoice, in
-  ascending key order, before the runtime reads the invoice; a write transaction runs at READ
-  COMMITTED, so every statement after the lock sees what the previous holder committed. Each
-  transaction first takes a *shared* lock on the whole store; one that would need more invoice
-  locks than ``max_locks_per_transaction`` (PostgreSQL's lock table is sized by it) takes that
-  whole-store lock exclusively instead, and waits for every other writer.
-- :meth:`PostgresTx.insert_events` inserts a batch's rows in one statement (``unnest`` over
-  an array per column) with ``ON CONFLICT DO NOTHING``, and counts what it inserted: a live
+- :meth:`PostgresTx.lock_invoices` row-locks one row per invoice in ``invoice_locks`` (inserting
+  it the first time), in ascending key order, in one statement, before the runtime reads the
+  invoice; a write transaction runs at READ COMMITTED, so every statement after the lock sees
+  what the previous holder committed. Row locks are kept on the rows themselves, so a batch of
+  any size holds one per invoice (advisory locks would fill the server's shared lock table,
+  sized by ``max_locks_per_transaction``, and fail other sessions with "out of shared memory").
+  Each writer first takes a transaction-scoped advisory lock on the whole store, *shared*;
+  :meth:`PostgresTx.lock_store` takes it exclusively (a copy replacing everything, a re-chart).
+- :meth:`PostgresTx.insert_events` inserts a batch's rows pipelined (psycopg's
+  ``executemany``: one round trip, values dumped by its C code, where an ``unnest`` over one
+  array per column spent more time building the arrays in Python) with
+  ``ON CONFLICT DO NOTHING``, and counts what it inserted: a live
   row that another writer's (committed) row for the same event id kept out means this
   transaction decided on a stale view, so it raises :class:`LiveConflict` and the
   store runs the whole transaction again — now seeing that row, it records a duplicate.
@@ -26,7 +30,9 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ._postgres_schema import EVENT_COLUMNS, INVOICE_COLUMNS, lock_key
+from ._feed_sql import Feed
+from ._postgres_schema import feed_channel, lock_key
+from ._views_sql import dead_letters_query, invoices_query, snapshots_query
 from .base import (
     ChartRecord,
     EventRow,
@@ -35,6 +41,7 @@ from .base import (
     RevisedOutcome,
     RevisionRow,
 )
+from .views import SnapshotRow
 
 __all__ = ["LiveConflict", "PostgresTx"]
 
@@ -48,23 +55,8 @@ def _params(n: int) -> str:
     return ", ".join(["%s"] * n)
 
 
-def _arrays(columns: dict[str, str], names: tuple[str, ...]) -> str:
-    """``unnest`` over one typed array parameter per column: many rows in one statement
-    (arrays sent in binary: no quoting to do for each value)."""
-    kinds = (columns[n].split()[0].lower() for n in names)
-    return "SELECT * FROM unnest(" + ", ".join(f"%b::{k}[]" for k in kinds) + ")"
-
-
-def _columns(rows: Sequence[Sequence[object]]) -> list[list[object]]:
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 _INSERT_EVENT = (
     f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_params(len(EventRow._fields))})"
-    " ON CONFLICT DO NOTHING"
-)
-_INSERT_EVENTS = (
-    f"INSERT INTO events ({_EVENT_NAMES}) {_arrays(EVENT_COLUMNS, EventRow._fields)}"
     " ON CONFLICT DO NOTHING"
 )
 _ON_INVOICE = """
@@ -77,16 +69,22 @@ _UPSERT_INVOICE = (
     f"INSERT INTO invoices ({_INVOICE_NAMES}) VALUES ({_params(len(InvoiceRow._fields))})"
     + _ON_INVOICE
 )
-_UPSERT_INVOICES = (
-    f"INSERT INTO invoices ({_INVOICE_NAMES}) {_arrays(INVOICE_COLUMNS, InvoiceRow._fields)}"
-    + _ON_INVOICE
+# One row per invoice ever locked, keyed by its lock key: inserted if absent, else row-locked
+# by the ON CONFLICT (an update "WHERE false" locks the row and writes nothing), in ascending
+# key order, in one statement. Row locks live on the rows, not in the server's shared lock
+# table: a transaction may hold any number of them.
+_LOCK_TAIL = (
+    " unnest(%b::bigint[]) AS t(k) ORDER BY k"
+    " ON CONFLICT (key) DO UPDATE SET key = excluded.key WHERE false"
 )
-# Volatile functions in the select list are evaluated after ORDER BY: in the order given.
-_LOCK = (
-    "SELECT CASE WHEN i = 1 AND %s THEN pg_advisory_xact_lock_shared(k)"
-    " ELSE pg_advisory_xact_lock(k) END"
-    " FROM unnest(%b::bigint[]) WITH ORDINALITY AS t(k, i) ORDER BY i"
+_LOCK_ROWS = "INSERT INTO invoice_locks (key) SELECT k FROM" + _LOCK_TAIL
+# The first time, the whole store's lock (shared) in the same statement: the sort reads all of
+# its input, the lock's row included, before the first row is inserted.
+_LOCK_SHARED_AND_ROWS = (
+    "WITH store AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(%s))"
+    " INSERT INTO invoice_locks (key) SELECT k FROM store," + _LOCK_TAIL
 )
+_LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s)"
 _INSERT_REVISION = (
     f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_params(len(RevisionRow._fields))})"
 )
@@ -105,16 +103,17 @@ class LiveConflict(Exception):
 class PostgresTx:
     """One transaction's reads and writes (see the module docstring)."""
 
-    def __init__(self, conn: Any, schema: str, lock_limit: int) -> None:
+    def __init__(self, conn: Any, schema: str, *, legacy: bool = False) -> None:
         self._conn = conn
         self._schema = schema
-        self._limit = lock_limit
         self._whole_key = lock_key(schema, "store")
+        self.feed = Feed(conn, "%s", self._lock_feed, self.hold_store, legacy=legacy)
         self._held: set[int] = set()
+        self._shared = False
         self._whole = False
-        #: A row this transaction inserted: if the connection is lost while committing, its
-        #: presence says whether the commit happened.
-        self.first_seq: int | None = None
+        #: The transaction's id, once known: if the answer to COMMIT is lost, the server still
+        #: knows whether it committed.
+        self.xid: str | None = None
         #: It numbered the 1,000th (10,000th, …) event: the tables have grown tenfold.
         self.grown = False
 
@@ -158,12 +157,19 @@ class PostgresTx:
         return {r[1]: InvoiceRow._make(r) for r in rows}
 
     def invoice_rows(
-        self, provider: str | None = None, *, unborn: bool = False
+        self,
+        provider: str | None = None,
+        *,
+        unborn: bool = False,
+        states: Sequence[str] | None = None,
+        canonical: str | None = None,
+        limit: int | None = None,
     ) -> Iterator[InvoiceRow]:
-        where, args = ("AND provider = %s", (provider,)) if provider is not None else ("", ())
-        born = "TRUE" if unborn else "state IS NOT NULL"
-        sql = f"SELECT {_INVOICE_NAMES} FROM invoices WHERE {born} {where}"
-        for row in self._stream(sql + " ORDER BY provider, invoice_id", args):
+        sql, args = invoices_query(
+            "%s", provider, unborn=unborn, states=states, canonical=canonical, limit=limit,
+            arrays=True,
+        )  # fmt: skip
+        for row in self._stream(sql, args):
             yield InvoiceRow._make(row)
 
     def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
@@ -253,46 +259,61 @@ class PostgresTx:
             return
         keys = {lock_key(self._schema, "invoice", p, i) for p, i in invoices} - self._held
         if not keys:
+            self.hold_store()  # no invoice, but writing: not beside lock_store
             return
-        if len(self._held) + len(keys) >= self._limit:
-            # more locks than the lock table is sized for: the whole store, exclusively
-            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._whole_key,))
-            self._whole = True
-            return
-        # The whole store, shared, before any invoice; then the invoices in ascending order:
-        # one order for every writer, in one statement.
-        first = not self._held
-        ordered = [self._whole_key, *sorted(keys)] if first else sorted(keys)
-        self._conn.execute(_LOCK, (first, ordered))
+        if self._shared:
+            self._conn.execute(_LOCK_ROWS, (sorted(keys),))
+        else:  # the whole store, shared, first: a writer holding it alone (lock_store) excludes us
+            self._conn.execute(_LOCK_SHARED_AND_ROWS, (self._whole_key, sorted(keys)))
+            self._shared = True
         self._held |= keys
+
+    def hold_store(self) -> None:
+        """The whole store, shared, if not held yet: what every writer holds while it writes,
+        so that :meth:`lock_store` waits for it (and it for lock_store)."""
+        if not (self._shared or self._whole):
+            self._conn.execute(_LOCK_SHARED, (self._whole_key,))
+            self._shared = True
+
+    def _lock_feed(self) -> None:
+        """Before the feed's entries are numbered: its lock, held until the commit (so entries
+        are numbered in commit order), and a notification for those who follow it (sent when
+        the transaction commits)."""
+        self.hold_store()
+        self._conn.execute(
+            "SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')",
+            (lock_key(self._schema, "feed"), feed_channel(self._schema)),
+        )
+
+    def lock_store(self) -> None:
+        if self._whole:
+            return
+        if self._shared or self._held:
+            raise RuntimeError("lock_store() must come before any other lock of the transaction")
+        self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._whole_key,))
+        self._whole = True
 
     def allocate_seqs(self, n: int) -> list[int]:
         if n <= 0:
             return []
         rows = self._conn.execute(
-            "SELECT nextval('events_seq') FROM generate_series(1, %s)", (n,)
+            "SELECT nextval('events_seq'), pg_current_xact_id()::text FROM generate_series(1, %s)",
+            (n,),
         ).fetchall()
         seqs = sorted(r[0] for r in rows)
+        self.xid = rows[0][1]
         self.grown = self.grown or len(str(seqs[-1])) > len(str(seqs[0] - 1)) >= 3
         return seqs
 
     def insert_events(self, rows: Sequence[EventRow]) -> None:
         if not rows:
             return
-        if len(rows) == 1:
-            inserted = self._conn.execute(_INSERT_EVENT, rows[0]).rowcount
-        else:
-            inserted = self._conn.execute(_INSERT_EVENTS, _columns(rows)).rowcount
+        inserted = self._many(_INSERT_EVENT, rows)
         if inserted != len(rows):
             raise LiveConflict(f"{len(rows) - inserted} live row(s) already written by another")
-        if self.first_seq is None:
-            self.first_seq = rows[0].seq
 
     def upsert_invoices(self, rows: Sequence[InvoiceRow]) -> None:
-        if len(rows) == 1:
-            self._conn.execute(_UPSERT_INVOICE, rows[0])
-        elif rows:
-            self._conn.execute(_UPSERT_INVOICES, _columns(rows))
+        self._many(_UPSERT_INVOICE, rows)
 
     def supersede(self, seq: int, by_seq: int) -> None:
         self._conn.execute(
@@ -323,9 +344,34 @@ class PostgresTx:
         self._many(_INSERT_REVISION, rows)
 
     def delete_all(self) -> None:
-        self._conn.execute("TRUNCATE events, invoices, revisions, charts RESTART IDENTITY")
+        self._conn.execute(
+            "TRUNCATE events, invoices, revisions, charts, changes, subscribers RESTART IDENTITY"
+        )
 
     def advance_seqs(self) -> None:
+        # never lower: setval is not undone by a rollback, and a failed --replace from a smaller
+        # store must not leave numbers below rows that stay (a gap costs nothing)
         self._conn.execute(
-            "SELECT setval('events_seq', COALESCE(MAX(seq), 0) + 1, false) FROM events"
+            "SELECT setval('events_seq', GREATEST(COALESCE(MAX(seq), 0),"
+            " (SELECT last_value FROM events_seq)) + 1, false) FROM events"
         )
+
+    def begin_copy(self, lock_wait: float) -> None:
+        # a lock waited for longer fails the statement (55P03) instead of waiting for ever: a
+        # session of the same process reading the tables TRUNCATE empties would never let go
+        wait = f"{max(1, round(lock_wait * 1000))}ms"
+        self._conn.execute("SELECT set_config('lock_timeout', %s, true)", (wait,))
+        self.lock_store()
+        self.grown = True  # the store runs ANALYZE after the commit: the tables are new
+
+    # ---------------------------------------------------------- operator views (reads)
+
+    def dead_letter_rows(
+        self, provider: str | None = None, *, limit: int | None = None
+    ) -> Iterator[EventRow]:
+        for row in self._stream(*dead_letters_query("%s", provider, limit)):
+            yield EventRow._make(row)
+
+    def snapshot_rows(self, provider: str | None = None) -> Iterator[SnapshotRow]:
+        for row in self._stream(*snapshots_query("%s", provider, collate=' COLLATE "C"')):
+            yield SnapshotRow._make(row)

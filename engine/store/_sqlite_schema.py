@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import StoreError
+from ._feed_sql import CHANGE_COLUMNS, FEED_DDL, FEED_START, SUBSCRIBER_COLUMNS
 
 __all__ = [
     "OUR_TABLES",
@@ -40,8 +41,9 @@ __all__ = [
 
 #: 1: events, invoices, revisions. 2: events.policy, .chart and .inferred, the charts table, and
 #: columns renamed to say what they hold (live -> in_fold, status -> status_snapshot, …).
-#: 3: events.verified (whether the delivery's signature was checked).
-SCHEMA_VERSION = 3
+#: 3: events.verified (whether the delivery's signature was checked). 4: the changes feed
+#: (``changes``, ``subscribers``), begun with one entry per invoice's state at the upgrade.
+SCHEMA_VERSION = 4
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 _EVENT_COLUMNS = {
@@ -216,8 +218,11 @@ def create_schema(conn: sqlite3.Connection) -> None:
     statements.append(
         db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)
     )
+    statements += FEED_DDL
     for sql in statements:
         conn.execute(sql)
+    if version > 0:
+        conn.execute(FEED_START)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -228,26 +233,30 @@ def view_as_current(conn: sqlite3.Connection, version: int) -> None:
     named like the tables shadow them, so every query reads an older file as if it were
     current. Columns an older version did not record read as NULL.
     """
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise ValueError(f"no view for schema version {version}")
     renamed: dict[str, str] = {}
-    added = {"verified"}
+    added = {"verified"} if version < 3 else set()
     if version == 1:
         renamed = {"in_fold": "live", "status_snapshot": "status", "fold_order": "fold_time",
                    "lifecycle_rank": "fold_rank", "first_seen_at": "created_at",
                    "last_fold_order": "last_time", "last_lifecycle_rank": "last_rank"}  # fmt: skip
         added |= {"policy", "chart", "inferred"}
-    for table, columns in (("events", _EVENT_COLUMNS), ("invoices", _INVOICE_COLUMNS)):
-        select = ", ".join(
-            f"NULL AS {c}" if c in added else f"{renamed.get(c, c)} AS {c}" for c in columns
+        conn.execute(
+            "CREATE TEMP TABLE charts"
+            f" ({', '.join(f'{c} TEXT' for c in _CHART_COLUMNS)}, PRIMARY KEY (fingerprint))"
         )
-        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM main.{table}")
-    if version > 1:
-        return  # the charts table is there as it is
-    conn.execute(
-        "CREATE TEMP TABLE charts"
-        f" ({', '.join(f'{c} TEXT' for c in _CHART_COLUMNS)}, PRIMARY KEY (fingerprint))"
-    )
+    if added:
+        for table, columns in (("events", _EVENT_COLUMNS), ("invoices", _INVOICE_COLUMNS)):
+            select = ", ".join(
+                f"NULL AS {c}" if c in added else f"{renamed.get(c, c)} AS {c}" for c in columns
+            )
+            conn.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM main.{table}")
+    for table, feed in (("changes", CHANGE_COLUMNS), ("subscribers", SUBSCRIBER_COLUMNS)):
+        conn.execute(
+            f"CREATE TEMP TABLE {table} ({', '.join(f'{c} {k}' for c, k in feed.items())})"
+        )
+    conn.execute(FEED_START)  # the feed as the upgrade will begin it
 
 
 #: The tables a file of ours has, at any schema version.

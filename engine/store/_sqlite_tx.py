@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
+from ._feed_sql import Feed
+from ._views_sql import dead_letters_query, invoices_query, snapshots_query
 from .base import (
     ChartRecord,
     EventRow,
@@ -18,6 +20,7 @@ from .base import (
     RevisedOutcome,
     RevisionRow,
 )
+from .views import SnapshotRow
 
 __all__ = ["SqliteTx"]
 
@@ -55,15 +58,17 @@ ORDER BY fold_order, lifecycle_rank, event_id
 class SqliteTx:
     """Reads and writes on the store's connection, inside a transaction the store opened."""
 
-    __slots__ = ("_conn", "_next")
+    __slots__ = ("_conn", "_next", "feed")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._next = 0  # the next number this transaction hands out (0: ask the table)
+        self.feed = Feed(conn, "?")
 
     def begun(self) -> None:
-        """A new transaction starts: forget the numbers the last one handed out."""
+        """A new transaction starts: forget the numbers and changes the last one held."""
         self._next = 0
+        self.feed = Feed(self._conn, "?")
 
     # ------------------------------------------------------------------- reads
 
@@ -87,12 +92,19 @@ class SqliteTx:
         return found
 
     def invoice_rows(
-        self, provider: str | None = None, *, unborn: bool = False
+        self,
+        provider: str | None = None,
+        *,
+        unborn: bool = False,
+        states: Sequence[str] | None = None,
+        canonical: str | None = None,
+        limit: int | None = None,
     ) -> Iterator[InvoiceRow]:
-        where, args = ("AND provider = ?", (provider,)) if provider is not None else ("", ())
-        born = "1 = 1" if unborn else "state IS NOT NULL"
-        sql = f"SELECT {_INVOICE_NAMES} FROM invoices WHERE {born} {where}"
-        for row in self._conn.execute(sql + " ORDER BY provider, invoice_id", args):
+        sql, args = invoices_query(
+            "?", provider, unborn=unborn, states=states, canonical=canonical, limit=limit,
+            arrays=False,
+        )  # fmt: skip
+        for row in self._conn.execute(sql, args):
             yield InvoiceRow._make(row)
 
     def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
@@ -195,6 +207,9 @@ class SqliteTx:
     def lock_invoices(self, invoices: Iterable[tuple[str, str]]) -> None:
         """Nothing to do: the transaction holds the database's one write lock."""
 
+    def lock_store(self) -> None:
+        """Nothing to do: the transaction holds the database's one write lock."""
+
     def allocate_seqs(self, n: int) -> list[int]:
         # rows numbered earlier in this transaction may not be inserted yet: count on from them
         row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM events").fetchone()
@@ -237,9 +252,25 @@ class SqliteTx:
         self._conn.executemany(_INSERT_REVISION, rows)
 
     def delete_all(self) -> None:
-        for table in ("events", "invoices", "revisions", "charts"):
+        for table in ("events", "invoices", "revisions", "charts", "changes", "subscribers"):
             self._conn.execute(f"DELETE FROM {table}")
         self._next = 0
 
     def advance_seqs(self) -> None:
         """Nothing to do: numbers follow ``MAX(seq)``."""
+
+    def begin_copy(self, lock_wait: float) -> None:
+        """Nothing to do: the transaction holds the file's one write lock (waited for up to the
+        busy timeout), and numbers follow ``MAX(seq)``, rolled back with the rows."""
+
+    # ---------------------------------------------------------- operator views (reads)
+
+    def dead_letter_rows(
+        self, provider: str | None = None, *, limit: int | None = None
+    ) -> Iterator[EventRow]:
+        for row in self._conn.execute(*dead_letters_query("?", provider, limit)):
+            yield EventRow._make(row)
+
+    def snapshot_rows(self, provider: str | None = None) -> Iterator[SnapshotRow]:
+        for row in self._conn.execute(*snapshots_query("?", provider, collate="")):
+            yield SnapshotRow._make(row)

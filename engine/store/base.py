@@ -22,9 +22,13 @@ what it reads inside the transaction.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import NamedTuple, Protocol, TypeVar
+
+from .feed import FeedReads, FeedWrites
+from .views import SnapshotRow
 
 __all__ = [
     "NO_KEY",
@@ -175,6 +179,11 @@ class RevisionRow(NamedTuple):
 class ReadTx(Protocol):
     """Reads inside one transaction: every answer comes from the same committed snapshot."""
 
+    @property
+    def feed(self) -> FeedReads:
+        """The changes feed (:mod:`engine.store.feed`)."""
+        ...
+
     def invoice(self, provider: str, invoice_id: str) -> InvoiceRow | None:
         """The invoice's row, or ``None``."""
         ...
@@ -184,10 +193,17 @@ class ReadTx(Protocol):
         ...
 
     def invoice_rows(
-        self, provider: str | None = None, *, unborn: bool = False
+        self,
+        provider: str | None = None,
+        *,
+        unborn: bool = False,
+        states: Sequence[str] | None = None,
+        canonical: str | None = None,
+        limit: int | None = None,
     ) -> Iterator[InvoiceRow]:
         """Every invoice with a known state (of one provider), by provider and id; with
-        ``unborn``, also those only seen through rejected events (``state`` is ``None``)."""
+        ``unborn``, also those only seen through rejected events (``state`` is ``None``); only
+        those in one of ``states`` and in ``canonical``, when given; at most ``limit``."""
         ...
 
     def live_event(self, provider: str, event_id: str) -> LiveEvent | None:
@@ -238,14 +254,39 @@ class ReadTx(Protocol):
         """Every recorded chart version, by fingerprint."""
         ...
 
+    def dead_letter_rows(
+        self, provider: str | None = None, *, limit: int | None = None
+    ) -> Iterator[EventRow]:
+        """Live events (of one provider) ``rejected`` as ``retryable`` — waiting for a delivery
+        that could make them legal — by ``seq``; at most ``limit``."""
+        ...
+
+    def snapshot_rows(self, provider: str | None = None) -> Iterator[SnapshotRow]:
+        """Every invoice with a known state (of one provider) that a live event carrying a
+        status snapshot is about, beside the last such event in its fold; by provider and id."""
+        ...
+
 
 class WriteTx(ReadTx, Protocol):
     """One atomic write: everything done through it commits together or not at all."""
 
+    @property
+    def feed(self) -> FeedWrites:
+        """The changes feed: entries appended are written as the transaction commits."""
+        ...
+
     def lock_invoices(self, invoices: Iterable[tuple[str, str]]) -> None:
         """Hold these (provider, invoice id) until the transaction ends: another writer that
-        asks for one of them waits. Take them before reading the invoices, all at once where
-        possible (a store takes a call's locks in one order, so writers never deadlock)."""
+        asks for one of them waits. Take them before reading the invoices, all in one call:
+        a store takes one call's locks in one order, so writers that each lock once never
+        deadlock (locking again later can: the database then fails one, and
+        :meth:`Store.transact` runs it again)."""
+        ...
+
+    def lock_store(self) -> None:
+        """Hold the whole store until the transaction ends, alone: every other writer waits,
+        and this waits for those already writing (a copy replacing the store, a re-chart of
+        every invoice). Take it first, before reading anything."""
         ...
 
     def allocate_seqs(self, n: int) -> list[int]:
@@ -284,7 +325,14 @@ class WriteTx(ReadTx, Protocol):
 
     def advance_seqs(self) -> None:
         """Make numbers allocated from now on follow the highest ``seq`` stored, after rows were
-        inserted with numbers of their own (a copy)."""
+        inserted with numbers of their own (a copy); never lowered (a gap costs nothing)."""
+        ...
+
+    def begin_copy(self, lock_wait: float) -> None:
+        """Make this a copy's transaction, which writes a whole store; call it first. It takes
+        the whole store (:meth:`lock_store`), waits at most ``lock_wait`` seconds for that or any
+        other lock (then fails, writing nothing, instead of hanging), and has the query
+        planner's statistics refreshed once it commits."""
         ...
 
 
@@ -299,6 +347,12 @@ class Store(Protocol):
         """The database, for messages: its path, or its URL without the password."""
         ...
 
+    def identity(self) -> tuple[object, ...]:
+        """Which database this is, as the database itself tells (a file's device and inode, a
+        server's cluster, database and schema): equal for two stores over the same tables,
+        however their names are spelled."""
+        ...
+
     def read(self) -> AbstractContextManager[ReadTx]:
         """A read-only transaction over a consistent snapshot of committed data."""
         ...
@@ -306,6 +360,13 @@ class Store(Protocol):
     def write(self) -> AbstractContextManager[WriteTx]:
         """A write transaction; it commits when the block ends and rolls back on an error.
         It is tried once: the runtime writes through :meth:`transact`."""
+        ...
+
+    def wait_for_changes(
+        self, after: int, *, timeout: float, stop: threading.Event | None = None
+    ) -> None:
+        """Return once the changes feed holds an entry after cursor ``after`` — or when
+        ``timeout`` seconds have passed, or ``stop`` is set (so callers check again)."""
         ...
 
     def transact(self, work: Callable[[WriteTx], T]) -> T:

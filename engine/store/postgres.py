@@ -9,10 +9,12 @@ transactions:
   from the start after a serialization failure (40001), a deadlock (40P01), another writer's
   live row for the same event (see ``LiveConflict``) or a connection lost before the commit —
   a bounded number of times, with jittered back-off. A connection lost *during* the commit
-  leaves it unknown whether it happened; the store then looks for a row the transaction wrote,
-  and runs it again only if there is none, so an event is never applied twice.
+  leaves it unknown whether it happened; the store then asks the server about the transaction's
+  id (``pg_xact_status``), and runs it again only if it did not commit, so an event is never
+  applied twice.
 - a read is one REPEATABLE READ, READ ONLY transaction: one snapshot of committed data.
 - ``readonly=True`` writes nothing, not even the schema.
+- a writer that stops midway can't hold its invoices for ever: see ``_postgres_session``.
 
 Connections come from a ``psycopg_pool.ConnectionPool`` (one to ``pool_size``), shared by the
 threads using one store; a thread inside a write transaction reads through that transaction.
@@ -30,8 +32,18 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from ..errors import StoreError
-from ._postgres_schema import prepare_schema, redact, scrub
+from ._postgres_schema import SCHEMA_VERSION, feed_channel, prepare_schema
+from ._postgres_session import (
+    Listener,
+    first_then_new,
+    forget_in_child,
+    idle_limit,
+    keep_alive,
+    session_defaults,
+    xact_committed,
+)
 from ._postgres_tx import LiveConflict, PostgresTx
+from ._url import redact, scrub
 from .base import T, WriteTx
 
 __all__ = ["PostgresStore"]
@@ -48,19 +60,6 @@ class _Again(Exception):
     def __init__(self, cause: BaseException) -> None:
         super().__init__(str(cause))
         self.cause = cause
-
-
-def _first_then_new(psycopg: Any, first: Any) -> Any:
-    """The pool's connection class: its first connection is ``first`` (the one the schema was
-    checked on: one server process less to start for each store), then new ones."""
-    waiting = [first]
-
-    class Connection(psycopg.Connection):  # type: ignore[misc]
-        @classmethod
-        def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            return waiting.pop() if waiting else super().connect(conninfo, **kwargs)
-
-    return Connection
 
 
 class PostgresStore:
@@ -103,16 +102,16 @@ class PostgresStore:
         self._pool_timeout = psycopg_pool.PoolTimeout
         kwargs: dict[str, Any] = {"autocommit": True}
         try:
-            if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(url):
-                kwargs["connect_timeout"] = max(1, int(timeout))
+            given = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.Error as exc:  # not a URL libpq can read
             raise StoreError(f"can't use {self._name}: {self._say(exc)}") from None
-        limit, first = self._prepare(kwargs)
-        self._lock_limit = max(2, limit)
+        kwargs.update(session_defaults(given, timeout))
+        first = self._prepare(kwargs)
+        self._write_begin = _WRITE + idle_limit(first, given)
         self._pool = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max(1, pool_size), kwargs=kwargs, open=False,
             timeout=timeout, name=f"invoice-engine {self._name}", num_workers=1,
-            connection_class=_first_then_new(psycopg, first),
+            connection_class=first_then_new(psycopg, first), configure=keep_alive(given),
         )  # fmt: skip
         try:  # the first connection handed over now, not in the pool's thread some time later
             self._pool.open(wait=True, timeout=timeout)
@@ -123,13 +122,15 @@ class PostgresStore:
         # an Engine dropped without close() still gives its connections back
         self._release = weakref.finalize(self, self._pool.close)
         self._pid = os.getpid()
-        _forget_in_child(self)
+        forget_in_child(self, "_release")
         self._local = threading.local()
         self._closed = False
+        self._listener = Listener(
+            lambda: psycopg.connect(url, **kwargs), feed_channel(self._schema)
+        )
 
-    def _prepare(self, kwargs: dict[str, Any]) -> tuple[int, Any]:
-        """Connect and check (or make) the schema; ``max_locks_per_transaction`` and the
-        connection (the pool's first).
+    def _prepare(self, kwargs: dict[str, Any]) -> Any:
+        """Connect and check (or make) the schema; the connection (the pool's first).
 
         A connection lost on the way, or a server still starting up, is tried again within
         the timeout; a server that can't be reached at all is reported at once.
@@ -139,9 +140,9 @@ class PostgresStore:
             conn = None
             try:
                 conn = self._psycopg.connect(self.url, **kwargs)
-                self._schema = prepare_schema(conn, self._name, readonly=self.readonly)
-                row = conn.execute("SHOW max_locks_per_transaction").fetchone()
-                return (int(row[0]) if row else 64), conn
+                self._schema, version = prepare_schema(conn, self._name, readonly=self.readonly)
+                self._legacy = version < SCHEMA_VERSION  # read-only, from before the feed
+                return conn
             except BaseException as exc:
                 if conn is not None:
                     conn.close()
@@ -160,6 +161,13 @@ class PostgresStore:
     def name(self) -> str:
         """The URL without its password."""
         return self._name
+
+    def identity(self) -> tuple[object, ...]:
+        """Where the tables are, as the server says (cluster, its start, database, schema)."""
+        sql = "SELECT system_identifier, pg_postmaster_start_time(), current_database(), "
+        with self._pool.connection() as conn:  # the cluster's id: any role may read it
+            row = conn.execute(sql + "current_schema() FROM pg_control_system()").fetchone()
+        return ("postgresql", *row)
 
     # ------------------------------------------------------------- transactions
 
@@ -182,18 +190,23 @@ class PostgresStore:
         )
 
     def _attempt(self, work: Callable[[WriteTx], T]) -> T:
-        with self._begin(_WRITE) as (conn, tx):
+        with self._begin(self._write_begin) as (conn, tx):
             result = work(tx)
+            tx.feed.finish()  # the transaction's changes, numbered last (see PostgresTx)
             # the transaction's id: if the answer to COMMIT is lost, the server still knows
-            # whether it committed (a row of it, looked for at once, may not be visible yet)
-            xid = conn.execute("SELECT pg_current_xact_id()::text").fetchone()[0]
+            # whether it committed (a row of it, looked for at once, may not be visible yet);
+            # none: it wrote nothing, and its result stands either way
+            xid = (
+                tx.xid
+                or conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
+            )
             self._local.tx = None
             try:
                 conn.execute("COMMIT")
             except self._psycopg.Error as exc:
                 if not self._lost(exc):
                     raise
-                if self._committed(xid):
+                if xid is None or self._committed(xid):
                     return result
                 raise _Again(exc) from None
             if tx.grown:
@@ -204,8 +217,10 @@ class PostgresStore:
         """Refresh the planner's statistics: a new store has none until autovacuum first comes
         by (up to a minute), and without them PostgreSQL can pick an index that reads every
         event to find a few (a backfill into a new database would crawl). So the writer that
-        numbers the 1,000th, 10,000th, 100,000th, … event runs ANALYZE after its commit."""
-        with suppress(self._psycopg.Error):
+        numbers the 1,000th, 10,000th, 100,000th, … event runs ANALYZE after its commit.
+        Interrupted (Ctrl-C), it is left for autovacuum: the commit has happened, and a caller
+        must not be told otherwise."""
+        with suppress(self._psycopg.Error, KeyboardInterrupt):
             conn.execute("ANALYZE events, invoices")
 
     @contextmanager
@@ -217,8 +232,9 @@ class PostgresStore:
         """
         self._check_writable()
         try:
-            with self._begin(_WRITE) as (conn, tx):
+            with self._begin(self._write_begin) as (conn, tx):
                 yield tx
+                tx.feed.finish()
                 self._local.tx = None
                 conn.execute("COMMIT")
         except _Again as again:
@@ -267,7 +283,7 @@ class PostgresStore:
                 last = exc
         if conn is None:
             raise _Again(last or StoreError("no connection"))
-        tx = PostgresTx(conn, self._schema, self._lock_limit)
+        tx = PostgresTx(conn, self._schema, legacy=self._legacy)
         self._local.tx = tx
         try:
             yield conn, tx
@@ -304,9 +320,11 @@ class PostgresStore:
     def _transient(self, exc: BaseException) -> bool:
         """Whether running the transaction again may succeed: a lost race for an event id, or
         any operational failure (serialization, deadlock, a connection lost or cut, the server
-        going away) but a cancelled statement (a timeout would only be waited for again)."""
+        going away, a session the server ended for idling in its transaction: nothing of it
+        was committed) but a cancelled statement (a timeout would only be waited for again)."""
         errors = self._psycopg.errors
-        return isinstance(exc, LiveConflict) or (
+        ended = (errors.IdleInTransactionSessionTimeout, getattr(errors, "TransactionTimeout", ()))
+        return isinstance(exc, (LiveConflict, *ended)) or (
             isinstance(exc, self._psycopg.OperationalError)
             and not isinstance(exc, errors.QueryCanceled)
         )
@@ -332,32 +350,16 @@ class PostgresStore:
         return exc
 
     def _committed(self, xid: str) -> bool:
-        """Whether transaction ``xid``, whose answer to COMMIT was lost, committed: asked of the
-        server (``pg_xact_status``) until it is no longer in progress."""
-        unknown = StoreError(
-            f"{self._name}: the connection was lost while committing and the database can't "
-            "tell whether it did; applying the same deliveries again is safe (those committed "
-            "come back as duplicates)"
-        )
-        deadline = time.monotonic() + self._timeout
-        attempt = 0
-        while time.monotonic() < deadline:
-            attempt += 1
-            try:
-                with self._pool.connection() as conn:
-                    row = conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,)).fetchone()
-            except (self._psycopg.OperationalError, self._pool_timeout):
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-                continue
-            status = row[0] if row else None
-            if status == "committed":
-                return True
-            if status == "aborted":
-                return False
-            if status is None:  # too old to know (its status was truncated away)
-                raise unknown
-            time.sleep(min(0.01 * 2**attempt, 0.5))  # in progress: the commit is under way
-        raise unknown
+        """Whether transaction ``xid``, whose answer to COMMIT was lost, committed."""
+        lost = (self._psycopg.OperationalError, self._pool_timeout)
+        known = xact_committed(self._pool.connection, xid, self._timeout, lost)
+        if known is None:
+            raise StoreError(
+                f"{self._name}: the connection was lost while committing and the database can't"
+                " tell whether it did; applying the same deliveries again is safe (those "
+                "committed come back as duplicates)"
+            )
+        return known
 
     def _say(self, exc: BaseException) -> str:
         """A driver's error in one line, without the password."""
@@ -366,10 +368,22 @@ class PostgresStore:
 
     # --------------------------------------------------------------- lifecycle
 
+    def wait_for_changes(
+        self, after: int, *, timeout: float, stop: threading.Event | None = None
+    ) -> None:
+        """Through LISTEN/NOTIFY, on a connection of its own (see ``Listener``)."""
+
+        def head() -> int:
+            with self.read() as tx:
+                return tx.feed.head()
+
+        self._listener.wait(head, after, timeout, stop or threading.Event())
+
     def close(self) -> None:
         """Close every connection; the store can't be used afterwards."""
         self._closed = True
         self._release()
+        self._listener.close()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -379,16 +393,3 @@ class PostgresStore:
         if self.readonly:
             raise StoreError(f"{self._name} was opened read-only")
         self._check_open()
-
-
-def _forget_in_child(store: PostgresStore) -> None:
-    """In a forked child, never close the parent's connections (closing one ends the parent's
-    session): the child's copy of the store just stops working (see ``_getconn``)."""
-    ref = weakref.ref(store)
-
-    def forget() -> None:
-        it = ref()
-        if it is not None:
-            it._release.detach()
-
-    os.register_at_fork(after_in_child=forget)

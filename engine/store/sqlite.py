@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import StoreError
@@ -151,6 +151,14 @@ class SqliteStore:
         """The file's path (or ``:memory:``)."""
         return self.path
 
+    def identity(self) -> tuple[object, ...]:
+        """The file itself (device and inode), however its path is spelled or linked to;
+        ``:memory:`` is a database of its own."""
+        if self.path == ":memory:":
+            return ("memory", id(self))
+        st = os.stat(self.path)
+        return ("sqlite", st.st_dev, st.st_ino)
+
     @contextmanager
     def read(self) -> Iterator[SqliteTx]:
         """A read transaction: in WAL mode, one snapshot of committed data for all its reads.
@@ -176,6 +184,7 @@ class SqliteStore:
                 time.sleep(min(0.005 * 2**attempt, 0.5))
         try:
             yield self._tx
+            self._tx.feed.finish()  # the transaction's changes, numbered last
         except BaseException as exc:
             if self._conn.in_transaction:  # SQLite may have rolled back already
                 self._conn.execute("ROLLBACK")
@@ -195,6 +204,37 @@ class SqliteStore:
         """SQLite's query plan for reading one invoice's fold (it must search an index)."""
         with self.read() as tx:
             return tx.explain_fold()
+
+    def wait_for_changes(
+        self, after: int, *, timeout: float, stop: threading.Event | None = None
+    ) -> None:
+        """Poll: the file's size and time (and its WAL's) every 50 ms — a ``stat``, no query
+        — and the feed's head when they moved; other processes' commits are seen within
+        that."""
+        stop = stop or threading.Event()
+        deadline = time.monotonic() + timeout
+        stamp: tuple[int, ...] | None = None
+        while True:
+            now = self._stamp()
+            if now != stamp or not now:
+                stamp = now
+                with self.read() as tx:
+                    if tx.feed.head() > after:
+                        return
+            if stop.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+                return
+            if time.monotonic() >= deadline:
+                return
+
+    def _stamp(self) -> tuple[int, ...]:
+        if self.path == ":memory:":
+            return ()
+        stamp: list[int] = []
+        for path in (self.path, self.path + "-wal"):
+            with suppress(OSError):
+                st = os.stat(path)
+                stamp += [st.st_mtime_ns, st.st_size]
+        return tuple(stamp)
 
     def close(self) -> None:
         """Close the connection (after any transaction another thread has open)."""
