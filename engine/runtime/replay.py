@@ -212,9 +212,12 @@ def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, no
     last = tx.feed.last(provider, invoice_id)  # what the feed said last: the entry's "from"
     before = (last.to_state, last.to_canonical) if last else (None, None)
     if before != (done.state, done.canonical if done.state else None):
+        # a correction when it takes back a transition an event had applied, or the invoice
+        # itself; else it only tells what the feed had missed
+        corrects = PREVIOUS if done.undid or done.state is None else None
         tx.feed.append([
             ChangeRow(0, provider, invoice_id, *before, done.state,
-                      done.canonical if done.state else None, None, None, PREVIOUS, "repair",
+                      done.canonical if done.state else None, None, None, corrects, "repair",
                       now)
         ])  # fmt: skip
     tx.upsert_invoices(
