@@ -229,12 +229,13 @@ class Change(BaseModel):
     #: ``applied``: an event moved the invoice; ``late``: a late event re-folded its history;
     #: ``repair``: ``replay --repair`` mended it; ``migrated``: its state when the feed began.
     kind: ChangeKind
-    #: The delivery that caused it (its ``Outcome.seq`` and event id); ``None`` for a repair.
+    #: The delivery that caused it (its ``Outcome.seq`` and event id); ``None`` for a repair
+    #: or a migration.
     cause_seq: int | None
     cause_event_id: str | None
-    #: The cursor of the entry whose news this one takes back (a late event or a repair undid
-    #: a transition that entry reported), or ``None``. Act on it: the invoice is *not* in the
-    #: state that entry announced, whatever you did then.
+    #: The cursor of the invoice's entry before this one, when this one takes back history (a
+    #: late event or a repair undid a transition an event had applied), else ``None``. Act on
+    #: it: the state that entry announced no longer stands as history, whatever you did then.
     corrects: int | None
     recorded_at: datetime
 

@@ -14,7 +14,7 @@ import itertools
 import re
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -457,7 +457,8 @@ def make_postgres_version_1(url: str) -> None:
         for table in ("invoice_locks", "changes", "subscribers"):
             conn.execute(f"DROP TABLE {table}")
         conn.execute("CREATE INDEX events_event_id ON events (provider, event_id)")
-        for table, column in (("events", "event_id"), ("invoices", "last_event_id")):
+        for table, column in (("events", "event_id"), ("invoices", "last_event_id"),
+                              ("invoices", "provider"), ("invoices", "invoice_id")):  # fmt: skip
             conn.execute(f'ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT COLLATE "default"')
         conn.execute("UPDATE invoice_engine_meta SET value = '1' WHERE key = 'schema_version'")
 
@@ -471,6 +472,19 @@ def collation(url: str, table: str, column: str) -> str | None:
             (table, column),
         ).fetchone()
     return None if row is None else row[0]
+
+
+def sort_by_locale(url: str, table: str, columns: Sequence[str]) -> bool:
+    """Make a PostgreSQL store's ``columns`` sort as in a database created with a locale
+    (ICU's root locale: punctuation first, then letters whatever their case, ``_x``, ``a``,
+    ``B``) rather than by code point (``B``, ``_x``, ``a``); ``False``: the server has no ICU."""
+    with _pg(url) as conn:
+        icu = "SELECT 1 FROM pg_collation WHERE collname = 'und-x-icu'"
+        if conn.execute(icu).fetchone() is None:
+            return False
+        for column in columns:
+            conn.execute(f'ALTER TABLE {table} ALTER COLUMN {column} TYPE TEXT COLLATE "und-x-icu"')
+    return True
 
 
 def feed_rows(url: str) -> list[tuple[Any, ...]]:

@@ -341,3 +341,115 @@ def test_a_copy_failing_after_numbering_leaves_the_target_working(
     monkeypatch.undo()
     assert _everything(target) == held
     assert _apply(target, "evt_after") > max(row[0] for row in held[0])
+
+
+# --------------------------------------------------------- the copy's check, ^C, the summary
+
+
+def test_a_writer_right_after_the_copy_does_not_fail_it(
+    make_db: _db.Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _source(tmp_path)
+    target = make_db(shared=True)
+    real = copy_module.copy_records
+
+    def then_a_writer(src: Any, dst: Any, **kw: Any) -> Any:
+        done = real(src, dst, **kw)
+        _apply(target, "evt_after_the_copy")  # committed before the command checks the copy
+        return done
+
+    monkeypatch.setattr(copy_module, "copy_records", then_a_writer)
+    res = CliRunner().invoke(main, ["copy", source, target, "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["ok"] is True
+    assert doc["target_counts"] == doc["copied"]  # the copy as it committed, not the target now
+    assert doc["target_digest"] == doc["copied_digest"]
+    assert "evt_after_the_copy" in _event_ids(target)
+
+
+def test_a_target_that_would_not_hold_what_was_read_writes_nothing(
+    make_db: _db.Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _source(tmp_path)
+    target = make_db(shared=True)
+    real = copy_module.tally
+
+    def another(tx: Any) -> copy_module.Tally:
+        return real(tx)._replace(digest="0" * 32)
+
+    monkeypatch.setattr(copy_module, "tally", another)
+    src, dst = open_store(source, readonly=True), open_store(target)
+    with closing(src), closing(dst), pytest.raises(StoreError, match="nothing was written"):
+        copy_records(src, dst)
+    assert _everything(target) == ([], [], [], [])
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+def test_ctrl_c_as_the_copy_starts_is_handled_like_ctrl_c_during_it(
+    nth: int, make_db: _db.Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _source(tmp_path)
+    target = make_db(shared=True)
+    import engine.store as store_module
+
+    real = store_module.open_store
+    opened: list[str] = []
+
+    def interrupted(db: str, **kw: Any) -> Any:  # ^C while opening the source, or the target
+        opened.append(db)
+        if len(opened) == nth:
+            raise KeyboardInterrupt
+        return real(db, **kw)
+
+    monkeypatch.setattr(store_module, "open_store", interrupted)
+    res = CliRunner().invoke(main, ["copy", source, target])
+    assert res.exit_code == 130, res.output
+    assert "copy interrupted" in res.output
+    assert "none of the records" in res.output
+    assert "Aborted!" not in res.output
+    assert "Traceback" not in res.output
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match="no database at"):  # never even made
+        _everything(target)
+
+
+def test_ctrl_c_after_the_copy_committed_says_it_holds_the_copy(
+    make_db: _db.Databases, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _source(tmp_path)
+    target = make_db(shared=True)
+
+    def interrupt(self: Engine, *args: Any, **kw: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Engine, "replay", interrupt)
+    res = CliRunner().invoke(main, ["copy", source, target])
+    assert res.exit_code == 130, res.output
+    assert "holds the whole copy" in res.output
+    assert "invoice-engine replay --db" in res.output
+    assert "Aborted!" not in res.output
+    assert _everything(target) == _everything(source)
+
+
+def test_ctrl_c_and_what_it_leaves_are_in_the_help() -> None:
+    res = CliRunner().invoke(main, ["copy", "--help"])
+    assert res.exit_code == 0
+    said = " ".join(res.output.split())
+    assert "none of the records; a new TARGET may keep its empty tables" in said
+
+
+def test_the_summary_counts_subscriber_cursors_when_there_are_some(
+    make_db: _db.Databases, tmp_path: Path
+) -> None:
+    source = _source(tmp_path)
+    res = CliRunner().invoke(main, ["copy", source, make_db(shared=True)])
+    assert res.exit_code == 0, res.output
+    assert "subscriber" not in res.output  # none: not said
+    assert " chart versions and " in res.output
+    with closing(open_store(source)) as store, store.write() as tx:
+        for name in ("billing", "ledger"):
+            tx.feed.save_subscriber(name, 1, "2026-01-01T00:00:00+00:00")
+    res = CliRunner().invoke(main, ["copy", source, make_db(shared=True)])
+    assert res.exit_code == 0, res.output
+    assert "changes-feed entries and 2 subscriber cursors from" in res.output

@@ -380,3 +380,53 @@ def test_output_never_overwrites_a_database(tmp_path: Path, good_db: Path) -> No
     assert res.exit_code == 1
     assert "is a SQLite database" in res.stderr
     assert path.read_bytes() == before
+
+
+# The psycopg warnings a lost connection makes, logged as the CLI's commands run.
+_LIBRARY_WARNINGS = """
+import logging, sys
+from engine import Engine
+from engine.cli import main
+
+real = Engine.replay
+
+def replay(self, *args, **kw):
+    logging.getLogger("psycopg.pool").warning(
+        "discarding closed connection: %s", "<psycopg.Connection [BAD] at 0x1>")
+    logging.getLogger("psycopg").warning(
+        "error ignored terminating %s: %s", "<psycopg.Pipeline [BAD] at 0x2>", "gone")
+    return real(self, *args, **kw)
+
+Engine.replay = replay
+if sys.argv[1] == "configured":
+    logging.basicConfig(level="WARNING", format="logged %(name)s: %(message)s")
+main(["replay", "--db", sys.argv[2]])
+"""
+
+
+@pytest.mark.parametrize(
+    ("how", "debug", "shown"),
+    [("plain", "", False), ("plain", "1", True), ("configured", "", True)],
+    ids=["quiet", "debug", "logging-configured"],
+)
+def test_library_warnings_of_a_lost_connection_stay_off_stderr(
+    how: str, debug: str, shown: bool, good_db: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "INVOICE_ENGINE_DEBUG"}
+    if debug:
+        env["INVOICE_ENGINE_DEBUG"] = debug
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIBRARY_WARNINGS, how, str(good_db)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no mismatch" in proc.stdout
+    for said in ("discarding closed connection", "error ignored terminating"):
+        assert (said in proc.stderr) is shown, proc.stderr
+    if how == "configured":  # the user's logging shows them, as it would `serve`'s
+        assert "logged psycopg.pool: discarding closed connection" in proc.stderr
+    if not shown:
+        assert proc.stderr == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import _db
@@ -130,6 +131,41 @@ def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     kept = r.invoke(main, ["demo", "--db", "invoice-engine-demo.db", "--json"])
     counts = json.loads(kept.stdout)["providers"]["stripe"]["counts"]
     assert set(counts) <= {"duplicate", "invalid"}  # --db keeps the file: all seen before
+
+
+def _hint(output: str) -> list[str]:
+    """The command demo's last line says to try, as a shell would split it."""
+    words = shlex.split(output.strip().splitlines()[-1].split("Try: ", 1)[1])
+    assert words[0] == "invoice-engine"
+    return words[1:]
+
+
+def test_demo_fills_the_database_of_the_environment(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner(env={"INVOICE_ENGINE_DB": db}).invoke(main, ["demo"])
+    assert res.exit_code == 0, res.output
+    assert not (tmp_path / "invoice-engine-demo.db").exists()
+    assert _db.events(db)
+    assert "INVOICE_ENGINE_DB" in CliRunner().invoke(main, ["demo", "--help"]).output
+    # the hint pastes as it is, a PostgreSQL URL's ? and & included
+    hint = _hint(res.output)
+    assert hint[-2:] == ["--db", db]
+    shown = CliRunner().invoke(main, hint)
+    assert shown.exit_code == 0, shown.output
+    assert "invoice.paid" in shown.output
+
+
+def test_demo_quotes_a_database_name_for_the_shell(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    name = "demo & co?; $(x) 'it'.db"
+    res = CliRunner().invoke(main, ["demo", "--db", name])
+    assert res.exit_code == 0, res.output
+    assert _hint(res.output)[-2:] == ["--db", name]
+    assert CliRunner().invoke(main, _hint(res.output)).exit_code == 0
 
 
 @pytest.mark.parametrize("command", ["apply", "state", "history", "replay", "demo"])

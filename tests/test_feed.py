@@ -15,6 +15,7 @@ The CLI's side (``changes``, ``consume``, a consumer killed with SIGKILL) is in
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -26,7 +27,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import Change, Engine, EngineError, Outcome, Subscriber, UnknownProvider, load_chart
+from engine import (
+    Change,
+    Engine,
+    EngineError,
+    Outcome,
+    StoreError,
+    Subscriber,
+    UnknownProvider,
+    load_chart,
+)
 from engine.cli._jsonl import read_jsonl
 from engine.testing import Delivery, deliveries
 
@@ -279,6 +289,15 @@ def test_changes_reads_after_a_cursor_by_provider_at_most_limit(eng: Engine) -> 
         eng.changes(provider="strpe")
 
 
+def test_a_limit_that_is_no_count_of_entries_is_an_error_on_every_store(eng: Engine) -> None:
+    eng.apply_many("stripe", _stream("stripe"))
+    for bad in (-1, 0, True, 1.5, "2"):
+        with pytest.raises(EngineError, match=re.escape(f"limit={bad!r}")):
+            eng.changes(limit=bad)  # type: ignore[arg-type]
+    assert len(eng.changes(limit=1)) == 1
+    assert len(eng.changes(limit=None)) > 1
+
+
 def _subscribed(eng: Engine, name: str = "test", **kw: Any) -> tuple[Subscriber, list[Change]]:
     got: list[Change] = []
     return Subscriber(eng, name, got.append, **kw), got
@@ -331,6 +350,46 @@ def test_a_stored_cursor_is_where_the_next_instance_resumes(make_db: _db.Databas
         other, everything = _subscribed(eng, "another", start=1)  # its own cursor
         assert other.run(follow=False) == 2
         assert [c.cursor for c in everything] == [2, 3]
+
+
+def test_a_name_keeps_the_provider_it_follows(eng: Engine) -> None:
+    eng.apply_many("stripe", _stream("stripe"))
+    eng.apply_many("pelcro", _stream("pelcro"))
+    pelcro, _ = _subscribed(eng, "mailer", provider="pelcro")
+    assert pelcro.run(follow=False) > 0
+    # its cursor counts pelcro's entries only: every provider's under that name would skip
+    for provider in (None, "stripe"):
+        with pytest.raises(EngineError, match="'mailer' follows pelcro's entries"):
+            _subscribed(eng, "mailer", provider=provider)[0].run(follow=False)
+
+
+def test_a_stored_cursor_never_goes_back(eng: Engine) -> None:
+    for body in PAID:
+        eng.apply("stripe", body)
+    ahead, _ = _subscribed(eng, "twice")
+    assert ahead.run(follow=False) == 3
+    eng.store.transact(lambda tx: tx.feed.save_subscriber("twice", 1, "2026-01-01T00:00:00Z"))
+    assert ahead.cursor == 3  # a second process under the name, behind: kept at 3
+
+
+def test_a_store_failing_under_a_subscriber_is_waited_out(
+    eng: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.runtime import feed
+
+    for body in PAID:
+        eng.apply("stripe", body)
+    real, failures = feed._read, [StoreError("the server is restarting")] * 2
+
+    def flaky_read(*args: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real(*args)
+
+    monkeypatch.setattr(feed, "_read", flaky_read)
+    sub, got = _subscribed(eng, "patient", retry_first=0.001, retry_max=0.002)
+    assert sub.run(follow=False) == 3
+    assert [c.cursor for c in got] == [1, 2, 3]
 
 
 def test_stop_ends_the_run_between_entries(eng: Engine) -> None:

@@ -77,6 +77,7 @@ def test_the_schema_is_made_with_its_version(pg: _db.Databases) -> None:
     # ties in fold order are broken by event id by code point, as in Python and SQLite
     assert _db.collation(url, "events", "event_id") == "C"
     assert _db.collation(url, "invoices", "last_event_id") == "C"
+    assert _db.collation(url, "invoices", "invoice_id") == "C"  # listed in its key's order
 
 
 def test_a_version_1_store_is_read_as_it_is_and_upgraded_by_a_writer(pg: _db.Databases) -> None:
@@ -257,8 +258,10 @@ def test_a_writer_stalled_in_its_transaction_lets_go_of_its_invoices(pg: _db.Dat
     # its transaction again from the start when it wakes.
     url = pg().replace("options=-c", "options=-cidle_in_transaction_session_timeout%3D1s%20-c")
     Engine(url).close()
-    stalled = open_store(url)
-    runs: list[int] = []
+    from engine.store.postgres import PostgresStore
+
+    stalled = PostgresStore(url, timeout=2)  # retries within 2 s of the first failure: not of
+    runs: list[int] = []  # the start, which the 3 s pause would have used up
 
     def work(tx: Any) -> None:
         runs.append(1)
@@ -438,6 +441,65 @@ def test_a_big_batch_and_single_writers_agree(pg: _db.Databases) -> None:
         done.join(timeout=60)
         assert sum(big.counts().values()) == 400
         assert big.replay().ok
+
+
+def test_a_writer_paused_before_its_commit_holds_up_no_other(
+    pg: _db.Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its feed entries are written, its COMMIT not yet sent: the feed's numbering happens in the
+    # COMMIT's own message, so no lock of the feed's is held while a process is paused.
+    from engine.store._postgres_tx import PostgresTx
+
+    url = pg()
+    Engine(url).close()
+    real = PostgresTx.commit_sql
+    paused, resume = threading.Event(), threading.Event()
+
+    def pausing(self: PostgresTx) -> str:
+        if threading.current_thread().name == "paused":
+            paused.set()
+            assert resume.wait(timeout=60)
+        return str(real.fget(self))  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(PostgresTx, "commit_sql", property(pausing))
+    with Engine(url) as one, Engine(url) as other:
+        for eng in (one, other):  # the chart's version recorded: not a row both would write
+            eng.apply("stripe", _stripe(f"evt_{id(eng)}", f"in_{id(eng)}"))
+        held = threading.Thread(
+            target=lambda: one.apply("stripe", _stripe("evt_1", "in_1")), name="paused"
+        )
+        held.start()
+        assert paused.wait(timeout=30)
+        writer = _started(lambda: other.apply("stripe", _stripe("evt_2", "in_2")))
+        assert not _waits(writer, 20)
+        resume.set()
+        held.join(timeout=30)
+        cursors = [(c.cursor, c.invoice_id) for c in other.changes(since=2)]
+    assert cursors == [(3, "in_2"), (4, "in_1")]  # in the order they committed
+
+
+def test_a_follower_whose_connection_is_cut_listens_again(pg: _db.Databases) -> None:
+    from engine.runtime.feed import follow
+
+    url = pg()
+    got: list[int] = []
+    stop = threading.Event()
+    with Engine(url) as writer, Engine(url, readonly=True) as reader:
+        writer.apply("stripe", _stripe("evt_1", "in_1"))
+        follower = _started(lambda: got.extend(c.cursor for c in follow(reader, stop=stop)))
+        deadline = time.monotonic() + 30
+        while got != [1] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # waiting on its notifications now
+        assert pg.server is not None
+        assert _db.cut_connections(pg.server, _db.schema_of(url), in_transaction=False) >= 1
+        writer.apply("stripe", _stripe("evt_2", "in_2"))
+        while got != [1, 2] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        follower.join(timeout=30)
+    assert got == [1, 2]
+    assert not follower.is_alive()
 
 
 def test_the_whole_store_lock_excludes_every_writer(pg: _db.Databases) -> None:

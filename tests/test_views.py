@@ -96,6 +96,44 @@ def test_limit_takes_the_first_in_order(every: Engine) -> None:
             every.invoices(limit=bad)  # type: ignore[arg-type]
 
 
+def test_invoices_and_drift_are_in_code_point_order_on_every_store(
+    make_db: _db.Databases,
+) -> None:
+    db = make_db(shared=True)
+    with Engine(db) as eng:
+        for n, invoice in enumerate(["a", "B", "_x"]):  # voided once paid: drift, each
+            eng.apply_many("stripe", [
+                stripe(f"c{n}", invoice, "created", 100, "draft"),
+                stripe(f"p{n}", invoice, "paid", 200, "paid"),
+                stripe(f"v{n}", invoice, "voided", 300, "void"),
+            ])  # fmt: skip
+    if db.startswith("postgresql:"):  # sorted as in a database made with a locale, not "C"
+        assert _db.sort_by_locale(db, "invoices", ["provider", "invoice_id"]), "no ICU"
+    # by code point, as Python sorts: "B" (66) < "_x" (95) < "a" (97), whatever the locale
+    with Engine(db, readonly=True) as eng:
+        assert [i.invoice_id for i in eng.invoices()] == ["B", "_x", "a"]
+        assert [i.invoice_id for i in eng.invoices("stripe", limit=2)] == ["B", "_x"]
+        assert [i.invoice_id for i in eng.invoices(state="paid", limit=1)] == ["B"]
+        assert [d.invoice_id for d in eng.drift()] == ["B", "_x", "a"]
+
+
+def test_postgres_view_queries_order_text_by_code_point() -> None:
+    from engine.store._views_sql import POSTGRES_COLLATE, invoices_query, snapshots_query
+
+    def order(sql: str) -> str:
+        return sql.split("ORDER BY", 1)[1]
+
+    kw: dict[str, Any] = {"unborn": False, "states": ["paid"], "canonical": None, "limit": 5}
+    postgres, _ = invoices_query("%s", None, arrays=True, **kw)
+    assert 'provider COLLATE "C", invoice_id COLLATE "C"' in order(postgres)
+    explicit, _ = invoices_query("%s", None, arrays=True, collate=POSTGRES_COLLATE, **kw)
+    assert explicit == postgres
+    sqlite, _ = invoices_query("?", None, arrays=False, **kw)
+    assert "COLLATE" not in sqlite
+    drift, _ = snapshots_query("%s", "stripe", collate=POSTGRES_COLLATE)
+    assert 'i.provider COLLATE "C", i.invoice_id COLLATE "C"' in order(drift)
+
+
 def test_unknown_names_are_errors_that_list_the_choices(every: Engine) -> None:
     with pytest.raises(UnknownState) as exc:
         every.invoices("stripe", state="closed.paid")  # chargeover's, not stripe's

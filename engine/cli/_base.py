@@ -10,6 +10,7 @@ is a bug, still reported in one line (exit 1), with ``INVOICE_ENGINE_DEBUG=1`` t
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -73,6 +74,26 @@ def main() -> None:
 
     Example: invoice-engine demo
     """
+    _quiet_third_party_logs()
+
+
+#: Libraries whose log records the CLI keeps off stderr unless logging is set up to show them.
+_QUIET_LOGGERS = ("psycopg", "psycopg_pool")
+
+
+def _quiet_third_party_logs() -> None:
+    """Keep psycopg's own warnings (``discarding closed connection: …``, ``error ignored
+    terminating …``, logged when a connection is lost, which the command reports itself) off
+    stderr. With no handler anywhere, Python prints a warning through its last-resort handler;
+    a :class:`logging.NullHandler` on the library's logger stops that, and nothing else: the
+    records still propagate, so logging set up by the user (or ``serve``'s ``--log-level``)
+    shows them as before. ``INVOICE_ENGINE_DEBUG=1`` leaves them be."""
+    if os.environ.get(DEBUG_ENV):
+        return
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+            logger.addHandler(logging.NullHandler())
 
 
 def json_option(f: F) -> F:

@@ -11,6 +11,7 @@ outcomes as they stand after the run (see :mod:`._tally`).
 
 from __future__ import annotations
 
+import shlex
 import sys
 from collections import deque
 from collections.abc import Iterator
@@ -290,7 +291,10 @@ def _print_stream(ctx: click.Context, _: click.Parameter, value: str | None) -> 
     "--db",
     "db_path",
     default=None,
-    help=f"Database to fill (default: a fresh {DEMO_DB} in the current folder).",
+    envvar="INVOICE_ENGINE_DB",
+    show_envvar=True,
+    help=f"Database to fill, kept as it is (default: a fresh {DEMO_DB} in the current "
+    "folder, replaced on each run).",
 )
 @click.option(
     "--print-stream",
@@ -307,9 +311,9 @@ def demo(db_path: str | None, as_json: bool) -> None:
 
     The streams hold duplicates, late and out-of-order events, illegal transitions and a
     malformed delivery each. The default database is replaced on each run; one given with --db
-    is kept, so a second run shows every delivery as a duplicate. Counts are the outcomes as
-    they stand after each stream (a late event can revise an earlier one's). --print-stream
-    prints one of the streams, to read or to edit into your own.
+    (or INVOICE_ENGINE_DB) is kept, so a second run shows every delivery as a duplicate. Counts
+    are the outcomes as they stand after each stream (a late event can revise an earlier
+    one's). --print-stream prints one of the streams, to read or to edit into your own.
 
     Example: invoice-engine demo
     """
@@ -347,6 +351,7 @@ def demo(db_path: str | None, as_json: bool) -> None:
             "  " + table(rows, ["invoice", "state", "canonical", "version"]).replace("\n", "\n  ")
         )
         click.echo()
-    click.echo(
-        f"Stored in {db_path}. Try: invoice-engine history stripe in_1PqA8sDemo0002 --db {db_path}"
+    click.echo(  # quoted for a shell: a URL's ? and & paste as they are
+        f"Stored in {db_path}. Try: invoice-engine history stripe in_1PqA8sDemo0002 "
+        f"--db {shlex.quote(db_path)}"
     )

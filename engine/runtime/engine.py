@@ -34,6 +34,7 @@ from ..models import Change, Drift, InvoiceState, Outcome, ReplayReport
 from ..store import open_store
 from ..store.base import WriteTx
 from ..store.sqlite import Synchronous
+from . import _views
 from ._batch import Batch, invoices_of
 from ._clock import utc_now
 from ._views import as_invoice_state, as_outcome, find_dead_letters, find_drift, invoice_states
@@ -317,7 +318,9 @@ class Engine:
 
         Raises:
             UnknownProvider: ``provider`` has no chart.
+            EngineError: ``limit`` is not a whole number of at least 1 (nor ``None``: all).
         """
+        limit = _views._limit(limit)
         if provider is not None:
             self.chart(provider)
         with self.store.read() as tx:

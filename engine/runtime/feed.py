@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import EngineError
+from ..errors import EngineError, StoreError
 from ..models import Change
 from ..store.feed import ChangeRow
 from ._clock import utc_text
@@ -28,6 +30,10 @@ _log = logging.getLogger("engine.feed")
 
 #: The most entries one read of the feed returns (a page; the next starts after it).
 PAGE = 500
+#: A subscriber stores its cursor after this many entries, or this many seconds, at most.
+SAVE_EVERY = 100
+SAVE_WITHIN = 1.0
+R = TypeVar("R")
 
 
 def to_change(row: ChangeRow) -> Change:
@@ -79,12 +85,14 @@ class Subscriber:
     """Hands each entry of the feed to ``handler``, at least once, after it commits, and
     stores how far it got under ``name``, so a restart resumes after the last entry handled.
 
-    ``handler`` is called with one :class:`~engine.Change` at a time, in cursor order. When it
-    returns, the entry's cursor is stored (in its own small transaction); when it raises, the
-    same entry is tried again after a back-off (``retry_first`` seconds, doubling up to
-    ``retry_max``), for ever — an entry is never skipped. A process killed between the two
-    calls gets that entry again: make the handler idempotent (for example, key what it does by
-    ``change.cursor``). Entries that are corrections (``change.corrects``) take back what an
+    ``handler`` is called with one :class:`~engine.Change` at a time, in cursor order. Once it
+    has returned, the entry's cursor is stored (see :meth:`run`); when it raises, the same
+    entry is tried again after a back-off (``retry_first`` seconds, doubling up to
+    ``retry_max``), for ever — an entry is never skipped. A process killed before its cursor
+    was stored gets those entries again: make the handler idempotent (for example, key what it
+    does by ``change.cursor``). Run one process per name: a stored cursor never goes back, but
+    two processes under one name both handle every entry. A name keeps the provider it was
+    first run for. Entries that are corrections (``change.corrects``) take back what an
     earlier entry said: see :class:`~engine.Change`.
 
     Args:
@@ -122,35 +130,65 @@ class Subscriber:
 
     @property
     def cursor(self) -> int:
-        """The last cursor handled (``start`` if none was stored yet)."""
+        """The last cursor stored (``start`` if none was stored yet).
+
+        Raises:
+            EngineError: the name's stored cursor follows another provider than this one.
+        """
         with self.engine.store.read() as tx:
             stored = tx.feed.subscriber(self.name)
-        return self.start if stored is None else stored
+        if stored is None:
+            return self.start
+        cursor, provider = stored
+        if provider != self.provider:
+            raise EngineError(
+                f"subscriber {self.name!r} follows {_whose(provider)}, not {_whose(self.provider)}:"
+                " its cursor counts only those entries; give this one another name"
+            )
+        return cursor
 
     def run(
         self, *, follow: bool = True, stop: threading.Event | None = None, wait: float = 5.0
     ) -> int:
         """Handle entries until ``stop`` is set (or, without ``follow``, until the feed's end);
-        returns how many were handled."""
+        returns how many were handled.
+
+        The cursor is stored every ``SAVE_EVERY`` entries or ``SAVE_WITHIN`` seconds, when the
+        feed is caught up, and when the run ends: a crash hands again at most the entries since
+        (at least once). A store that fails (a restarting server) is tried again with the same
+        back-off as the handler; the run goes on.
+        """
         stop = stop or threading.Event()
         handled = 0
-        cursor = self.cursor
-        while not stop.is_set():
-            page, seen = _read(self.engine, cursor, self.provider)
-            for change in page:
-                if stop.is_set() or not self._handle(change, stop):  # stop: between entries
-                    return handled
-                cursor = change.cursor
-                self._save(cursor)
-                handled += 1
-            if len(page) < PAGE:
-                if not follow:
+        cursor = saved = self.cursor
+        saved_at = time.monotonic()
+        try:
+            while not stop.is_set():
+                got = self._patiently(partial(_read, self.engine, cursor, self.provider), stop)
+                if got is None:
                     break
-                self.engine.store.wait_for_changes(seen, timeout=wait, stop=stop)
+                page, seen = got
+                for change in page:
+                    if stop.is_set() or not self._handle(change, stop):  # stop: between entries
+                        return handled
+                    cursor, handled = change.cursor, handled + 1
+                    if cursor - saved >= SAVE_EVERY or time.monotonic() - saved_at >= SAVE_WITHIN:
+                        saved, saved_at = self._save(cursor, stop), time.monotonic()
+                if len(page) < PAGE:
+                    saved, saved_at = self._save(cursor, stop), time.monotonic()
+                    if not follow:
+                        break
+                    waiting = self.engine.store.wait_for_changes
+                    self._patiently(partial(waiting, seen, timeout=wait, stop=stop), stop)
+        finally:
+            if cursor != saved:
+                self._save(cursor, threading.Event(), patient=False)
         return handled
 
     def _handle(self, change: Change, stop: threading.Event) -> bool:
-        """Run the handler until it succeeds (True) or ``stop`` is set (False)."""
+        """Run the handler until it succeeds (True) or ``stop`` is set (False). Only
+        ``Exception`` is retried: ``SystemExit``, ``KeyboardInterrupt`` and the like end the
+        run (the entry comes again at the next)."""
         delay = self.retry_first
         while True:
             try:
@@ -165,6 +203,32 @@ class Subscriber:
                 return False
             delay = min(delay * 2, self.retry_max)
 
-    def _save(self, cursor: int) -> None:
+    def _patiently(self, step: Callable[[], R], stop: threading.Event) -> R | None:
+        """``step()``, tried again after a failing store until it works or ``stop`` is set."""
+        delay = self.retry_first
+        while True:
+            try:
+                return step()
+            except StoreError as exc:
+                _log.warning("subscriber %r: %s; trying again in %.1f s", self.name, exc, delay)
+            if stop.wait(delay):
+                return None
+            delay = min(delay * 2, self.retry_max)
+
+    def _save(self, cursor: int, stop: threading.Event, *, patient: bool = True) -> int:
         now = utc_text(self.engine.clock())
-        self.engine.store.transact(lambda tx: tx.feed.save_subscriber(self.name, cursor, now))
+
+        def save() -> None:
+            self.engine.store.transact(
+                lambda tx: tx.feed.save_subscriber(self.name, cursor, now, self.provider)
+            )
+
+        if patient:
+            self._patiently(save, stop)
+        else:
+            save()
+        return cursor
+
+
+def _whose(provider: str | None) -> str:
+    return "every provider's entries" if provider is None else f"{provider}'s entries"

@@ -13,7 +13,7 @@ from typing import Any
 from .feed import PREVIOUS, ChangeRow
 
 __all__ = [
-    "CHANGE_COLUMNS", "FEED_DDL", "FEED_START", "SUBSCRIBER_COLUMNS", "Feed"
+    "CHANGE_COLUMNS", "FEED_DDL", "FEED_START", "NUMBER_AT_COMMIT", "SUBSCRIBER_COLUMNS", "Feed"
 ]  # fmt: skip
 
 #: Column types (the first word: PostgreSQL's and SQLite's alike), in ``ChangeRow`` order.
@@ -35,6 +35,7 @@ SUBSCRIBER_COLUMNS = {
     "name": "TEXT PRIMARY KEY",
     "cursor": "BIGINT NOT NULL",
     "updated_at": "TEXT NOT NULL",
+    "provider": "TEXT",  # the one provider it follows (NULL: every provider)
 }
 
 
@@ -58,6 +59,25 @@ FEED_START = (
 )
 
 _NAMES = ", ".join(ChangeRow._fields)
+_PER_TX = 1 << 20  # provisional numbers: -(transaction id << 20 | n)
+#: PostgreSQL's COMMIT for a transaction that wrote provisional entries, in one message (no
+#: parameters, so several statements): the feed's lock, the entries numbered after the head
+#: in the order they were written (a statement of its own: its snapshot comes after the lock),
+#: corrections among them pointed at the new numbers, and the commit, which lets go of the
+#: lock — so the numbers follow the order of commits, and the lock is never held while this
+#: process is paused.
+NUMBER_AT_COMMIT = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('invoice-engine feed ' || current_schema(),"
+    " 0));"
+    " WITH p AS (SELECT c.cursor AS tmp, h.head + ROW_NUMBER() OVER (ORDER BY c.cursor DESC)"
+    " AS final FROM changes c,"
+    " (SELECT COALESCE(MAX(cursor), 0) AS head FROM changes WHERE cursor > 0) h"
+    " WHERE c.cursor < 0)"
+    " UPDATE changes c SET cursor = p.final,"
+    " corrects = COALESCE((SELECT q.final FROM p q WHERE q.tmp = c.corrects), c.corrects)"
+    " FROM p WHERE c.cursor = p.tmp;"
+    " COMMIT"
+)
 #: A PostgreSQL store from before the feed, opened read-only (so not upgraded): the feed as the
 #: upgrade will begin it, and no subscribers.
 _LEGACY_CHANGES = (
@@ -68,7 +88,8 @@ _LEGACY_CHANGES = (
     " FROM invoices WHERE state IS NOT NULL"
 )
 _LEGACY_SUBS = (
-    "SELECT NULL::text AS name, 0::bigint AS cursor, NULL::text AS updated_at WHERE false"
+    "SELECT NULL::text AS name, 0::bigint AS cursor, NULL::text AS updated_at,"
+    " NULL::text AS provider WHERE false"
 )
 
 
@@ -79,15 +100,20 @@ class Feed:
         self,
         conn: Any,
         mark: str,
-        before_write: Callable[[], None] = lambda: None,
+        before_write: Callable[[], int | None] = lambda: None,
         hold: Callable[[], None] = lambda: None,
         *,
         legacy: bool = False,
+        provisional: Callable[[], int] | None = None,
     ) -> None:
         self._conn = conn
         self._legacy = legacy
+        self._provisional = provisional  # this transaction's id, for provisional numbers
+        #: Entries were written with provisional numbers: commit with ``NUMBER_AT_COMMIT``.
+        self.deferred = False
         self._mark = mark
-        self._before_write = before_write  # before numbering entries (a lock, on PostgreSQL)
+        # before numbering entries (PostgreSQL: a lock); may return the head, read after it
+        self._before_write = before_write
         self._hold = hold  # before any other write (the store's shared hold, on PostgreSQL)
         self._pending: list[ChangeRow] = []
 
@@ -99,16 +125,9 @@ class Feed:
 
     # ------------------------------------------------------------------- reads
 
-    def _written(self) -> None:
-        """A transaction reading the feed after appending to it (a repair checking itself)
-        reads its own entries: they are written now, not at the commit."""
-        if self._pending:
-            self.finish()
-
     def changes(
         self, since: int = 0, provider: str | None = None, limit: int | None = None
     ) -> list[ChangeRow]:
-        self._written()
         args: list[object] = [since]
         sql = f"SELECT {_NAMES} FROM changes WHERE cursor > %s"
         if provider is not None:
@@ -124,17 +143,22 @@ class Feed:
         return int(row[0] or 0)
 
     def latest(self, provider: str | None = None) -> dict[tuple[str, str], ChangeRow]:
-        self._written()
         where, args = ("WHERE provider = %s", [provider]) if provider is not None else ("", [])
         sql = (
             f"SELECT {_NAMES} FROM changes WHERE cursor IN"
             f" (SELECT MAX(cursor) FROM changes {where} GROUP BY provider, invoice_id)"
         )
         rows = self._conn.execute(self._sql(sql), args).fetchall()
-        return {(r[1], r[2]): ChangeRow._make(r) for r in rows}
+        found = {(r[1], r[2]): ChangeRow._make(r) for r in rows}
+        for row in self._pending:  # held by this transaction (a repair checking itself)
+            if provider is None or row.provider == provider:
+                found[row.provider, row.invoice_id] = row
+        return found
 
     def last(self, provider: str, invoice_id: str) -> ChangeRow | None:
-        self._written()
+        mine = [r for r in self._pending if (r.provider, r.invoice_id) == (provider, invoice_id)]
+        if mine:  # held, not written yet (nor numbered): what it says is all that's asked
+            return mine[-1]
         sql = self._sql(
             f"SELECT {_NAMES} FROM changes WHERE provider = %s AND invoice_id = %s"
             " ORDER BY cursor DESC LIMIT 1"
@@ -142,15 +166,15 @@ class Feed:
         row = self._conn.execute(sql, [provider, invoice_id]).fetchone()
         return None if row is None else ChangeRow._make(row)
 
-    def subscriber(self, name: str) -> int | None:
-        sql = self._sql("SELECT cursor FROM subscribers WHERE name = %s")
+    def subscriber(self, name: str) -> tuple[int, str | None] | None:
+        sql = self._sql("SELECT cursor, provider FROM subscribers WHERE name = %s")
         row = self._conn.execute(sql, [name]).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else (int(row[0]), row[1])
 
-    def subscribers(self) -> list[tuple[str, int, str]]:
-        sql = self._sql("SELECT name, cursor, updated_at FROM subscribers ORDER BY name")
+    def subscribers(self) -> list[tuple[str, int, str, str | None]]:
+        sql = self._sql("SELECT name, cursor, updated_at, provider FROM subscribers ORDER BY name")
         rows = self._conn.execute(sql)
-        return [(n, int(c), u) for n, c, u in rows.fetchall()]
+        return [(n, int(c), u, p) for n, c, u, p in rows.fetchall()]
 
     def pages(self, size: int = 2_000) -> Iterator[list[ChangeRow]]:
         since = 0
@@ -163,14 +187,17 @@ class Feed:
     def append(self, rows: Sequence[ChangeRow]) -> None:
         self._pending += rows
 
-    def save_subscriber(self, name: str, cursor: int, now: str) -> None:
+    def save_subscriber(
+        self, name: str, cursor: int, now: str, provider: str | None = None
+    ) -> None:
+        # never back: two processes under one name (a mistake) can't make either repeat more
         sql = (
-            "INSERT INTO subscribers (name, cursor, updated_at) VALUES (%s, %s, %s)"
+            "INSERT INTO subscribers (name, cursor, updated_at, provider) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor,"
-            " updated_at = excluded.updated_at"
+            " updated_at = excluded.updated_at WHERE subscribers.cursor < excluded.cursor"
         )
         self._hold()
-        self._conn.execute(self._sql(sql), [name, cursor, now])
+        self._conn.execute(self._sql(sql), [name, cursor, now, provider])
 
     def copy(self, rows: Sequence[ChangeRow]) -> None:
         self._hold()
@@ -183,26 +210,46 @@ class Feed:
         cur = self._conn.cursor()
         return cur if hasattr(cur, "__enter__") else _Closing(cur)
 
+    @property
+    def held(self) -> bool:
+        """Whether entries wait to be written at the commit."""
+        return bool(self._pending)
+
     def finish(self) -> int | None:
         """Write the held entries, numbered after every entry before them; the highest cursor
-        written, or ``None`` when there were none. Run just before COMMIT."""
+        written, or ``None`` when there were none. Run just before COMMIT.
+
+        With ``provisional`` (PostgreSQL), the entries are written with negative numbers of
+        this transaction's own (from its id: no other transaction can hold them) and
+        numbered by ``NUMBER_AT_COMMIT``, sent with the COMMIT in one message: the feed's
+        lock is then held only while the server runs that message, never across a pause of
+        this process. Corrections' earlier entries are looked up before (the invoices' locks
+        keep them as they are).
+        """
         if not self._pending:
             return None
-        self._before_write()
-        cursor = self.head()
-        last: dict[tuple[str, str], int] = {}
+        earlier: dict[tuple[str, str], int | None] = {}
+        for row in self._pending:
+            key = (row.provider, row.invoice_id)
+            if key not in earlier:
+                earlier[key] = self._last_of(*key) if row.corrects == PREVIOUS else None
+        if self._provisional is not None and len(self._pending) < _PER_TX:
+            cursor, step = -(self._provisional() << 20), -1
+        else:
+            head = self._before_write()
+            cursor, step = (self.head() if head is None else head), 1
+        last: dict[tuple[str, str], int | None] = dict(earlier)
         rows: list[ChangeRow] = []
         for row in self._pending:
-            cursor += 1
+            cursor += step
             key = (row.provider, row.invoice_id)
-            corrects = row.corrects
-            if corrects == PREVIOUS:
-                corrects = last.get(key) if key in last else self._last_of(*key)
+            corrects = last[key] if row.corrects == PREVIOUS else row.corrects
             last[key] = cursor
             rows.append(row._replace(cursor=cursor, corrects=corrects))
         self._pending.clear()
         self.copy(rows)
-        return cursor
+        self.deferred = step < 0
+        return None if self.deferred else cursor
 
     def _last_of(self, provider: str, invoice_id: str) -> int | None:
         sql = self._sql("SELECT MAX(cursor) FROM changes WHERE provider = %s AND invoice_id = %s")

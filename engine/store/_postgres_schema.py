@@ -136,6 +136,9 @@ _UPGRADE_2 = [
     # the database's language rules (with which two stores could fold one history apart)
     'ALTER TABLE events ALTER COLUMN event_id TYPE TEXT COLLATE "C"',
     'ALTER TABLE invoices ALTER COLUMN last_event_id TYPE TEXT COLLATE "C"',
+    # and invoices listed by code point, in the primary key's own order
+    'ALTER TABLE invoices ALTER COLUMN provider TYPE TEXT COLLATE "C"',
+    'ALTER TABLE invoices ALTER COLUMN invoice_id TYPE TEXT COLLATE "C"',
     *FEED_DDL,
 ]
 

@@ -11,6 +11,7 @@ notice the server gone. The URL's own settings of either are kept.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -69,6 +70,34 @@ def keep_alive(given: dict[str, Any]) -> Callable[[Any], None]:
     return configure
 
 
+def connect_first(
+    psycopg: Any, url: str, kwargs: dict[str, Any], timeout: float, prepare: Callable[[Any], None]
+) -> Any:
+    """A connection, ``prepare`` d (the schema checked or made). A connection lost on the way,
+    or a server starting up or shutting down, is tried again within ``timeout``; any other
+    error (a server that can't be reached at all) is raised at once."""
+    deadline = time.monotonic() + timeout
+    for attempt in range(1, 1_000):
+        conn = None
+        try:
+            conn = psycopg.connect(url, **kwargs)
+            prepare(conn)
+            return conn
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if not isinstance(exc, psycopg.Error):
+                raise
+            lost = conn is not None and isinstance(exc, psycopg.OperationalError)
+            starting = getattr(exc, "sqlstate", None) == "57P03" or any(
+                f"database system is {w}" in str(exc) for w in ("starting", "shutting")
+            )
+            if not (lost or starting) or time.monotonic() > deadline:
+                raise
+        time.sleep(min(0.01 * 2**attempt, 1.0))
+    raise AssertionError("unreachable")
+
+
 def first_then_new(psycopg: Any, first: Any) -> Any:
     """The pool's connection class: its first connection is ``first`` (the one the schema was
     checked on: one server process less to start for each store), then new ones."""
@@ -97,15 +126,24 @@ def forget_in_child(store: object, release: str) -> None:
 
 
 class Listener:
-    """Waits for the changes feed's notifications, on a connection of its own (made at the
-    first wait, LISTENing before the feed's head is first read: no notification falls between
-    the two)."""
+    """Waits for the changes feed's notifications on a connection of its own, LISTENing only
+    while it waits (a follower busy elsewhere holds up no one's notifications) and before it
+    reads the feed's head (no notification falls between the two).
 
-    def __init__(self, connect: Callable[[], Any], channel: str) -> None:
+    A connection lost (a restarted server, a session ended) is made again; one inherited
+    through ``fork`` is the parent's and is left alone. One thread waits on the connection at
+    a time; another meanwhile looks at the head every 200 ms.
+    """
+
+    def __init__(
+        self, connect: Callable[[], Any], channel: str, lost: tuple[type[BaseException], ...]
+    ) -> None:
         self._connect = connect
         self._channel = channel
+        self._lost = lost
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._pid = os.getpid()
 
     def wait(
         self, head: Callable[[], int], after: int, timeout: float, stop: threading.Event
@@ -113,19 +151,46 @@ class Listener:
         """Return once ``head()`` is past ``after``, ``timeout`` seconds have passed, or
         ``stop`` is set (looked at every second at least)."""
         deadline = time.monotonic() + timeout
-        with self._lock:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-                self._conn.execute(f'LISTEN "{self._channel}"')
-            while not stop.is_set() and head() <= after:
+        if not self._lock.acquire(timeout=min(timeout, 1.0)):
+            while head() <= after and not stop.wait(0.2) and time.monotonic() < deadline:
+                pass
+            return
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                try:
+                    self._listen(head, after, deadline)
+                    return
+                except self._lost:  # the connection: made again, after a pause
+                    self._drop()
+                    stop.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+        finally:
+            self._lock.release()
+
+    def _listen(self, head: Callable[[], int], after: int, deadline: float) -> None:
+        if os.getpid() != self._pid:  # the parent's session: not ours to use, nor to close
+            self._conn, self._pid = None, os.getpid()
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        self._conn.execute(f'LISTEN "{self._channel}"')
+        try:
+            while head() <= after:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
                 for _ in self._conn.notifies(timeout=min(left, 1.0), stop_after=1):
                     pass
+        finally:
+            if not self._conn.closed:
+                self._conn.execute("UNLISTEN *")
+
+    def _drop(self) -> None:
+        with contextlib.suppress(*self._lost):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
 
     def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and os.getpid() == self._pid:
             self._conn.close()
 
 

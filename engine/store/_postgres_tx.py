@@ -30,7 +30,7 @@ import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from ._feed_sql import Feed
+from ._feed_sql import NUMBER_AT_COMMIT, Feed
 from ._postgres_schema import feed_channel, lock_key
 from ._views_sql import dead_letters_query, invoices_query, snapshots_query
 from .base import (
@@ -107,7 +107,8 @@ class PostgresTx:
         self._conn = conn
         self._schema = schema
         self._whole_key = lock_key(schema, "store")
-        self.feed = Feed(conn, "%s", self._lock_feed, self.hold_store, legacy=legacy)
+        self.feed = Feed(conn, "%s", self._lock_feed, self.hold_store, legacy=legacy,
+                         provisional=lambda: int(self.current_xid(assign=True) or 0))  # fmt: skip
         self._held: set[int] = set()
         self._shared = False
         self._whole = False
@@ -116,6 +117,8 @@ class PostgresTx:
         self.xid: str | None = None
         #: It numbered the 1,000th (10,000th, …) event: the tables have grown tenfold.
         self.grown = False
+        #: It wrote to the changes feed: the channel to notify once it has committed.
+        self.notify: str | None = None
 
     def _one(self, sql: str, args: Sequence[object]) -> Any:
         return self._conn.execute(sql, args).fetchone()
@@ -276,14 +279,26 @@ class PostgresTx:
             self._shared = True
 
     def _lock_feed(self) -> None:
-        """Before the feed's entries are numbered: its lock, held until the commit (so entries
-        are numbered in commit order), and a notification for those who follow it (sent when
-        the transaction commits)."""
-        self.hold_store()
-        self._conn.execute(
-            "SELECT pg_advisory_xact_lock(%s), pg_notify(%s, '')",
-            (lock_key(self._schema, "feed"), feed_channel(self._schema)),
-        )
+        """The feed's lock (as ``NUMBER_AT_COMMIT`` takes it), held to the commit: for a
+        transaction with too many entries to number them provisionally."""
+        self._conn.execute(NUMBER_AT_COMMIT.split(";")[0])
+        self.notify = feed_channel(self._schema)
+
+    def current_xid(self, *, assign: bool) -> str | None:
+        """This transaction's id (``assign``: giving it one if it has none yet)."""
+        if self.xid is None:
+            ask = "pg_current_xact_id()" if assign else "pg_current_xact_id_if_assigned()"
+            self.xid = self._one(f"SELECT {ask}::text", ())[0]
+        return self.xid
+
+    @property
+    def commit_sql(self) -> str:
+        """What commits this transaction: with the feed's entries numbered, if it wrote any
+        (see ``NUMBER_AT_COMMIT``)."""
+        if self.feed.deferred:
+            self.notify = feed_channel(self._schema)
+            return NUMBER_AT_COMMIT
+        return "COMMIT"
 
     def lock_store(self) -> None:
         if self._whole:

@@ -218,7 +218,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
     statements.append(
         db.create_table_sql("charts", _CHART_COLUMNS, pk="fingerprint", if_not_exists=True)
     )
-    statements += FEED_DDL
+    # the cursor as the rowid itself (INTEGER PRIMARY KEY): no second index beside the table
+    statements += [sql.replace("BIGINT PRIMARY KEY", "INTEGER PRIMARY KEY") for sql in FEED_DDL]
     for sql in statements:
         conn.execute(sql)
     if version > 0:

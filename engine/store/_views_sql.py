@@ -1,9 +1,11 @@
 """The operator views' SQL (invoices by state, dead letters, drift), one text for both stores.
 
 The stores differ only in how a parameter is marked (``?``, ``%s``), how a list of values is
-passed (SQLite: one parameter per value; PostgreSQL: one array) and how event ids compare:
-fold keys compare them by code point (Python's order, and SQLite's), which PostgreSQL does
-under ``COLLATE "C"`` only. Each function returns the statement and its parameters.
+passed (SQLite: one parameter per value; PostgreSQL: one array) and how text compares: fold
+keys compare event ids by code point (Python's order, and SQLite's), and the views list
+invoices by provider and id in that order too (so ``limit`` picks the same rows on both
+stores), which PostgreSQL does under ``COLLATE "C"`` only, whatever the database's collation.
+Each function returns the statement and its parameters.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from collections.abc import Sequence
 
 from .base import EventRow, InvoiceRow
 
-__all__ = ["dead_letters_query", "invoices_query", "snapshots_query"]
+__all__ = ["POSTGRES_COLLATE", "dead_letters_query", "invoices_query", "snapshots_query"]
+
+#: The clause that makes PostgreSQL compare text by code point, as SQLite and Python do.
+POSTGRES_COLLATE = ' COLLATE "C"'
 
 _INVOICE_NAMES = ", ".join(InvoiceRow._fields)
 _EVENT_NAMES = ", ".join(EventRow._fields)
@@ -34,7 +39,7 @@ FROM (
 ) AS e
 JOIN invoices AS i ON i.provider = e.provider AND i.invoice_id = e.invoice_id
 WHERE e.nth = 1 AND i.state IS NOT NULL
-ORDER BY i.provider, i.invoice_id
+ORDER BY i.provider{collate}, i.invoice_id{collate}
 """
 
 
@@ -47,9 +52,14 @@ def invoices_query(
     canonical: str | None,
     limit: int | None,
     arrays: bool,
+    collate: str | None = None,
 ) -> tuple[str, list[object]]:
-    """``ReadTx.invoice_rows``: invoices by provider and id, filtered; ``arrays``: pass
-    ``states`` as one array parameter (PostgreSQL), else one parameter per state."""
+    """``ReadTx.invoice_rows``: invoices by provider and id (by code point), filtered;
+    ``arrays``: pass ``states`` as one array parameter (PostgreSQL), else one parameter per
+    state; ``collate``: as for :func:`snapshots_query` (``None``: PostgreSQL's when ``arrays``,
+    else none)."""
+    if collate is None:
+        collate = POSTGRES_COLLATE if arrays else ""
     where, args = ["state IS NOT NULL"] if not unborn else [], list[object]()
     if provider is not None:
         where.append(f"provider = {mark}")
@@ -65,7 +75,7 @@ def invoices_query(
         args.append(canonical)
     sql = f"SELECT {_INVOICE_NAMES} FROM invoices"
     sql += f" WHERE {' AND '.join(where)}" if where else ""
-    sql += " ORDER BY provider, invoice_id"
+    sql += f" ORDER BY provider{collate}, invoice_id{collate}"
     if limit is not None:
         sql += f" LIMIT {mark}"
         args.append(limit)
@@ -92,8 +102,8 @@ def dead_letters_query(
 
 
 def snapshots_query(mark: str, provider: str | None, *, collate: str) -> tuple[str, list[object]]:
-    """``ReadTx.snapshot_rows``; ``collate``: the clause that makes event ids compare by code
-    point (``' COLLATE "C"'`` on PostgreSQL, nothing on SQLite)."""
+    """``ReadTx.snapshot_rows``, by provider and invoice id; ``collate``: the clause that makes
+    text compare by code point (:data:`POSTGRES_COLLATE` on PostgreSQL, nothing on SQLite)."""
     where = f" AND provider = {mark}" if provider is not None else ""
     sql = _SNAPSHOTS.format(collate=collate, where=where)
     return sql, [provider] if provider is not None else []

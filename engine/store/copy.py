@@ -4,9 +4,10 @@ The rows go across as they are — the same ``seq`` numbers, times, outcomes, re
 versions — because both stores hold the same columns (see :mod:`engine.store._postgres_schema`).
 They are read from one snapshot of the source (writes to it after that are not in the copy)
 and written in one transaction on the target (all of the copy, or none of it), whose numbering
-then follows the highest ``seq`` copied. What was read is counted and digested on the way, so a
-:func:`tally` of the target says whether it holds exactly that; whether the copy tells the same
-story is for a replay of the target to say (the ``copy`` command runs both).
+then follows the highest ``seq`` copied. What was read is counted and digested on the way, and
+the target is tallied (:func:`tally`) inside the same transaction, before it commits: a target
+that would not hold exactly what was read fails the copy, and nothing is written. Whether the
+copy tells the same story is for a replay of the target to say (the ``copy`` command runs it).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ class Copy(NamedTuple):
     copied: Tally
     #: The source's own counts (counted apart from the rows copied) in the same snapshot.
     source: Copied
+    #: The target as its own transaction held it just before committing: equal to ``copied``
+    #: (else the copy failed), and free of any write to the target after the copy.
+    target: Tally
 
 
 class _Digest:
@@ -133,13 +137,14 @@ def copy_records(
 
     Raises:
         StoreError: the target is not empty (without ``replace``), is the source (by whatever
-            name), or a store failed (nothing of the copy is then written).
+            name), would not hold exactly the rows read (tallied in the copy's transaction,
+            before it commits), or a store failed (nothing of the copy is then written).
     """
     if source.identity() == target.identity():
         also = "" if source.name == target.name else f" (the same database as {source.name})"
         raise StoreError(f"{target.name} is the source itself{also}: copy to another database")
 
-    def work(wtx: WriteTx, rtx: ReadTx) -> Tally:  # may run again (transact): all from rtx
+    def work(wtx: WriteTx, rtx: ReadTx) -> tuple[Tally, Tally]:  # may run again: all from rtx
         # the whole store, alone, before the check (no writer slips in between it and the
         # copy); no wait for a lock is for ever: it fails, and runs again
         wtx.begin_copy(lock_wait)
@@ -172,11 +177,20 @@ def copy_records(
             wtx.feed.copy(page)
             digest.add("changes", page)
         subscribers = rtx.feed.subscribers()
-        for name, cursor, updated_at in subscribers:
-            wtx.feed.save_subscriber(name, cursor, updated_at)
+        for name, cursor, updated_at, provider in subscribers:
+            wtx.feed.save_subscriber(name, cursor, updated_at, provider)
         digest.add("subscribers", subscribers)
         wtx.advance_seqs()
-        return digest.tally()
+        copied = digest.tally()
+        # the target as this transaction holds it, before it commits: no later writer is in it
+        held_now = tally(wtx)
+        if held_now != copied:
+            raise StoreError(
+                f"{target.name} would not hold what was copied: copied "
+                f"{copied.counts._asdict()} (digest {copied.digest}), it holds "
+                f"{held_now.counts._asdict()} (digest {held_now.digest}); nothing was written"
+            )
+        return copied, held_now
 
     # The snapshot is taken (and the source's tables held) before the target's transaction
     # begins: every attempt of it copies the same rows, and a target that is the source after
@@ -184,7 +198,7 @@ def copy_records(
     with source.read() as rtx:
         seen = count_records(rtx)
         try:
-            copied = target.transact(lambda wtx: work(wtx, rtx))
+            copied, held = target.transact(lambda wtx: work(wtx, rtx))
         except StoreError as exc:
             if "lock timeout" not in str(exc):
                 raise
@@ -193,4 +207,4 @@ def copy_records(
                 "holds (a writer, or with --replace a reader of the tables); try again when "
                 "it is done"
             ) from None
-    return Copy(copied, seen)
+    return Copy(copied, seen, held)

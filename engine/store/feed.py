@@ -62,12 +62,13 @@ class FeedReads(Protocol):
         """The invoice's last entry, or ``None``."""
         ...
 
-    def subscriber(self, name: str) -> int | None:
-        """The cursor a subscriber last stored, or ``None`` if it never did."""
+    def subscriber(self, name: str) -> tuple[int, str | None] | None:
+        """The cursor a subscriber last stored and the provider it follows (``None``: all),
+        or ``None`` if it never stored one."""
         ...
 
-    def subscribers(self) -> list[tuple[str, int, str]]:
-        """Every stored subscriber: (name, cursor, updated at), by name."""
+    def subscribers(self) -> list[tuple[str, int, str, str | None]]:
+        """Every stored subscriber: (name, cursor, updated at, provider), by name."""
         ...
 
     def pages(self, size: int = 2_000) -> Iterator[list[ChangeRow]]:
@@ -82,8 +83,11 @@ class FeedWrites(FeedReads, Protocol):
         """Entries to write, in order, when the transaction commits (their cursors then)."""
         ...
 
-    def save_subscriber(self, name: str, cursor: int, now: str) -> None:
-        """Store the cursor a subscriber has handled up to."""
+    def save_subscriber(
+        self, name: str, cursor: int, now: str, provider: str | None = None
+    ) -> None:
+        """Store the cursor a subscriber has handled up to (of ``provider``'s entries, if
+        given: kept from its first save); never lower than one stored before."""
         ...
 
     def copy(self, rows: Sequence[ChangeRow]) -> None:

@@ -35,6 +35,7 @@ from ..errors import StoreError
 from ._postgres_schema import SCHEMA_VERSION, feed_channel, prepare_schema
 from ._postgres_session import (
     Listener,
+    connect_first,
     first_then_new,
     forget_in_child,
     idle_limit,
@@ -126,36 +127,21 @@ class PostgresStore:
         self._local = threading.local()
         self._closed = False
         self._listener = Listener(
-            lambda: psycopg.connect(url, **kwargs), feed_channel(self._schema)
-        )
+            lambda: psycopg.connect(url, **kwargs), feed_channel(self._schema),
+            (psycopg.OperationalError,),
+        )  # fmt: skip
 
     def _prepare(self, kwargs: dict[str, Any]) -> Any:
-        """Connect and check (or make) the schema; the connection (the pool's first).
+        """Connect and check (or make) the schema; the connection (the pool's first)."""
 
-        A connection lost on the way, or a server still starting up, is tried again within
-        the timeout; a server that can't be reached at all is reported at once.
-        """
-        deadline = time.monotonic() + self._timeout
-        for attempt in range(1, 1_000):
-            conn = None
-            try:
-                conn = self._psycopg.connect(self.url, **kwargs)
-                self._schema, version = prepare_schema(conn, self._name, readonly=self.readonly)
-                self._legacy = version < SCHEMA_VERSION  # read-only, from before the feed
-                return conn
-            except BaseException as exc:
-                if conn is not None:
-                    conn.close()
-                if not isinstance(exc, self._psycopg.Error):
-                    raise
-                lost = conn is not None and isinstance(exc, self._psycopg.OperationalError)
-                starting = getattr(exc, "sqlstate", None) == "57P03" or any(
-                    f"database system is {w}" in str(exc) for w in ("starting", "shutting")
-                )
-                if not (lost or starting) or time.monotonic() > deadline:
-                    raise StoreError(f"can't use {self._name}: {self._say(exc)}") from None
-            time.sleep(min(0.01 * 2**attempt, 1.0))
-        raise AssertionError("unreachable")
+        def prepare(conn: Any) -> None:
+            self._schema, version = prepare_schema(conn, self._name, readonly=self.readonly)
+            self._legacy = version < SCHEMA_VERSION  # read-only, from before the feed
+
+        try:
+            return connect_first(self._psycopg, self.url, kwargs, self._timeout, prepare)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"can't use {self._name}: {self._say(exc)}") from None
 
     @property
     def name(self) -> str:
@@ -173,45 +159,55 @@ class PostgresStore:
 
     def transact(self, work: Callable[[WriteTx], T]) -> T:
         """Run ``work`` in a write transaction, again from the start after a transient failure
-        (see the module docstring); at most ``attempts`` times, within about ``timeout``."""
+        (see the module docstring); at most ``attempts`` times, within about ``timeout`` of the
+        first failure (a writer paused for long, its session ended meanwhile, still runs again
+        when it wakes)."""
         self._check_writable()
-        deadline = time.monotonic() + self._timeout
+        deadline = None
         for attempt in range(1, self._attempts + 1):
             try:
                 return self._attempt(work)
             except _Again as again:
                 cause = again.cause
+                deadline = deadline or time.monotonic() + self._timeout
                 if attempt == self._attempts or time.monotonic() > deadline:
                     break
                 time.sleep(min(0.005 * 2**attempt, 1.0) * _jitter.uniform(0.5, 1.5))
         raise StoreError(
-            f"{self._name}: the write failed {attempt} times (nothing of it is written): "
+            f"{self._name}: the write failed {attempt} time{'s' if attempt > 1 else ''} (nothing"
+            " of it is written): "
             f"{self._say(cause)}"
         )
 
     def _attempt(self, work: Callable[[WriteTx], T]) -> T:
         with self._begin(self._write_begin) as (conn, tx):
             result = work(tx)
-            tx.feed.finish()  # the transaction's changes, numbered last (see PostgresTx)
             # the transaction's id: if the answer to COMMIT is lost, the server still knows
             # whether it committed (a row of it, looked for at once, may not be visible yet);
             # none: it wrote nothing, and its result stands either way
-            xid = (
-                tx.xid
-                or conn.execute("SELECT pg_current_xact_id_if_assigned()::text").fetchone()[0]
-            )
+            xid = tx.current_xid(assign=tx.feed.held)
+            tx.feed.finish()  # the transaction's changes, numbered as it commits
             self._local.tx = None
             try:
-                conn.execute("COMMIT")
+                conn.execute(tx.commit_sql)
             except self._psycopg.Error as exc:
                 if not self._lost(exc):
                     raise
                 if xid is None or self._committed(xid):
+                    self._notify(conn, tx)
                     return result
                 raise _Again(exc) from None
+            self._notify(conn, tx)
             if tx.grown:
                 self._analyze(conn)
             return result
+
+    def _notify(self, conn: Any, tx: PostgresTx) -> None:
+        """Tell those following the feed that entries committed (best effort: they also look
+        at the head every second)."""
+        if tx.notify is not None:
+            with suppress(self._psycopg.Error):
+                conn.execute("SELECT pg_notify(%s, '')", (tx.notify,))
 
     def _analyze(self, conn: Any) -> None:
         """Refresh the planner's statistics: a new store has none until autovacuum first comes
@@ -236,7 +232,8 @@ class PostgresStore:
                 yield tx
                 tx.feed.finish()
                 self._local.tx = None
-                conn.execute("COMMIT")
+                conn.execute(tx.commit_sql)
+                self._notify(conn, tx)
         except _Again as again:
             raise StoreError(f"{self._name}: {self._say(again.cause)}; try again") from None
 

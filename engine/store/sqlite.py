@@ -209,15 +209,17 @@ class SqliteStore:
         self, after: int, *, timeout: float, stop: threading.Event | None = None
     ) -> None:
         """Poll: the file's size and time (and its WAL's) every 50 ms — a ``stat``, no query
-        — and the feed's head when they moved; other processes' commits are seen within
-        that."""
+        — and the feed's head when they moved, or a second has passed."""
         stop = stop or threading.Event()
         deadline = time.monotonic() + timeout
         stamp: tuple[int, ...] | None = None
+        looked = 0.0
         while True:
             now = self._stamp()
-            if now != stamp or not now:
-                stamp = now
+            # a commit can land without moving the stamp (a WAL restarted at the same size,
+            # a coarse clock): the head is read at least every second too
+            if now != stamp or not now or time.monotonic() - looked >= 1.0:
+                stamp, looked = now, time.monotonic()
                 with self.read() as tx:
                     if tx.feed.head() > after:
                         return
