@@ -62,7 +62,9 @@ _NAMES = ", ".join(ChangeRow._fields)
 _PER_TX = 1 << 20  # provisional numbers: -(transaction id << 20 | n)
 #: PostgreSQL's COMMIT for a transaction that wrote provisional entries, in one message (no
 #: parameters, so several statements): the feed's lock, the entries numbered after the head
-#: in the order they were written (a statement of its own: its snapshot comes after the lock),
+#: in the order they were written (a statement of its own: its snapshot comes after the lock;
+#: only this transaction's range of provisional numbers is read, not the dead index entries
+#: every earlier transaction's provisional numbers leave until vacuum),
 #: corrections among them pointed at the new numbers, and the commit, which lets go of the
 #: lock — so the numbers follow the order of commits, and the lock is never held while this
 #: process is paused.
@@ -71,8 +73,9 @@ NUMBER_AT_COMMIT = (
     " 0));"
     " WITH p AS (SELECT c.cursor AS tmp, h.head + ROW_NUMBER() OVER (ORDER BY c.cursor DESC)"
     " AS final FROM changes c,"
-    " (SELECT COALESCE(MAX(cursor), 0) AS head FROM changes WHERE cursor > 0) h"
-    " WHERE c.cursor < 0)"
+    " (SELECT COALESCE(MAX(cursor), 0) AS head FROM changes WHERE cursor > 0) h,"
+    " (SELECT -(pg_current_xact_id()::text::bigint * 1048576) AS base) x"
+    " WHERE c.cursor BETWEEN x.base - 1048575 AND x.base - 1)"
     " UPDATE changes c SET cursor = p.final,"
     " corrects = COALESCE((SELECT q.final FROM p q WHERE q.tmp = c.corrects), c.corrects)"
     " FROM p WHERE c.cursor = p.tmp;"

@@ -217,7 +217,7 @@ class PostgresStore:
         Interrupted (Ctrl-C), it is left for autovacuum: the commit has happened, and a caller
         must not be told otherwise."""
         with suppress(self._psycopg.Error, KeyboardInterrupt):
-            conn.execute("ANALYZE events, invoices")
+            conn.execute("ANALYZE events, invoices, changes")
 
     @contextmanager
     def write(self) -> Iterator[PostgresTx]:
