@@ -203,7 +203,7 @@ class ReplayReport(BaseModel):
         return "\n".join(lines)
 
 
-ChangeKind = Literal["applied", "late", "repair", "migrated"]
+ChangeKind = Literal["applied", "late", "repair", "rechart", "migrated"]
 
 
 class Change(BaseModel):
@@ -227,7 +227,8 @@ class Change(BaseModel):
     to_state: str | None
     to_canonical: str | None
     #: ``applied``: an event moved the invoice; ``late``: a late event re-folded its history;
-    #: ``repair``: ``replay --repair`` mended it; ``migrated``: its state when the feed began.
+    #: ``repair``: ``replay --repair`` mended it; ``rechart``: ``replay --rechart`` decided its
+    #: history again under the current chart; ``migrated``: its state when the feed began.
     kind: ChangeKind
     #: The delivery that caused it (its ``Outcome.seq`` and event id); ``None`` for a repair
     #: or a migration.

@@ -221,6 +221,10 @@ def test_replay_rechart_redecides_history_under_an_edited_chart(tmp_path: Path) 
     assert Path(db).read_bytes() == before  # a replay without --repair/--rechart only reads
     res = run("replay", "--rechart", *common)
     assert res.exit_code == 0, res.output
+    feed = run("changes", "--json", *common)  # the state it moved to, said as a rechart
+    assert [(c["to_state"], c["kind"]) for c in json.loads(feed.stdout)][-1:] == [
+        ("paid", "rechart")
+    ]
     state = run("state", "acme", "i1", *common)
     assert "paid" in state.stdout
     again = run("replay", *common)

@@ -494,3 +494,24 @@ def test_a_blocked_handler_never_holds_up_deliveries(make_db: _db.Databases) -> 
             release.set()
             runner.join(15)
         assert _state(writer, "stripe", "in_1") == ("paid", "paid")
+
+
+def test_following_a_file_that_was_replaced_says_so(tmp_path: Path) -> None:
+    from engine.runtime.feed import follow
+
+    db = tmp_path / "followed.db"
+    with Engine(db) as eng:
+        eng.apply("stripe", PAID[0])
+        entries = follow(eng, wait=0.2)
+        assert next(entries).cursor == 1
+        db.rename(tmp_path / "elsewhere.db")
+        with Engine(db) as other:  # a new file under the same name
+            other.apply("stripe", PAID[0])
+        with pytest.raises(StoreError, match="deleted or replaced by another file"):
+            next(entries)
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.5, "3", None, 2**63])
+def test_a_since_that_is_no_cursor_is_an_error_on_every_store(eng: Engine, bad: Any) -> None:
+    with pytest.raises(EngineError, match=re.escape(f"since={bad!r}")):
+        eng.changes(since=bad)

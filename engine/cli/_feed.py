@@ -96,9 +96,9 @@ def _line(change: Change, as_json: bool) -> str:
 
 @main.command()
 @click.argument("provider", callback=valid_text, required=False)
-@click.option("--since", type=click.IntRange(min=0), default=0, metavar="N",
+@click.option("--since", type=click.IntRange(min=0, max=2**63 - 1), default=0, metavar="N",
               help="Only entries after cursor N (default: 0, the whole feed).")  # fmt: skip
-@click.option("--limit", type=click.IntRange(min=1), metavar="N",
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), metavar="N",
               help="At most N entries (default: all); with --follow, exit after N.")  # fmt: skip
 @click.option("--follow", "keep_following", is_flag=True,
               help="Keep printing new entries as they are written, until Ctrl-C (on PostgreSQL "
@@ -120,8 +120,9 @@ def changes(
 
     Each entry has a cursor (strictly increasing), the invoice, its state before → after
     (with the canonical state), what caused it (applied: the event; late: a late event's
-    re-fold; repair: replay --repair) and, for a correction, the earlier entry it takes back
-    ("[corrects #N]": the invoice is not in the state that entry announced). PROVIDER (a chart
+    re-fold; repair: replay --repair; rechart: replay --rechart; migrated: the state when an
+    older database got the feed) and, for a correction, the earlier entry it takes back
+    ("[corrects #N]": the state that entry announced no longer stands as history). PROVIDER (a chart
     name or a path to its YAML file) limits it to that provider's entries. Reads the database
     without writing to it; "no changes" (exit 0) when there are none.
 
@@ -265,7 +266,7 @@ def _retries_logged() -> Iterator[None]:
 @click.argument("name", callback=valid_text)
 @click.argument("handler_spec", metavar="HANDLER")
 @click.argument("provider", callback=valid_text, required=False)
-@click.option("--from", "start", type=click.IntRange(min=0), default=0, metavar="N",
+@click.option("--from", "start", type=click.IntRange(min=0, max=2**63 - 1), default=0, metavar="N",
               help="Where NAME starts when it has no stored cursor: after cursor N (default: "
               "0, the whole feed). A stored cursor wins.")  # fmt: skip
 @click.option("--once", is_flag=True,

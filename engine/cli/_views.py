@@ -31,6 +31,9 @@ def _time(at: datetime | None) -> str:
     return "-" if at is None else at.strftime("%Y-%m-%d %H:%M:%S")
 
 
+_COUNT = click.IntRange(min=1, max=2**63 - 1)  # what a database integer holds
+
+
 @main.command()
 @click.argument("provider", callback=valid_text, required=False)
 @click.option(
@@ -46,7 +49,10 @@ def _time(at: datetime | None) -> str:
     "vocabulary every provider's chart maps to.",
 )
 @click.option(
-    "--limit", type=click.IntRange(min=1), metavar="N", help="At most N invoices (default: all)."
+    "--limit",
+    type=click.IntRange(min=1, max=2**63 - 1),
+    metavar="N",
+    help="At most N invoices (default: all).",
 )
 @db_option
 @chart_dir_option
@@ -88,7 +94,12 @@ def invoices(
 
 @main.command("dead-letters")
 @click.argument("provider", callback=valid_text, required=False)
-@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="At most N, oldest first.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1, max=2**63 - 1),
+    metavar="N",
+    help="At most N, oldest first.",
+)
 @db_option
 @chart_dir_option
 @json_option

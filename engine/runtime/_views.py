@@ -48,9 +48,20 @@ def as_outcome(row: EventRow, caused: int = 0) -> Outcome:
 
 
 def _limit(limit: int | None) -> int | None:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+    if limit is not None and not _whole(limit, 1):
         raise EngineError(f"limit={limit!r}; give a whole number of at least 1 (None: all)")
     return limit
+
+
+def _since(since: int) -> int:
+    if not _whole(since, 0):
+        raise EngineError(f"since={since!r}; give a cursor, 0 or more (0: from the start)")
+    return since
+
+
+def _whole(n: object, least: int) -> bool:
+    """An ``int`` (not a ``bool``) from ``least`` to the most a database integer holds."""
+    return isinstance(n, int) and not isinstance(n, bool) and least <= n < 2**63
 
 
 def _charts(eng: Engine, provider: str | None) -> list[Chart]:

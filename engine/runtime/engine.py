@@ -313,14 +313,14 @@ class Engine:
         self, since: int = 0, *, provider: str | None = None, limit: int | None = 1000
     ) -> list[Change]:
         """The changes feed: entries after cursor ``since`` (only ``provider``'s), in the order
-        they committed, at most ``limit``. See :class:`~engine.Change`, and
-        :class:`~engine.Subscriber` to follow it.
+        they committed, at most ``limit``. See :class:`~engine.Change` and
+        :class:`~engine.Subscriber`.
 
         Raises:
             UnknownProvider: ``provider`` has no chart.
-            EngineError: ``limit`` is not a whole number of at least 1 (nor ``None``: all).
+            EngineError: ``limit`` is no whole number ≥ 1 (nor None: all); ``since`` none ≥ 0.
         """
-        limit = _views._limit(limit)
+        limit, since = _views._limit(limit), _views._since(since)
         if provider is not None:
             self.chart(provider)
         with self.store.read() as tx:

@@ -82,7 +82,7 @@ def replay(
                     wtx, versions_of(prov), iid, on_unknown, cause=None, now=now, rechart=rechart
                 )
                 revised += done.revised
-                _put_invoice(wtx, prov, iid, done, now)
+                _put_invoice(wtx, prov, iid, done, now, "rechart" if rechart else "repair")
             return revised, _check(wtx, versions_of, on_unknown, provider, only=redo).mismatches
 
         revised, unrepaired = store.transact(work)
@@ -206,7 +206,9 @@ def _notes(
     return notes
 
 
-def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, now: str) -> None:
+def _put_invoice(
+    tx: WriteTx, provider: str, invoice_id: str, done: Refolded, now: str, kind: str
+) -> None:
     """Write a re-folded invoice's row, creating it if it was lost."""
     old = tx.invoice(provider, invoice_id)
     last = tx.feed.last(provider, invoice_id)  # what the feed said last: the entry's "from"
@@ -217,8 +219,7 @@ def _put_invoice(tx: WriteTx, provider: str, invoice_id: str, done: Refolded, no
         corrects = PREVIOUS if done.undid or done.state is None else None
         tx.feed.append([
             ChangeRow(0, provider, invoice_id, *before, done.state,
-                      done.canonical if done.state else None, None, None, corrects, "repair",
-                      now)
+                      done.canonical if done.state else None, None, None, corrects, kind, now)
         ])  # fmt: skip
     tx.upsert_invoices(
         [

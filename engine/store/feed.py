@@ -36,7 +36,8 @@ class ChangeRow(NamedTuple):
     #: The cursor of the entry this one corrects (what it said no longer stands), or ``None``.
     corrects: int | None
     #: ``applied`` (an event moved the invoice), ``late`` (a late event's re-fold),
-    #: ``repair`` (``replay --repair``), ``migrated`` (the state when the feed began).
+    #: ``repair`` (``replay --repair``), ``rechart`` (``replay --rechart``), ``migrated`` (the
+    #: state when the feed began).
     kind: str
     recorded_at: str
 

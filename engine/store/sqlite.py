@@ -87,6 +87,7 @@ class SqliteStore:
         except (sqlite3.DatabaseError, OSError) as exc:
             raise StoreError(f"can't open {self.path!r} as a SQLite database: {exc}") from None
         self._conn = conn
+        self._opened = None if memory else self._file()  # the file this connection has open
         self._closed = False
         self._lock = threading.RLock()
         self._tx = SqliteTx(conn)
@@ -215,6 +216,11 @@ class SqliteStore:
         stamp: tuple[int, ...] | None = None
         looked = 0.0
         while True:
+            if self.path != ":memory:" and self._file() != self._opened:
+                raise StoreError(
+                    f"{self.path!r} was deleted or replaced by another file while followed: "
+                    "start again to follow the new one"
+                )
             now = self._stamp()
             # a commit can land without moving the stamp (a WAL restarted at the same size,
             # a coarse clock): the head is read at least every second too
@@ -227,6 +233,14 @@ class SqliteStore:
                 return
             if time.monotonic() >= deadline:
                 return
+
+    def _file(self) -> tuple[object, ...] | None:
+        """The file at the path now (device and inode), ``None`` if there is none."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return ("sqlite", st.st_dev, st.st_ino)
 
     def _stamp(self) -> tuple[int, ...]:
         if self.path == ":memory:":
