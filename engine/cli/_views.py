@@ -48,12 +48,7 @@ _COUNT = click.IntRange(min=1, max=2**63 - 1)  # what a database integer holds
     help="Only invoices in this canonical state (draft, open, paid, void, …): the one "
     "vocabulary every provider's chart maps to.",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1, max=2**63 - 1),
-    metavar="N",
-    help="At most N invoices (default: all).",
-)
+@click.option("--limit", type=_COUNT, metavar="N", help="At most N invoices (default: all).")
 @db_option
 @chart_dir_option
 @json_option
@@ -94,12 +89,7 @@ def invoices(
 
 @main.command("dead-letters")
 @click.argument("provider", callback=valid_text, required=False)
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1, max=2**63 - 1),
-    metavar="N",
-    help="At most N, oldest first.",
-)
+@click.option("--limit", type=_COUNT, metavar="N", help="At most N, oldest first.")
 @db_option
 @chart_dir_option
 @json_option
