@@ -2,7 +2,8 @@
 
 See :mod:`engine.store.feed`. ``Feed`` works on a DB-API connection whose ``execute`` returns a
 cursor (sqlite3's and psycopg's both do); the store calls :meth:`Feed.finish` just before its
-COMMIT, with ``before_write`` run first (PostgreSQL takes the feed's lock there).
+COMMIT. SQLite numbers entries there (its one writer); PostgreSQL writes them with provisional
+numbers there and numbers them in the COMMIT's own message (``NUMBER_AT_COMMIT``).
 """
 
 from __future__ import annotations

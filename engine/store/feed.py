@@ -1,9 +1,9 @@
 """The changes feed as the store keeps it: one row per change of an invoice's state.
 
 A transaction's changes are held back (:meth:`FeedWrites.append`) and written just before it
-commits, numbered then: on SQLite the one writer numbers them; on PostgreSQL each writer takes
-the feed's lock for that last moment, so the numbers (``cursor``) follow the order in which
-transactions commit — a reader that has seen cursor *n* will never later find a new entry below
+commits, numbered then: on SQLite the one writer numbers them; on PostgreSQL the message that
+commits numbers them under the feed's lock (held only while the server runs that message), so
+the numbers (``cursor``) follow the order in which transactions commit — a reader that has seen cursor *n* will never later find a new entry below
 it. That is what lets a consumer resume from the last cursor it handled.
 """
 
