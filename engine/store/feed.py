@@ -3,8 +3,9 @@
 A transaction's changes are held back (:meth:`FeedWrites.append`) and written just before it
 commits, numbered then: on SQLite the one writer numbers them; on PostgreSQL the message that
 commits numbers them under the feed's lock (held only while the server runs that message), so
-the numbers (``cursor``) follow the order in which transactions commit — a reader that has seen cursor *n* will never later find a new entry below
-it. That is what lets a consumer resume from the last cursor it handled.
+the numbers (``cursor``) follow the order in which transactions commit — a reader that has
+seen cursor *n* will never later find a new entry below it. That is what lets a consumer
+resume from the last cursor it handled.
 """
 
 from __future__ import annotations
