@@ -515,3 +515,20 @@ def test_following_a_file_that_was_replaced_says_so(tmp_path: Path) -> None:
 def test_a_since_that_is_no_cursor_is_an_error_on_every_store(eng: Engine, bad: Any) -> None:
     with pytest.raises(EngineError, match=re.escape(f"since={bad!r}")):
         eng.changes(since=bad)
+
+
+def test_a_run_that_must_end_gives_up_on_an_entry_that_keeps_failing(eng: Engine) -> None:
+    for body in PAID:
+        eng.apply("stripe", body)
+    tries: list[int] = []
+
+    def broken(change: Change) -> None:
+        tries.append(change.cursor)
+        if change.cursor == 2:
+            raise ValueError("template missing")
+
+    sub = Subscriber(eng, "once", broken, retry_first=0.001, retry_max=0.002, give_up_after=3)
+    with pytest.raises(EngineError, match=r"entry #2 failed 3 times \(last: ValueError"):
+        sub.run(follow=False)
+    assert tries == [1, 2, 2, 2]
+    assert sub.cursor == 1  # what was handled is stored; #2 comes first next time

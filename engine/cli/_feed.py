@@ -262,6 +262,9 @@ def _retries_logged() -> Iterator[None]:
         log.removeHandler(handler)
 
 
+_ONCE_TRIES = 5  # consume --once ends (exit 1) rather than retry an entry for ever
+
+
 @main.command()
 @click.argument("name", callback=valid_text)
 @click.argument("handler_spec", metavar="HANDLER")
@@ -271,7 +274,8 @@ def _retries_logged() -> Iterator[None]:
               "0, the whole feed). A stored cursor wins.")  # fmt: skip
 @click.option("--once", is_flag=True,
               help="Handle the entries there are now, then exit (default: keep waiting for "
-              "new ones until Ctrl-C).")  # fmt: skip
+              "new ones until Ctrl-C); an entry whose handler fails 5 times ends it with "
+              "exit 1.")  # fmt: skip
 @db_option
 @chart_dir_option
 def consume(
@@ -287,11 +291,12 @@ def consume(
 
     HANDLER is module:function (a module importable from the current folder) or
     path/to/file.py:function; it is called with one engine.Change at a time, in cursor order,
-    each at least once and only after it committed. When it returns, the entry's cursor is
-    stored under NAME in the database, so a restart resumes after the last entry handled; when
-    it raises, the entry is tried again after a back-off (0.5 s, doubling up to 60 s; each
-    failure is a warning on stderr), never skipped. A consumer killed mid-entry gets that entry
-    again: make the handler idempotent (key what it does by change.cursor). PROVIDER limits it
+    each at least once and only after it committed. The cursor of the entries handled is stored
+    under NAME in the database (every 100 entries or second, when caught up, and on stopping),
+    so a restart resumes after them; when the handler raises, the entry is tried again after a
+    back-off (0.5 s, doubling up to 60 s; each failure is a warning on stderr), never skipped.
+    A consumer killed gets the entries since its last stored cursor again: make the handler
+    idempotent (key what it does by change.cursor). Run one process per NAME. PROVIDER limits it
     to that provider's entries. Ctrl-C (or SIGTERM) stops after the entry being handled; a
     one-line summary goes to stderr. The database must exist: consume opens it read-write, to
     store the cursor, but never creates one.
@@ -307,7 +312,8 @@ def consume(
     with open_engine(db_path, chart_dir, readonly=False, charts=charts) as eng:
         if prov is not None:
             eng.chart(prov)
-        sub = Subscriber(eng, name, handler, provider=prov, start=start)
+        sub = Subscriber(eng, name, handler, provider=prov, start=start,
+                         give_up_after=_ONCE_TRIES if once else None)  # fmt: skip
         if not once:
             click.echo(f"{name}: following the feed after #{sub.cursor}; Ctrl-C stops", err=True)
         with _stopping(stop), _retries_logged():

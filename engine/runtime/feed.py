@@ -7,6 +7,7 @@ up a delivery — and stores each subscriber's cursor after its handler has retu
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -101,6 +102,8 @@ class Subscriber:
         handler: what to do with each entry.
         provider: only entries of this provider (the cursor still counts every entry).
         start: where a subscriber with no stored cursor begins (0: the whole feed).
+        give_up_after: raise instead of trying an entry again after this many failures
+            (``None``: never; a run that must end, as ``consume --once``, sets it).
     """
 
     def __init__(
@@ -113,6 +116,7 @@ class Subscriber:
         start: int = 0,
         retry_first: float = 0.5,
         retry_max: float = 60.0,
+        give_up_after: int | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise EngineError(f"subscriber name {name!r}: give 1 to 200 characters")
@@ -127,6 +131,7 @@ class Subscriber:
         self.start = start
         self.retry_first = retry_first
         self.retry_max = retry_max
+        self.give_up_after = give_up_after
 
     @property
     def cursor(self) -> int:
@@ -190,11 +195,17 @@ class Subscriber:
         ``Exception`` is retried: ``SystemExit``, ``KeyboardInterrupt`` and the like end the
         run (the entry comes again at the next)."""
         delay = self.retry_first
-        while True:
+        for attempt in itertools.count(1):
             try:
                 self.handler(change)
                 return True
-            except Exception:
+            except Exception as exc:
+                if attempt == self.give_up_after:
+                    raise EngineError(
+                        f"subscriber {self.name!r}: entry #{change.cursor} failed "
+                        f"{attempt} times (last: {type(exc).__name__}: {exc}); it and those "
+                        "after it are not handled yet"
+                    ) from exc
                 _log.exception(
                     "subscriber %r: entry #%d failed; trying it again in %.1f s",
                     self.name, change.cursor, delay,
@@ -202,6 +213,7 @@ class Subscriber:
             if stop.wait(delay):
                 return False
             delay = min(delay * 2, self.retry_max)
+        raise AssertionError("unreachable")
 
     def _patiently(self, step: Callable[[], R], stop: threading.Event) -> R | None:
         """``step()``, tried again after a failing store until it works or ``stop`` is set."""
