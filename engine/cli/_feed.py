@@ -62,7 +62,9 @@ def _stopping(stop: threading.Event) -> Iterator[None]:
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        # set from another thread: the signal may have come while this thread held the
+        # event's own lock (inside stop.wait()), which set() here would wait on for ever
+        threading.Thread(target=stop.set, daemon=True).start()
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     for s in previous:
