@@ -32,6 +32,20 @@ from typing import Any
 
 from ._feed_sql import NUMBER_AT_COMMIT, Feed
 from ._postgres_schema import feed_channel, lock_key
+from ._statements import (
+    CHART_NAMES,
+    EVENT_NAMES,
+    FOLD,
+    INSERT_REVISION,
+    INVOICE_NAMES,
+    RECORD_CHART,
+    REVISE,
+    REVISION_NAMES,
+    SUPERSEDE,
+    UPSERT_INVOICE,
+    marks,
+    revise_args,
+)
 from ._views_sql import dead_letters_query, invoices_query, snapshots_query
 from .base import (
     ChartRecord,
@@ -45,30 +59,15 @@ from .views import SnapshotRow
 
 __all__ = ["LiveConflict", "PostgresTx"]
 
-_EVENT_NAMES = ", ".join(EventRow._fields)
-_INVOICE_NAMES = ", ".join(InvoiceRow._fields)
-_REVISION_NAMES = ", ".join(RevisionRow._fields)
-_CHART_NAMES = ", ".join(ChartRecord._fields)
-
-
-def _params(n: int) -> str:
-    return ", ".join(["%s"] * n)
+_EVENT_NAMES, _INVOICE_NAMES = EVENT_NAMES, INVOICE_NAMES
+_REVISION_NAMES, _CHART_NAMES = REVISION_NAMES, CHART_NAMES
 
 
 _INSERT_EVENT = (
-    f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_params(len(EventRow._fields))})"
+    f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({marks(len(EventRow._fields))})"
     " ON CONFLICT DO NOTHING"
 )
-_ON_INVOICE = """
-ON CONFLICT (provider, invoice_id) DO UPDATE SET
-  state = excluded.state, canonical = excluded.canonical, version = excluded.version,
-  updated_at = excluded.updated_at, last_fold_order = excluded.last_fold_order,
-  last_lifecycle_rank = excluded.last_lifecycle_rank, last_event_id = excluded.last_event_id
-"""
-_UPSERT_INVOICE = (
-    f"INSERT INTO invoices ({_INVOICE_NAMES}) VALUES ({_params(len(InvoiceRow._fields))})"
-    + _ON_INVOICE
-)
+_UPSERT_INVOICE = UPSERT_INVOICE
 # One row per invoice ever locked, keyed by its lock key: inserted if absent, else row-locked
 # by the ON CONFLICT (an update "WHERE false" locks the row and writes nothing), in ascending
 # key order, in one statement. Row locks live on the rows, not in the server's shared lock
@@ -85,13 +84,7 @@ _LOCK_SHARED_AND_ROWS = (
     " INSERT INTO invoice_locks (key) SELECT k FROM store," + _LOCK_TAIL
 )
 _LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared(%s)"
-_INSERT_REVISION = (
-    f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_params(len(RevisionRow._fields))})"
-)
-_FOLD_SQL = f"""
-SELECT {_EVENT_NAMES} FROM events WHERE provider = %s AND invoice_id = %s AND in_fold = 1
-ORDER BY fold_order, lifecycle_rank, event_id
-"""
+_INSERT_REVISION, _FOLD_SQL = INSERT_REVISION, FOLD
 _LAST = 2**63 - 1
 _names = itertools.count()
 
@@ -331,29 +324,15 @@ class PostgresTx:
         self._many(_UPSERT_INVOICE, rows)
 
     def supersede(self, seq: int, by_seq: int) -> None:
-        self._conn.execute(
-            "UPDATE events SET in_fold = 0, reason = reason || %s WHERE seq = %s",
-            (f"; superseded by #{by_seq}", seq),
-        )
+        self._conn.execute(SUPERSEDE, (f"; superseded by #{by_seq}", seq))
 
     def revise(self, outcome: RevisedOutcome, revision: RevisionRow | None) -> None:
         if revision is not None:
             self._conn.execute(_INSERT_REVISION, revision)
-        self._conn.execute(
-            "UPDATE events SET outcome = %s, reason = %s, from_state = %s, to_state = %s,"
-            " trigger = %s, retryable = %s, adopted = %s, revisions = %s, policy = %s,"
-            " chart = %s, inferred = %s WHERE seq = %s",
-            (outcome.outcome, outcome.reason, outcome.from_state, outcome.to_state,
-             outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions,
-             outcome.policy, outcome.chart, outcome.inferred, outcome.seq),
-        )  # fmt: skip
+        self._conn.execute(REVISE, revise_args(outcome))
 
     def record_chart(self, chart: ChartRecord) -> None:
-        self._conn.execute(
-            f"INSERT INTO charts ({_CHART_NAMES}) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (fingerprint) DO NOTHING",
-            chart,
-        )
+        self._conn.execute(RECORD_CHART, chart)
 
     def insert_revisions(self, rows: Sequence[RevisionRow]) -> None:
         self._many(_INSERT_REVISION, rows)

@@ -11,6 +11,19 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
 from ._feed_sql import Feed
+from ._statements import (
+    EVENT_NAMES,
+    FOLD,
+    INSERT_REVISION,
+    INVOICE_NAMES,
+    RECORD_CHART,
+    REVISE,
+    REVISION_NAMES,
+    SUPERSEDE,
+    UPSERT_INVOICE,
+    qmark,
+    revise_args,
+)
 from ._views_sql import dead_letters_query, invoices_query, snapshots_query
 from .base import (
     ChartRecord,
@@ -35,24 +48,12 @@ def _chunks(values: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
         yield values[i : i + size]
 
 
-_EVENT_NAMES = ", ".join(EventRow._fields)
+_EVENT_NAMES, _INVOICE_NAMES, _REVISION_NAMES = EVENT_NAMES, INVOICE_NAMES, REVISION_NAMES
 _INSERT_EVENT = f"INSERT INTO events ({_EVENT_NAMES}) VALUES ({_in(len(EventRow._fields))})"
-_INVOICE_NAMES = ", ".join(InvoiceRow._fields)
-_UPSERT_INVOICE = f"""
-INSERT INTO invoices ({_INVOICE_NAMES}) VALUES ({_in(len(InvoiceRow._fields))})
-ON CONFLICT (provider, invoice_id) DO UPDATE SET
-  state = excluded.state, canonical = excluded.canonical, version = excluded.version,
-  updated_at = excluded.updated_at, last_fold_order = excluded.last_fold_order,
-  last_lifecycle_rank = excluded.last_lifecycle_rank, last_event_id = excluded.last_event_id
-"""
-_REVISION_NAMES = ", ".join(RevisionRow._fields)
-_INSERT_REVISION = (
-    f"INSERT INTO revisions ({_REVISION_NAMES}) VALUES ({_in(len(RevisionRow._fields))})"
-)
-_FOLD_SQL = f"""
-SELECT {_EVENT_NAMES} FROM events WHERE provider = ? AND invoice_id = ? AND in_fold = 1
-ORDER BY fold_order, lifecycle_rank, event_id
-"""
+_UPSERT_INVOICE = qmark(UPSERT_INVOICE)
+_INSERT_REVISION = qmark(INSERT_REVISION)
+_FOLD_SQL = qmark(FOLD)
+_SUPERSEDE, _REVISE, _RECORD_CHART = (qmark(x) for x in (SUPERSEDE, REVISE, RECORD_CHART))
 
 
 class SqliteTx:
@@ -224,29 +225,15 @@ class SqliteTx:
         self._conn.executemany(_UPSERT_INVOICE, rows)
 
     def supersede(self, seq: int, by_seq: int) -> None:
-        self._conn.execute(
-            "UPDATE events SET in_fold = 0, reason = reason || ? WHERE seq = ?",
-            (f"; superseded by #{by_seq}", seq),
-        )
+        self._conn.execute(_SUPERSEDE, (f"; superseded by #{by_seq}", seq))
 
     def revise(self, outcome: RevisedOutcome, revision: RevisionRow | None) -> None:
         if revision is not None:
             self._conn.execute(_INSERT_REVISION, revision)
-        self._conn.execute(
-            "UPDATE events SET outcome = ?, reason = ?, from_state = ?, to_state = ?,"
-            " trigger = ?, retryable = ?, adopted = ?, revisions = ?, policy = ?, chart = ?,"
-            " inferred = ? WHERE seq = ?",
-            (outcome.outcome, outcome.reason, outcome.from_state, outcome.to_state,
-             outcome.trigger, outcome.retryable, outcome.adopted, outcome.revisions,
-             outcome.policy, outcome.chart, outcome.inferred, outcome.seq),
-        )  # fmt: skip
+        self._conn.execute(_REVISE, revise_args(outcome))
 
     def record_chart(self, chart: ChartRecord) -> None:
-        self._conn.execute(
-            f"INSERT INTO charts ({', '.join(ChartRecord._fields)}) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (fingerprint) DO NOTHING",
-            chart,
-        )
+        self._conn.execute(_RECORD_CHART, chart)
 
     def insert_revisions(self, rows: Sequence[RevisionRow]) -> None:
         self._conn.executemany(_INSERT_REVISION, rows)
