@@ -129,9 +129,9 @@ def _validator(name: str, lives: list[list[str]], quick: bool) -> Row:
 
 
 def _nested(chart: Any) -> list[Any]:
-    from engine.chart.compiled import _transitions_states
+    from engine.chart._machine import machine_states
 
-    return _transitions_states(chart.spec.states)
+    return machine_states(chart.tree, chart.tree.roots)
 
 
 def _plain_transitions(chart: Any) -> list[dict[str, Any]]:

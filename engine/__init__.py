@@ -63,7 +63,7 @@ Submodules:
 
 import typing as _typing  # private: __all__ stays exactly the public names
 
-from .chart import Chart, ChartSpec, Finding, available_charts, lint, load_chart
+from .chart import Chart, ChartSpec, Configuration, Finding, available_charts, lint, load_chart
 from .errors import (
     ChartError,
     ChartProblem,
@@ -89,6 +89,7 @@ __all__ = [
     "ChartError",
     "ChartProblem",
     "ChartSpec",
+    "Configuration",
     "DeliveryError",
     "DiagramError",
     "Drift",

@@ -9,7 +9,7 @@ a script that uses the public API with the installed mypy, from a directory of i
 
 ``assert_type`` lines make mypy prove the public types too: ``diagrams.export`` of a text
 format is ``str`` and of an image format ``bytes``; ``Chart.steps`` gives public
-``CandidateStep`` tuples; ``next_state`` is ``str``.
+``CandidateStep`` tuples; ``next_state`` is a ``Configuration`` (a ``str``).
 
 The new venv borrows this interpreter's site-packages for the dependencies only (a path line
 in a ``.pth`` file, as ``test_packaging`` does), so pip fetches nothing but the build backend.
@@ -47,17 +47,19 @@ USER_SCRIPT = '''\
 from typing import assert_type
 
 import engine
-from engine import Chart, Engine, Outcome, ReplayReport, diagrams, load_chart
+from engine import Chart, Configuration, Engine, Outcome, ReplayReport, diagrams, load_chart
 from engine.chart import CandidateStep
 from engine.testing import shortest_paths
 
 chart: Chart = load_chart("chargeover")
-assert_type(chart.next_state("open.unpaid", "pay"), str)
-assert_type(chart.next_state("open", "pay"), str)
+assert_type(chart.next_state("open.unpaid", "pay"), Configuration)
+assert_type(chart.next_state("open", "pay"), Configuration)
+state: str = chart.next_state("open", "pay")  # a configuration is its text
+assert_type(Configuration.of(["a.x", "a.y"]).leaves, tuple[str, ...])
 assert_type(chart.is_final("closed"), bool)
 assert_type(chart.steps("open.unpaid", "pay"), tuple[CandidateStep, ...])
 for dest, conditions in chart.steps("open.unpaid", "pay"):
-    assert_type(dest, str | None)
+    assert_type(dest, Configuration | None)
 spec = chart.event("invoice.insert")
 create: bool = spec.create if spec is not None else False
 

@@ -4,21 +4,24 @@
 
 The compiled :class:`Chart` is the one reader of the state tree: its :attr:`Chart.tree` (a
 :class:`StateTree`) is what everything else (lint, diagrams, the testing helpers, the CLI) asks,
-never the spec, for leaves, initial children, inherited canonical states and what ``*`` expands
-to.
+never the spec, for leaves, regions, configurations, initial children, canonical states and
+what ``*`` expands to. An invoice's state is a :class:`Configuration` (:mod:`.configuration`).
 """
 
 from .compiled import CandidateStep, Chart
+from .configuration import Configuration
 from .lint import Finding, lint
 from .load import available_charts, bundled_chart_dir, load_chart, load_yaml, parse_chart
-from .spec import CANONICAL_STATES, ChartSpec, EventSpec, StateSpec
+from .spec import CANONICAL_STATES, CanonicalRule, ChartSpec, EventSpec, StateSpec
 from .tree import StateNode, StateTree
 
 __all__ = [
     "CANONICAL_STATES",
     "CandidateStep",
+    "CanonicalRule",
     "Chart",
     "ChartSpec",
+    "Configuration",
     "EventSpec",
     "Finding",
     "StateNode",

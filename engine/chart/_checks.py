@@ -104,7 +104,6 @@ def _check_meaning(
     tree = StateTree(spec.states, source, problems=problems)
     tree_holds = not problems
     names = [n for n, node in tree.nodes.items() if id(node.spec) not in gaps.unread]
-    leaves = [n for n in tree.leaves if id(tree.node(n).spec) not in gaps.unread]
     known = set(names)
 
     def problem(location: str, text: str) -> None:
@@ -125,6 +124,9 @@ def _check_meaning(
                 state(src, f"transitions[{i}].source" + (f"[{j}]" if len(t.source) > 1 else ""))
         if t.dest is not None:
             state(t.dest, f"transitions[{i}].dest")
+            across = _across_regions(tree, t.source, t.dest) if tree_holds else None
+            if across is not None:
+                problem(f"transitions[{i}].dest", across)
         if t.trigger and t.trigger not in triggers:
             triggers.append(t.trigger)
     joined = len(spec.delivery.event_type)
@@ -141,12 +143,43 @@ def _check_meaning(
             problem(f"{loc}.trigger", unknown("trigger", ev.trigger, triggers))
         for j, s in enumerate(ev.states or []):
             state(s, f"{loc}.states[{j}]")
-        if ev.follow_status and spec.delivery.status is None and not gaps.status:
-            problem(loc, "follow_status needs delivery.status")
+        if ev.follow_status and (ev.status or spec.delivery.status) is None and not gaps.status:
+            problem(loc, "follow_status needs delivery.status (or the event's own status)")
+        region = ev.region
+        if region is not None and not gaps.names and tree.region_of_name(region) is None:
+            regions = [r for p in tree.parallel for r in tree.children(p)]
+            problem(
+                f"{loc}.follow_status",
+                unknown("region", region, regions)
+                if regions
+                else f"follow_status names region {region!r}, but the chart has no parallel "
+                "state: write follow_status: true",
+            )
     for value, target in spec.delivery.statuses.items():
-        if target not in leaves and not gaps.names:
-            problem(key_path("delivery.statuses", value), unknown("state", target, leaves))
+        if target not in known and not gaps.names:
+            problem(key_path("delivery.statuses", value), unknown("state", target, names))
     return (tree if tree_holds else None), problems
+
+
+def _across_regions(tree: StateTree, sources: Sequence[str], dest: str) -> str | None:
+    """Why a transition from ``sources`` to ``dest`` crosses between two regions of one
+    parallel state (which has no meaning: leave the parallel state, or stay in one region),
+    or ``None``."""
+    if dest not in tree:
+        return None
+    for parallel in tree.parallel:
+        into = next((r for r in tree.children(parallel) if tree.contains(r, dest)), None)
+        if into is None:
+            continue
+        for source in tree.expand_sources(sources):
+            start = next((r for r in tree.children(parallel) if tree.contains(r, source)), None)
+            if start is not None and start != into:
+                return (
+                    f"the transition goes from {source!r} in region {start!r} to {dest!r} in "
+                    f"region {into!r} of parallel state {parallel!r}: a transition stays in "
+                    "one region, or leaves the parallel state"
+                )
+    return None
 
 
 #: Lint rules whose findings a name left out (unknown, with no likely meaning) could make
@@ -192,7 +225,6 @@ def lint_in_part(
     if not initial:
         return []
     triggers = {t.trigger for t in kept}
-    leaves = set(tree.leaves)
     linted = ChartSpec.model_construct(
         provider=spec.provider or "chart",
         title="",
@@ -201,7 +233,7 @@ def lint_in_part(
         states=spec.states,
         transitions=kept,
         delivery=spec.delivery.model_copy(
-            update={"statuses": {k: v for k, v in spec.delivery.statuses.items() if v in leaves}}
+            update={"statuses": {k: v for k, v in spec.delivery.statuses.items() if v in tree}}
         ),
         signature=spec.signature,
         events={

@@ -22,12 +22,20 @@ Severity = Literal["error", "warning"]
 #: Every rule: its severity and what it catches. Rule names are what ``lint_exceptions`` name.
 RULES: dict[str, tuple[Severity, str]] = {
     "unreachable": ("error", "no sequence of transitions reaches the state from an initial state"),
+    "unreachable-configuration": (
+        "warning",
+        "a combination of its regions' states a parallel state can never be in",
+    ),
     "dead-end": ("error", "a state that is not final, but that no transition leaves"),
     "final-exit": ("error", "a final state that a transition leaves"),
     "no-final-path": ("warning", "no final state can be reached from the state"),
     "nondeterminism": (
         "error",
         "one trigger from one source goes to several targets, not told apart by guards",
+    ),
+    "several-regions": (
+        "warning",
+        "one trigger moves several regions of a parallel state at once",
     ),
     "unknown-trigger": ("error", "an event is mapped to a trigger no transition defines"),
     "missing-canonical": ("error", "a state has no canonical lifecycle state"),
@@ -122,6 +130,22 @@ def location(chart: Chart, finding: Finding) -> str:
         for i, t in enumerate(spec.transitions):
             if t.trigger == trigger and source in tree.expand_sources(t.source):
                 return f"transitions[{i}]"
+    if finding.rule == "several-regions":
+        trigger, _, top = finding.target.partition(" in ")
+        for i, t in enumerate(spec.transitions):
+            if t.trigger == trigger and any(
+                tree.contains(top, s) for s in tree.expand_sources(t.source)
+            ):
+                return f"transitions[{i}]"
     if finding.target in tree:
         return tree.node(finding.target).location
+    first = finding.target.split("+", 1)[0]
+    if "+" in finding.target and first in tree:  # a configuration: its parallel state
+        scope: str | None = first
+        outer = first
+        while scope is not None:
+            if tree.node(scope).parallel:
+                outer = scope
+            scope = tree.parent(scope)
+        return tree.node(outer).location
     return ""

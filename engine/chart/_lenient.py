@@ -188,9 +188,10 @@ def _lenient_event(raw: Any) -> EventSpec | None:
     if not isinstance(raw, dict):
         return None
     trigger = raw.get("trigger")
+    follow = raw.get("follow_status")
     return EventSpec.model_construct(
         trigger=trigger if isinstance(trigger, str) else None,
-        follow_status=raw.get("follow_status") is True,
+        follow_status=follow if follow is True or isinstance(follow, str) else False,
         states=_texts(raw.get("states")),
     )
 

@@ -1,52 +1,95 @@
-"""A chart's ``transitions`` machine, and the step table a :class:`~engine.chart.Chart`
-answers from, read once from that machine.
+"""A chart's ``transitions`` machine, and every answer it gives, asked once.
 
-For every (leaf, trigger), the ordered :class:`CandidateStep` list the ``transitions`` machine
-would try: a child's transitions before its parent's, a compound dest entering its initial
-child. And for every (compound state, trigger), the steps all its leaves share: the chart uses a
-compound name as a source meaning "any of its leaves" (``source: open``), so a validator user
-may ask from it too, and gets an answer exactly where it can't depend on the leaf.
+``transitions`` decides. :func:`explore` sets a scratch model to each configuration of the chart,
+fires each trigger, and reads the configuration back: the machine's own resolution (which
+transition of which state fires, in which region, what a compound or parallel destination
+enters, what an internal transition leaves alone) is the only one there is. A question whose
+answer depends on guards is asked once for every outcome of the guards it could meet (the
+machine is fired with an :class:`~engine.chart.expr.Assumed` payload that says what each guard
+holds), so the compiled chart answers a real payload by evaluating those guards, the machine's
+own conditions, and looking up what the machine did for that outcome.
+
+Nothing here re-implements how a statechart resolves a trigger; what it reads of the machine's
+tables is only *which* guards a question could meet (those of the trigger's transitions whose
+source is active or encloses an active leaf): a superset, checked by the machine itself, which
+reports a guard it asks that was not foreseen (:class:`~engine.chart.expr.GuardNotForeseen`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any, NamedTuple
+from itertools import product
+from typing import Any, Final, NamedTuple
 
-from transitions import Machine
+from transitions import Machine, MachineError
 from transitions.core import Condition
 
-from ..errors import UnknownState
+from ..errors import ChartError
+from .configuration import Configuration
+from .expr import Assumed, Guard
 from .tree import StateTree
 
 __all__ = [
+    "STAY",
+    "Answer",
     "CandidateStep",
-    "Table",
-    "compile_steps",
+    "Explorer",
+    "Outcome",
     "dot_machine",
-    "leaf_by_leaf",
+    "guard_of",
     "machine_states",
-    "mixed_canonical",
-    "shared_steps",
 ]
+
+#: The most guards one question may meet for its answers to be found when the chart loads
+#: (2**n firings); a question with more is asked of the machine on first use instead.
+_EAGER_GUARDS = 8
+
+
+class _Stay:
+    """An internal transition's answer: legal, and the configuration stays as it is."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "STAY"
+
+
+STAY: Final = _Stay()
+#: What the machine did: moved to a configuration, stayed (internal), or refused (``None``:
+#: every guard that could let the trigger fire was false).
+Outcome = Configuration | _Stay | None
+
+
+class Answer(NamedTuple):
+    """The machine's answers to one (configuration, trigger) question.
+
+    Attributes:
+        conditions: the machine's ``Condition`` objects of the guards the question could meet,
+            in chart order (``c.func`` is the chart's :class:`~engine.chart.expr.Guard`).
+        outcomes: for each tuple of those guards' values, what the machine did.
+    """
+
+    conditions: tuple[Condition, ...]
+    outcomes: dict[tuple[bool, ...], Outcome]
 
 
 class CandidateStep(NamedTuple):
-    """One step the chart's machine would try for a (state, trigger), in the order it tries
-    them: see :meth:`Chart.steps <engine.chart.Chart.steps>`. A tuple too, so ``for dest,
-    conditions in chart.steps(s, t)`` works. (Not :class:`engine.testing.Step`, which is one
-    step of a generated test path.)
+    """One way a trigger can go from a state, summarizing the machine's answers: see
+    :meth:`Chart.steps <engine.chart.Chart.steps>`. A tuple too, so ``for dest, conditions
+    in chart.steps(s, t)`` works. (Not :class:`engine.testing.Step`, one step of a generated
+    test path.)
 
     Attributes:
-        dest: the leaf the step leads to, or ``None`` for an internal transition (legal, the
-            invoice stays where it is).
-        conditions: the guards that must all hold, as the ``transitions`` machine's own
+        dest: the configuration the step leads to, or ``None`` for an internal transition
+            (legal, the invoice stays where it is).
+        conditions: the guards that must hold, as the ``transitions`` machine's own
             ``Condition`` objects: ``c.func(payload) == c.target`` is the test, and ``c.func``
             is the chart's guard (its ``str()`` is the expression as written). Empty: always.
     """
 
-    dest: str | None
+    dest: Configuration | None
     conditions: tuple[Condition, ...]
 
 
@@ -69,84 +112,167 @@ def dot_machine() -> type[Machine]:
 
 
 def machine_states(tree: StateTree, names: Iterable[str]) -> list[dict[str, Any]]:
-    """The states of ``names`` and their subtrees, in ``transitions``' nested-dict form."""
+    """The states of ``names`` and their subtrees, in ``transitions``' nested-dict form (a
+    parallel state's regions under ``parallel``)."""
     out: list[dict[str, Any]] = []
     for name in names:
         node = tree.node(name)
         d: dict[str, Any] = {"name": node.spec.name, "final": node.final}
-        if node.initial_child is not None:
+        if node.parallel:
+            d["parallel"] = machine_states(tree, node.children)
+        elif node.initial_child is not None:
             d["children"] = machine_states(tree, node.children)
             d["initial"] = tree.node(node.initial_child).spec.name
         out.append(d)
     return out
 
 
-#: (state, trigger) -> the steps to try, in order; absent: the trigger is not legal there.
-Table = dict[tuple[str, str], tuple[CandidateStep, ...]]
+def guard_of(condition: Condition) -> Guard:
+    """The chart's guard a machine condition calls (every condition of a chart's machine is
+    one)."""
+    func = condition.func
+    assert isinstance(func, Guard), func
+    return func
 
 
-def compile_steps(machine: Machine, tree: StateTree) -> Table:
-    """Every leaf's steps, resolved the way ``machine`` resolves them."""
-    parent = {name: node.parent for name, node in tree.nodes.items()}
-    table: Table = {}
-    for trigger, event in machine.events.items():
-        for leaf in tree.leaves:
-            steps: list[CandidateStep] = []
-            scope: str | None = leaf
-            while scope is not None:  # the deepest scope first, as the machine does
-                for tr in event.transitions.get(scope, []):
-                    dest = None if tr.dest is None else tree.enter(tr.dest)
-                    steps.append(CandidateStep(dest, tuple(tr.conditions)))
-                scope = parent[scope]
-            if steps:
-                table[(leaf, trigger)] = tuple(steps)
-    return table
+class _Scratch:
+    """The one model the machine is fired on to learn its answers (never an invoice)."""
+
+    state: Any
 
 
-def shared_steps(table: Table, tree: StateTree, triggers: Iterable[str]) -> Table:
-    """(compound, trigger) -> the steps every leaf inside the compound has, where they all
-    have the same (always so for a transition written on the compound itself)."""
-    out: Table = {}
-    for compound in tree.compound:
-        leaves = tree.leaves_under(compound)
-        for trigger in triggers:
-            steps = table.get((leaves[0], trigger))
-            if steps is not None and all(table.get((s, trigger)) == steps for s in leaves):
-                out[(compound, trigger)] = steps
-    return out
+class Explorer:
+    """Asks a chart's machine every question, or on first use those with many guards.
+
+    Args:
+        machine: the chart's machine (built with ``model=None``); a scratch model is added.
+        tree: the chart's state tree, whose configurations are the questions' starting points.
+        source: names the chart in errors.
+    """
+
+    def __init__(self, machine: Machine, tree: StateTree, source: str) -> None:
+        self._machine = machine
+        self._tree = tree
+        self._source = source
+        self._model = _Scratch()
+        machine.add_model(self._model)
+        self._lock = threading.Lock()
+        self._ancestors = {c: _scopes(tree, c.leaves) for c in tree.configurations}
+
+    def answer(self, config: Configuration, trigger: str) -> Answer | None:
+        """What the machine does for ``trigger`` in ``config``: ``None`` when the trigger is
+        not legal there at all; the answers for every outcome of the guards it could meet
+        when there are at most a few of them (otherwise those outcomes are asked on first use,
+        by :meth:`outcome`)."""
+        conditions = self._conditions(config, trigger)
+        if not conditions:
+            first = self.fire(config, trigger, {})
+            return None if first is _ILLEGAL else Answer((), {(): first})  # type: ignore[dict-item]
+        outcomes: dict[tuple[bool, ...], Outcome] = {}
+        if len(conditions) <= _EAGER_GUARDS:
+            guards = [guard_of(c) for c in conditions]
+            for values in product((True, False), repeat=len(conditions)):
+                got = self.fire(config, trigger, dict(zip(guards, values, strict=True)))
+                if got is _ILLEGAL:
+                    return None
+                outcomes[values] = got  # type: ignore[assignment]
+        return Answer(conditions, outcomes)
+
+    def outcome(
+        self, config: Configuration, trigger: str, answer: Answer, key: tuple[bool, ...]
+    ) -> Outcome:
+        """The machine's answer for one outcome of the guards, asked now and remembered (for
+        a question with more guards than are asked when the chart loads)."""
+        with self._lock:
+            found = answer.outcomes.get(key, _ILLEGAL)
+            if found is _ILLEGAL:
+                guards = [guard_of(c) for c in answer.conditions]
+                found = self.fire(config, trigger, dict(zip(guards, key, strict=True)))
+                if found is _ILLEGAL:  # it had transitions when the chart loaded
+                    raise self._crash(config, trigger, "the trigger stopped being legal")
+                answer.outcomes[key] = found  # type: ignore[assignment]
+            return found  # type: ignore[return-value]
+
+    def _conditions(self, config: Configuration, trigger: str) -> tuple[Condition, ...]:
+        """The machine's conditions on ``trigger``'s transitions from an active state or one
+        enclosing an active leaf (one per distinct guard, in chart order)."""
+        event = self._machine.events[trigger]
+        found: dict[Guard, Condition] = {}
+        for source in self._ancestors[config]:
+            for tr in event.transitions.get(source, ()):
+                for c in tr.conditions:
+                    if isinstance(c.func, Guard):
+                        found.setdefault(c.func, c)
+        order = {g: i for i, g in enumerate(self._guard_order(event))}
+        return tuple(sorted(found.values(), key=lambda c: order[guard_of(c)]))
+
+    @staticmethod
+    def _guard_order(event: Any) -> list[Guard]:
+        seen: dict[Guard, None] = {}
+        for transitions in event.transitions.values():
+            for tr in transitions:
+                for c in tr.conditions:
+                    if isinstance(c.func, Guard):
+                        seen.setdefault(c.func, None)
+        return list(seen)
+
+    def fire(self, config: Configuration, trigger: str, guards: dict[Guard, bool]) -> object:
+        """Set the scratch model to ``config``, fire ``trigger`` with the guards holding as
+        given, and read the configuration back: a :class:`Configuration`, :data:`STAY`,
+        ``None`` (refused by its guards) or ``_ILLEGAL`` (no transition for it here)."""
+        machine, model = self._machine, self._model
+        leaves = config.leaves
+        state: Any = list(leaves) if len(leaves) > 1 else leaves[0]  # a list: one per region
+        machine.set_state(state, model=model)
+        try:
+            fired = model.trigger(trigger, Assumed(guards))  # type: ignore[attr-defined]
+        except MachineError as exc:
+            if "Can't trigger event" in str(exc.value):
+                return _ILLEGAL
+            raise self._crash(config, trigger, str(exc.value)) from exc
+        except Exception as exc:  # a crash inside transitions is a broken chart, not "illegal"
+            raise self._crash(config, trigger, f"{type(exc).__name__}: {exc}") from exc
+        if not fired:
+            return None
+        after = self._read(model.state)
+        if after is None:
+            raise self._crash(
+                config,
+                trigger,
+                f"it left the model in {model.state!r}, which is no configuration of the chart",
+            )
+        return STAY if after == config else after
+
+    def _read(self, state: object) -> Configuration | None:
+        leaves = list(_flatten(state))
+        return self._tree.configuration("+".join(leaves)) if leaves else None
+
+    def _crash(self, config: str, trigger: str, why: str) -> ChartError:
+        return ChartError(
+            self._source,
+            "",
+            f"the transitions machine failed on {trigger!r} from {config!r}: {why}",
+        )
 
 
-def leaf_by_leaf(table: Table, tree: StateTree, state: str, trigger: str) -> str | None:
-    """Why a compound ``state`` has no answer for ``trigger`` its leaves know: what each leaf
-    would do, so the caller can ask with the right one. ``None`` for a leaf, or when no leaf
-    inside allows ``trigger``."""
-    if state not in tree.compound:
-        return None
-    leaves = tree.leaves_under(state)
-    if not any((leaf, trigger) in table for leaf in leaves):
-        return None
-    ways = []
+#: ``fire``'s answer when the trigger has no transition from the configuration.
+_ILLEGAL: Final = object()
+
+
+def _flatten(state: object) -> Iterable[str]:
+    if isinstance(state, str):
+        yield state
+    elif isinstance(state, list | tuple):
+        for s in state:
+            yield from _flatten(s)
+
+
+def _scopes(tree: StateTree, leaves: Sequence[str]) -> tuple[str, ...]:
+    """Every active leaf and every state enclosing one, each once."""
+    out: dict[str, None] = {}
     for leaf in leaves:
-        moves = [
-            (dest or "stays") + (" if " + " and ".join(str(c.func) for c in conds) if conds else "")
-            for dest, conds in table.get((leaf, trigger), ())
-        ]
-        ways.append(f"{leaf} → {', else '.join(moves)}" if moves else f"{leaf}: not allowed")
-    return (
-        f"{state!r} is a compound state and its leaves differ: {'; '.join(ways)}; "
-        "ask with the leaf the invoice is in"
-    )
-
-
-def mixed_canonical(
-    chart: str, state: str, tree: StateTree, canonical: dict[str, str], states: list[str]
-) -> UnknownState:
-    """The error for the canonical state of a compound ``state`` whose leaves have different
-    ones: an :class:`UnknownState` (no such canonical state) that says why, naming them."""
-    err = UnknownState(chart, state, states)
-    each = ", ".join(f"{leaf}: {canonical.get(leaf)}" for leaf in tree.leaves_under(state))
-    err.args = (  # the class's own message would call the state unknown
-        f"{state!r} is a compound state of chart {chart!r} whose leaves have different "
-        f"canonical states ({each}); ask with the leaf the invoice is in",
-    )
-    return err
+        scope: str | None = leaf
+        while scope is not None:
+            out[scope] = None
+            scope = tree.parent(scope)
+    return tuple(out)

@@ -1,60 +1,61 @@
 """A loaded chart: one shared ``transitions`` machine, and the lifecycle validator built on it.
 
-``transitions`` defines the semantics. Each chart builds exactly one machine (never one per
-invoice: ``add_model`` costs kilobytes a model), a ``HierarchicalMachine`` with ``.`` as the
-separator when the chart nests (the default ``_`` would split ``payment_pending``), always with
-``auto_transitions=False`` so there are no ``to_<state>`` back doors.
+``transitions`` decides. Each chart builds exactly one machine (never one per invoice:
+``add_model`` costs kilobytes a model), a ``HierarchicalMachine`` with ``.`` as the separator
+when the chart nests or has parallel regions (the default ``_`` would split
+``payment_pending``), always with ``auto_transitions=False`` so there are no ``to_<state>``
+back doors.
 
-Asking the machine a question by moving a model into a state and firing a trigger is slow and
-not thread-safe, so the validator reads the machine's own event tables once, when the chart
-loads: for every (state, trigger) the ordered list of ``transitions.Transition`` objects that
-could fire, resolved the way the machine resolves them (a child's transitions before its
-parent's; a compound dest enters its initial child). Unguarded steps become one dict entry;
-guarded ones keep the machine's ``Condition`` objects, which are called with the payload just
-as ``Machine.trigger(name, payload)`` would call them (:mod:`._machine` builds the machine and
-reads it). A test drives a real model through the real machine and checks that both agree.
+When the chart loads, :mod:`._machine` asks that machine every question there is: it sets a
+scratch model to each configuration, fires each trigger (for a guarded one, once for each
+outcome of its guards) and reads the configuration back. The validator answers from those
+answers, so the hot path is a dictionary lookup; a guarded question evaluates the machine's own
+conditions on the payload and looks up what the machine did for that outcome. No rule of how a
+statechart resolves a trigger is written here; a hypothesis property over generated charts
+drives a real model through the real machine and checks that both agree.
 
-The machine's states come from the chart's :class:`~engine.chart.tree.StateTree` (leaf names,
-initial children, canonical inheritance, what ``*`` covers), built once here and shared as
+The machine's states come from the chart's :class:`~engine.chart.tree.StateTree` (names,
+regions, initial children, canonical states, what ``*`` covers), built once here and shared as
 :attr:`Chart.tree` with everything else that reads the chart.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from transitions import Machine
 
 from ..errors import ChartError, TransitionNotAllowed, UnknownState, UnknownTrigger
+from ._graph import Graph, candidate_steps, mixed_canonical, scope_by_scope
 from ._machine import (
+    STAY,
+    Answer,
     CandidateStep,
-    compile_steps,
+    Explorer,
     dot_machine,
-    leaf_by_leaf,
+    guard_of,
     machine_states,
-    mixed_canonical,
-    shared_steps,
 )
-from .spec import ChartSpec, EventSpec, StateSpec
+from .configuration import Configuration
+from .spec import ChartSpec, EventSpec
 from .tree import StateTree
 
 __all__ = ["CandidateStep", "Chart"]
 
-
-def _transitions_states(states: Sequence[StateSpec]) -> list[dict[str, Any]]:
-    """A chart's states in ``transitions``' nested-dict form (``benchmarks/run.py`` uses it)."""
-    tree = StateTree(states, require_canonical=False)
-    return machine_states(tree, tree.roots)
+#: ``Answer.outcomes``' default: an outcome of the guards not asked of the machine yet.
+_UNASKED = object()
 
 
 class Chart:
     """One provider's lifecycle: the validator API over a shared ``transitions`` machine.
 
-    Invoices are always in a *leaf* state; nested leaves are named ``parent.child``
-    (``open.unpaid``). Load charts with :func:`load_chart`.
+    An invoice is in a *configuration* (:class:`~engine.chart.Configuration`, a ``str``): one
+    leaf outside parallel states (``open.unpaid``; nested leaves are named ``parent.child``),
+    one leaf per region inside one (``finalized.payment.pending+finalized.overdue.no``).
+    Every method that takes a state takes a configuration, or its text with the leaves in any
+    order. Load charts with :func:`load_chart`.
 
     The chart's state tree (:attr:`tree`) is the one place the nesting rules are applied:
     lint, the diagrams, the testing helpers and the CLI read it from here.
@@ -73,7 +74,9 @@ class Chart:
 
     Raises:
         ChartError: the states don't form a valid tree (duplicate names, an unknown
-            ``initial`` child, …), or the chart has lint errors, as the loader would have said.
+            ``initial`` child, …), the machine fails on a question (a crash inside
+            ``transitions`` is a broken chart), or the chart has lint errors, as the loader
+            would have said.
     """
 
     def __init__(
@@ -90,42 +93,37 @@ class Chart:
         self._source = str(path) if path is not None else f"<chart {spec.provider!r}>"
         self._tree = StateTree(spec.states, self._source, require_canonical=require_canonical)
         tree = self._tree
-        self.states: list[str] = list(tree.leaves)  # leaves, in chart order
-        self._canonical: dict[str, str] = {
-            name: node.canonical
-            for name, node in tree.nodes.items()
-            if node.leaf and node.canonical is not None
-        }
-        self.final_states = list(tree.final_leaves)
-        self._final = frozenset(self.final_states)
+        #: Every configuration an invoice can be in, in chart order (without parallel states:
+        #: the leaves).
+        self.states: list[Configuration] = list(tree.configurations)
+        self.final_states = [c for c in self.states if tree.node(c.leaves[0]).final]
         self.initial_states = [tree.enter(s) for s in spec.initial]
         self.has_guards = any(t.guard is not None for t in spec.transitions)
         self.triggers: list[str] = list(dict.fromkeys(t.trigger for t in spec.transitions))
         self.machine = self._build_machine()
-        self._table = compile_steps(self.machine, tree)
-        self._fast: dict[tuple[str, str], str] = {
-            key: (dest if dest is not None else key[0])
-            for key, steps in self._table.items()
-            for dest, conds in steps[:1]
-            if not conds
-        }
-        self._allowed: dict[str, list[str]] = {s: [] for s in self.states}
-        for s, t in self._table:
-            self._allowed[s].append(t)
-        self._routes: dict[tuple[str, str], list[str]] = {}
-        for (s, t), steps in self._table.items():
-            for dest, _ in steps:
-                target = dest if dest is not None else s
-                triggers = self._routes.setdefault((s, target), [])
-                if t not in triggers:
-                    triggers.append(t)
-        self._status_map = {leaf: leaf for leaf in self.states} | dict(spec.delivery.statuses)
-        self._depth = self._depths()
-        self._dests: dict[str, frozenset[str]] = {t: frozenset() for t in self.triggers}
-        for (s, t), steps in self._table.items():
-            self._dests[t] |= {d if d is not None else s for d, _ in steps}
-        self._reach = {s: self._reachable_from(s) for s in self.states}
-        self._share_compound_steps()
+        self._explorer = Explorer(self.machine, tree, self._source)
+        answers: dict[tuple[str, str], Answer] = {}
+        for config in self.states:
+            for trigger in self.triggers:
+                found = self._explorer.answer(config, trigger)
+                if found is not None:
+                    answers[(config, trigger)] = found
+        self._graph = Graph(tree, self.states, self.triggers, answers, self.initial_states)
+        graph = self._graph
+        self._answers, self._fast, self._allowed = graph.answers, graph.fast, graph.allowed
+        self._final = frozenset(self.final_states) | graph.final_scopes
+        self._canonical: dict[str, str] = {}
+        for config in self.states:
+            canonical = tree.canonical_of(config)
+            if canonical is not None:
+                self._canonical[config] = canonical
+        for name in graph.scopes:
+            shared = {self._canonical.get(c) for c in tree.configurations_within(name)}
+            if len(shared) == 1 and (canonical := next(iter(shared))) is not None:
+                self._canonical[name] = canonical
+        self._status_map: dict[str, str] = {leaf: leaf for leaf in tree.leaves} | dict(
+            spec.delivery.statuses
+        )
         self._ranks: dict[tuple[str, str | None], int] = {}
         # A location's line and column (``transitions[3]``), for lint: set by the loader.
         self._positions: Callable[[str], tuple[int, int] | None] | None = None
@@ -157,49 +155,6 @@ class Chart:
             send_event=False,
         )
 
-    def _share_compound_steps(self) -> None:
-        """Let a compound state stand for "in one of its leaves, whichever", as the chart's own
-        ``source:`` does: it gets the steps its leaves share (see :mod:`._machine`), as dict
-        entries, so ``next_state`` stays one lookup; it is final if they all are, and has
-        their canonical state if they share one."""
-        self._shared = shared_steps(self._table, self._tree, self.triggers)
-        for compound in self._tree.compound:
-            leaves = self._tree.leaves_under(compound)
-            self._allowed[compound] = [t for t in self.triggers if (compound, t) in self._shared]
-            for t in self._allowed[compound]:
-                first = self._shared[(compound, t)][0]
-                if not first.conditions:
-                    self._fast[(compound, t)] = first.dest or compound
-            if all(leaf in self._final for leaf in leaves):
-                self._final |= {compound}
-            shared = {self._canonical.get(leaf) for leaf in leaves}
-            if len(shared) == 1 and (canonical := next(iter(shared))) is not None:
-                self._canonical[compound] = canonical
-
-    def _depths(self) -> dict[str, int]:
-        depth = {s: 0 for s in self.initial_states}
-        queue = deque(self.initial_states)
-        while queue:
-            s = queue.popleft()
-            for t in self._allowed[s]:
-                for dest, _ in self._table[(s, t)]:
-                    if dest is not None and dest not in depth:
-                        depth[dest] = depth[s] + 1
-                        queue.append(dest)
-        return depth
-
-    def _reachable_from(self, start: str) -> frozenset[str]:
-        seen = {start}
-        stack = [start]
-        while stack:
-            s = stack.pop()
-            for t in self._allowed[s]:
-                for dest, _ in self._table[(s, t)]:
-                    if dest is not None and dest not in seen:
-                        seen.add(dest)
-                        stack.append(dest)
-        return frozenset(seen)
-
     # -------------------------------------------------------------------- the tree
 
     @property
@@ -211,19 +166,31 @@ class Chart:
 
     # ---------------------------------------------------------------- validator
 
-    def next_state(self, state: str, trigger: str, payload: Any = None) -> str:
-        """The state after ``trigger`` from ``state``; ``payload`` feeds guards.
+    def configuration(self, state: str) -> Configuration:
+        """``state`` as one of the chart's configurations (its leaves put in chart order).
 
-        ``state`` is a leaf (``open.unpaid``), where invoices are. A compound state's name
-        (``open``) is accepted as the chart uses it in ``source:``, meaning "in one of its
-        leaves": the answer is given when every leaf inside gives the same one (a transition
-        written on the compound always does, and an internal one stays in the compound), and
-        otherwise ``TransitionNotAllowed`` says what each leaf would do, so the caller can name
-        the leaf. It never guesses a leaf.
+        Raises:
+            UnknownState: ``state`` is no configuration of this chart (an unknown name, a
+                compound state, a leaf of one region alone).
+        """
+        found = self._tree.configuration(state)
+        if found is None:
+            raise UnknownState(self.name, state, self.states)
+        return found
+
+    def next_state(self, state: str, trigger: str, payload: Any = None) -> Configuration:
+        """The configuration after ``trigger`` from ``state``; ``payload`` feeds guards.
+
+        ``state`` is a configuration (``open.unpaid``; ``a.x+a.y`` in a parallel state), where
+        invoices are. Another state's name (``open``, ``finalized``) is accepted as the
+        chart uses it in ``source:``, meaning "in one of its configurations": the answer is
+        given when the machine answers every configuration inside alike (a transition written
+        on the compound always does), and otherwise ``TransitionNotAllowed`` says what each
+        would do, so the caller can name the configuration. It never guesses one.
 
         Raises:
             TransitionNotAllowed: the trigger is not legal from ``state`` (or its guard is false,
-                or ``state`` is compound and its leaves disagree).
+                or ``state`` is compound and its configurations disagree).
             UnknownState: ``state`` is not a state of this chart.
             UnknownTrigger: ``trigger`` is not a trigger of this chart.
         """
@@ -232,22 +199,35 @@ class Chart:
             return dest
         return self._decide(state, trigger, payload)
 
-    def _decide(self, state: str, trigger: str, payload: Any) -> str:
-        steps = self._table.get((state, trigger)) or self._shared.get((state, trigger))
-        if steps is None:
+    def _decide(self, state: str, trigger: str, payload: Any) -> Configuration:
+        answer = self._answers.get((state, trigger))
+        if answer is None:
+            config = self._tree.configuration(state)
+            if config is not None and config != state:  # its leaves in another order
+                return self.next_state(config, trigger, payload)
             if state not in self._allowed:
                 raise UnknownState(self.name, state, self.states)
             if trigger not in self.machine.events:
                 raise UnknownTrigger(self.name, trigger, self.triggers)
             final = state in self._final
             why = (
-                "a final state" if final else leaf_by_leaf(self._table, self._tree, state, trigger)
+                "a final state"
+                if final
+                else scope_by_scope(self._tree, self._answers, state, trigger)
+                if config is None
+                else None
             )
             raise TransitionNotAllowed(state, trigger, self._allowed[state], why)
-        for dest, conds in steps:
-            if all(c.func(payload) == c.target for c in conds):  # type: ignore[operator]
-                return dest if dest is not None else state
-        guards = "; ".join(f"{c.func} is false" for _, cs in steps for c in cs)
+        key = tuple(guard_of(c)(payload) == c.target for c in answer.conditions)
+        outcome = answer.outcomes.get(key, _UNASKED)
+        if outcome is _UNASKED:
+            config = self._tree.configuration(state) or Configuration(state)
+            outcome = self._explorer.outcome(config, trigger, answer, key)
+        if outcome is STAY:
+            return self._tree.configuration(state) or Configuration(state)
+        if isinstance(outcome, Configuration):
+            return outcome
+        guards = "; ".join(f"{c.func} is false" for c in answer.conditions)
         raise TransitionNotAllowed(state, trigger, self._allowed[state], guards)
 
     def may(self, state: str, trigger: str, payload: Any = None) -> bool:
@@ -263,49 +243,56 @@ class Chart:
 
     def allowed_triggers(self, state: str) -> list[str]:
         """The triggers legal from ``state`` (guarded ones included), in chart order; for a
-        compound ``state``, those its leaves all allow alike (see :meth:`next_state`).
+        compound ``state``, those its configurations all allow alike (see :meth:`next_state`).
 
         Raises:
             UnknownState: ``state`` is not a state of this chart.
         """
-        if state not in self._allowed:
-            raise UnknownState(self.name, state, self.states)
-        return list(self._allowed[state])
+        found = self._allowed.get(state)
+        if found is None:
+            found = self._allowed.get(self.configuration(state), [])
+        return list(found)
 
-    def check(self, triggers: Iterable[str | tuple[str, Any]], start: str | None = None) -> str:
+    def check(
+        self, triggers: Iterable[str | tuple[str, Any]], start: str | None = None
+    ) -> Configuration:
         """Fold a sequence of triggers (or ``(trigger, payload)`` pairs) from ``start``.
 
-        Returns the state after the last one (``start``: by default the chart's first initial
-        state; a compound one as in :meth:`next_state`). Raises as :meth:`next_state`, at the
-        first illegal step.
+        Returns the configuration after the last one (``start``: by default the chart's first
+        initial configuration; a compound one as in :meth:`next_state`). Raises as
+        :meth:`next_state`, at the first illegal step.
         """
-        state = self.initial_states[0] if start is None else start
+        state: str = self.initial_states[0] if start is None else start
         if state not in self._allowed:
-            raise UnknownState(self.name, state, self.states)
+            state = self.configuration(state)
         for item in triggers:
             trigger, payload = (item, None) if isinstance(item, str) else item
             state = self.next_state(state, trigger, payload)
-        return state
+        return state if isinstance(state, Configuration) else Configuration(state)
 
     def canonical(self, state: str) -> str:
         """The canonical lifecycle state (``draft``, ``open``, ``paid``, ``void``, …).
 
-        Every leaf has one, so that invoices from every provider can be compared; a compound
-        state has the one its leaves share (``open`` for ChargeOver's ``open``).
+        Every configuration has one, so that invoices from every provider can be compared (in
+        a parallel state, its table of rules decides); a compound state has the one its
+        configurations share (``open`` for ChargeOver's ``open``).
 
         Raises:
             UnknownState: ``state`` is not a state of this chart, or a compound state whose
-                leaves have different canonical states (``closed``: paid or void).
+                configurations have different canonical states (``closed``: paid or void).
             ChartError: the chart was built with ``require_canonical=False`` and ``state``
                 has no canonical state.
         """
         canonical = self._canonical.get(state)
         if canonical is not None:
             return canonical
-        if state in self._tree.compound:  # its leaves differ: say so, not "unknown"
+        if state in self._tree and state not in self.states:  # they differ: not "unknown"
             raise mixed_canonical(self.name, state, self._tree, self._canonical, self.states)
-        if state in self._allowed:
-            where = self._tree.node(state).location
+        config = self._tree.configuration(state)
+        if config is not None and config != state:
+            return self.canonical(config)
+        if config is not None:
+            where = self._tree.node(config.leaves[0]).location
             raise ChartError(self._source, where, f"state {state!r} has no canonical state")
         raise UnknownState(self.name, state, self.states)
 
@@ -319,45 +306,66 @@ class Chart:
         return state in self._final
 
     def transitions_between(self, state: str, target: str) -> list[str]:
-        """Triggers that may lead from ``state`` to ``target`` (guards not yet checked)."""
-        return list(self._routes.get((state, target), ()))
+        """Triggers that may lead from configuration ``state`` to ``target`` (guards not yet
+        checked)."""
+        return list(self._graph.routes.get((state, target), ()))
 
     def steps(self, state: str, trigger: str) -> tuple[CandidateStep, ...]:
-        """The steps the machine would try for ``trigger`` from ``state``, in its order.
-
-        The first whose conditions all hold is taken (the deepest state's transitions before
-        its parents', then chart order); none holding means the trigger is refused. Empty: the
-        trigger is not legal from ``state`` at all (or either name is unknown). For reading a
-        chart (paths, lint, the testing helpers); :meth:`next_state` is the quick way to ask.
-        A compound ``state`` as in :meth:`next_state`.
+        """The ways ``trigger`` can go from ``state``, as the machine answered: for each
+        place it can lead, the guards that take it there, steps needing more guards first, so
+        the first step whose guards all hold is the one taken; none holding means the trigger
+        is refused. Empty: the trigger is not legal from ``state`` at all (or either name is
+        unknown). For reading a chart (paths, lint, the testing helpers); :meth:`next_state`
+        is the way to ask. A compound ``state`` as in :meth:`next_state`.
         """
-        key = (state, trigger)
-        return self._table.get(key) or self._shared.get(key, ())
+        answer = self._answers.get((state, trigger))
+        return () if answer is None else candidate_steps(state, answer)
 
-    def state_for_status(self, status: object) -> str | None:
-        """The leaf state a provider status value names, or ``None``."""
-        return self._status_map.get(status) if isinstance(status, str) else None
+    def state_for_status(self, status: object, region: str | None = None) -> str | None:
+        """The state a provider status value names, or ``None``: a leaf, or (through the
+        chart's ``delivery.statuses``) any state, such as a parallel one. With ``region``
+        (``finalized.payment``), a state of that region named relative to it
+        (``succeeded``)."""
+        if not isinstance(status, str):
+            return None
+        if region is None:
+            return self._status_map.get(status)
+        full = f"{region}.{status}"
+        return full if status and full in self._tree else None
 
-    def reachable(self, state: str) -> frozenset[str]:
-        """Every state reachable from ``state`` (itself included)."""
-        return self._reach[state]
+    def reachable(self, state: str) -> frozenset[Configuration]:
+        """Every configuration reachable from configuration ``state`` (itself included)."""
+        return self._graph.reachable(self.configuration(state))
 
-    def destinations(self, trigger: str) -> frozenset[str]:
-        """Every state ``trigger`` can lead to (for an internal transition: its sources)."""
-        return self._dests.get(trigger, frozenset())
+    def can_reach(self, state: str, target: str) -> bool:
+        """Whether some configuration within state ``target`` (a configuration, or any state
+        name: ``finalized``) is reachable from configuration ``state``."""
+        return any(c.within(target) for c in self.reachable(state))
+
+    def destinations(self, trigger: str) -> frozenset[Configuration]:
+        """Every configuration ``trigger`` can lead to (for an internal transition: its
+        sources)."""
+        return self._graph.dests.get(trigger, frozenset())
 
     def could_become_legal(self, state: str, trigger: str) -> bool:
-        """Whether ``trigger`` is legal in some state reachable from ``state``."""
-        return any((s, trigger) in self._table for s in self._reach[state])
+        """Whether ``trigger`` is legal in some configuration reachable from ``state``."""
+        return any((s, trigger) in self._answers for s in self.reachable(state))
 
     @property
     def statuses(self) -> list[str]:
-        """Every provider status value the chart understands (state names map to themselves)."""
+        """Every provider status value the chart understands (leaf names map to themselves)."""
         return list(self._status_map)
 
     def depth(self, state: str) -> int:
-        """How many steps from birth ``state`` is at the least (unreachable: a large number)."""
-        return self._depth.get(state, 1_000)
+        """How many steps from birth ``state`` is at the least (for a state name that is no
+        configuration, the nearest configuration inside it; unreachable: a large number)."""
+        found = self._graph.depth.get(state)
+        if found is not None:
+            return found
+        if state in self._tree:
+            inside = self._tree.configurations_within(state)
+            return min((self._graph.depth.get(c, 1_000) for c in inside), default=1_000)
+        return 1_000
 
     def event(self, event_type: str) -> EventSpec | None:
         """What the chart's ``events:`` map says a provider's ``event_type`` means.

@@ -262,6 +262,8 @@ class Guard:
         return read_path(payload, self.steps)
 
     def __call__(self, payload: Any = None, *_: Any, **__: Any) -> bool:
+        if type(payload) is Assumed:  # the compiled chart asking the machine "if this held"
+            return payload.holds(self)
         value = read_path(payload, self.steps)
         if value is _MISSING:
             return False
@@ -273,3 +275,30 @@ class Guard:
 
     def __str__(self) -> str:
         return self.text
+
+
+class Assumed:
+    """What the guards say, given rather than read: a compiled chart fires its ``transitions``
+    machine with one of these as the payload to learn what the machine does for each outcome
+    of the guards it could ask (:mod:`engine.chart._machine`). Never a payload of a delivery
+    (a delivery's body is JSON)."""
+
+    __slots__ = ("outcomes",)
+
+    def __init__(self, outcomes: dict[Guard, bool]) -> None:
+        self.outcomes = outcomes
+
+    def holds(self, guard: Guard) -> bool:
+        try:
+            return self.outcomes[guard]
+        except KeyError:
+            raise GuardNotForeseen(guard) from None
+
+
+class GuardNotForeseen(LookupError):
+    """The machine asked a guard the chart did not expect it to ask for this question."""
+
+    def __init__(self, guard: Guard) -> None:
+        super().__init__(
+            f"the machine asked guard {guard.text!r}, which no transition it could take has"
+        )

@@ -33,12 +33,13 @@ that has errors, :func:`lint` takes its :class:`ChartSpec`, or a chart built wit
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ChartError, ChartProblem
 from ._findings import RULES, Finding, invalid, is_warning, location
+from ._graph_rules import finding as _finding
+from ._graph_rules import graph_rules, several_regions
 from ._messages import close_to, parse_location, subject
 from ._signature import unsigned_identity
 from .compiled import Chart
@@ -49,14 +50,6 @@ from .tree import StateTree
 __all__ = ["RULES", "Finding", "enforce", "invalid", "lint", "lint_errors"]
 
 
-def _finding(rule: str, target: str, message: str) -> Finding:
-    return Finding(rule=rule, severity=RULES[rule][0], target=target, message=message)
-
-
-def _names(values: Iterable[str]) -> str:
-    return ", ".join(repr(v) for v in values)
-
-
 # ------------------------------------------------------------------------------ spec rules
 
 
@@ -64,25 +57,31 @@ def _canonical_rules(tree: StateTree) -> list[Finding]:
     found: list[Finding] = []
     for name, node in tree.nodes.items():  # chart order, each state before its children
         own = node.spec.canonical
-        if own is not None and own not in CANONICAL_STATES:
-            meant = close_to(own, list(CANONICAL_STATES))
-            hint = f"did you mean {meant!r}? " if meant is not None else ""
-            found.append(
-                _finding(
-                    "noncanonical",
-                    name,
-                    f"canonical state {own!r} is not one of "
-                    f"{', '.join(CANONICAL_STATES)} ({hint}a provider may add its own; "
-                    "check the spelling)",
+        given = [r.canonical for r in own] if isinstance(own, list) else [own]
+        for value in dict.fromkeys(given):
+            if value is not None and value not in CANONICAL_STATES:
+                meant = close_to(value, list(CANONICAL_STATES))
+                hint = f"did you mean {meant!r}? " if meant is not None else ""
+                found.append(
+                    _finding(
+                        "noncanonical",
+                        name,
+                        f"canonical state {value!r} is not one of "
+                        f"{', '.join(CANONICAL_STATES)} ({hint}a provider may add its own; "
+                        "check the spelling)",
+                    )
                 )
-            )
-        if node.leaf and node.canonical is None:
+    for config in tree.configurations:
+        if tree.canonical_of(config) is None:
             found.append(
                 _finding(
                     "missing-canonical",
-                    name,
-                    f"state {name!r} has no canonical lifecycle state (give it, or its "
-                    f"parent, canonical: one of {', '.join(CANONICAL_STATES)})",
+                    config,
+                    f"state {config!r} has no canonical lifecycle state (give it, or its "
+                    f"parent, canonical: one of {', '.join(CANONICAL_STATES)})"
+                    if "+" not in config
+                    else f"configuration {config!r} matches no canonical rule of its parallel "
+                    "state: end the table with a rule without when",
                 )
             )
     return found
@@ -99,99 +98,6 @@ def _trigger_rules(spec: ChartSpec, triggers: list[str]) -> list[Finding]:
         for event_type, ev in spec.events.items()
         if ev.trigger is not None and ev.trigger not in triggers
     ]
-
-
-# ----------------------------------------------------------------------------- graph rules
-
-
-def _successors(chart: Chart) -> dict[str, dict[str, list[str]]]:
-    """For each leaf, the other leaves it can move to, each with the triggers that lead there."""
-    succ: dict[str, dict[str, list[str]]] = {s: {} for s in chart.states}
-    for state in chart.states:
-        for trigger in chart.triggers:
-            for dest, _ in chart.steps(state, trigger):
-                if dest is not None and dest != state:
-                    triggers = succ[state].setdefault(dest, [])
-                    if trigger not in triggers:
-                        triggers.append(trigger)
-    return succ
-
-
-def _closure(starts: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
-    seen = set(starts)
-    queue = deque(seen)
-    while queue:
-        for nxt in edges.get(queue.popleft(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                queue.append(nxt)
-    return seen
-
-
-def _graph_rules(chart: Chart) -> list[Finding]:
-    found: list[Finding] = []
-    succ = _successors(chart)
-    forward = {s: set(d) for s, d in succ.items()}
-    reachable = _closure(chart.initial_states, forward)
-    found.extend(
-        _finding(
-            "unreachable",
-            s,
-            f"no transition leads to {s!r} from the initial state(s) "
-            f"{_names(chart.initial_states)}",
-        )
-        for s in chart.states
-        if s not in reachable
-    )
-    dead_ends = set()
-    for s in chart.states:
-        if chart.is_final(s):
-            if succ[s]:
-                exits = "; ".join(f"{', '.join(t)} -> {d!r}" for d, t in succ[s].items())
-                found.append(
-                    _finding(
-                        "final-exit",
-                        s,
-                        f"final state {s!r} has transitions out ({exits}); nothing may leave a "
-                        "final state: drop them, or make the state not final",
-                    )
-                )
-        elif not succ[s]:
-            dead_ends.add(s)
-            stays = chart.allowed_triggers(s)
-            found.append(
-                _finding(
-                    "dead-end",
-                    s,
-                    f"no transition leaves {s!r}, but it is not final"
-                    + (f" (only {', '.join(stays)}, which stay)" if stays else "")
-                    + ": add a way out, or mark it final: true",
-                )
-            )
-    if not chart.final_states:
-        found.append(
-            _finding(
-                "no-final-path",
-                chart.name,
-                f"chart {chart.name!r} has no final state, so no invoice ever settles",
-            )
-        )
-        return found
-    backward: dict[str, set[str]] = {}
-    for s, dests in forward.items():
-        for d in dests:
-            backward.setdefault(d, set()).add(s)
-    can_finish = _closure(chart.final_states, backward)
-    found.extend(
-        _finding(
-            "no-final-path",
-            s,
-            f"no final state ({_names(chart.final_states)}) can be reached from {s!r}",
-        )
-        for s in chart.states
-        if s not in can_finish and s not in dead_ends  # a dead end is reported once, as such
-    )
-    return found
 
 
 def _meaning(conditions: Iterable[Any]) -> list[tuple[Any, ...]]:
@@ -292,8 +198,9 @@ def _findings(built: Chart, spec: ChartSpec) -> list[Finding]:
             _finding("unsigned-identity", at, said)
             for at, said in unsigned_identity(spec.signature, spec.delivery)
         ),
-        *_graph_rules(built),
+        *graph_rules(built),
         *_nondeterminism(built),
+        *several_regions(built),
     ]
     excused = {(e.rule, e.target) for e in spec.lint_exceptions if is_warning(e.rule)}
     kept = [f for f in findings if (f.rule, f.target) not in excused]

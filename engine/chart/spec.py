@@ -7,7 +7,6 @@ checks meaning) and give ``invoice-engine schema`` its JSON Schema.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -26,11 +25,13 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from ._signature import SignatureSpec
+from ._time_format import NUMERIC_TIME_FORMATS, TIME_FORMATS, check_time_format
 from .expr import Guard, Locator
 
 __all__ = [
     "CANONICAL_STATES",
     "TIME_FORMATS",
+    "CanonicalRule",
     "ChartSpec",
     "DeliveryMap",
     "EventSpec",
@@ -47,7 +48,9 @@ CANONICAL_STATES = ("draft", "open", "paid", "void", "uncollectible", "refunded"
 
 #: What a provider's name (and so its chart file's name) may be.
 PROVIDER_NAME = r"^[a-z][a-z0-9_]*$"
-_NAME = re.compile(r"^[^.\s][^.]*$")  # anything without a dot (the nesting separator)
+#: Anything without a dot (the nesting separator) or a ``+`` (which joins the leaves of a
+#: configuration's text form, ``finalized.payment.pending+finalized.overdue.no``).
+_NAME = re.compile(r"^[^.+\s][^.+]*$")
 
 
 def _as_list(value: Any) -> Any:
@@ -94,54 +97,6 @@ def _single_value(loc: Locator) -> Locator:
     return loc
 
 
-#: Occurrence-time formats read from a JSON number (seconds, milliseconds since 1970).
-_NUMERIC_TIME_FORMATS = ("unix", "unix_ms")
-#: The named occurrence-time formats; anything else must be a strptime format.
-TIME_FORMATS = (*_NUMERIC_TIME_FORMATS, "iso8601")
-_DIRECTIVE = re.compile(r"%[^%]")
-_SAMPLE_TIME = datetime(2024, 11, 23, 13, 45, 56, 789012, tzinfo=UTC)
-
-
-def check_time_format(fmt: str) -> str:
-    """``fmt`` if it is a format an occurrence time can be read with, else a ``ValueError``.
-
-    The named formats are ``unix``, ``unix_ms`` and ``iso8601``. Anything else must be a
-    :func:`~datetime.datetime.strptime` format with at least one ``%`` directive that writes
-    a sample time (:func:`~datetime.datetime.strftime`) and reads it back as the same time, to
-    the precision it writes (at least the day): ``epoch`` or ``%Y-%m`` would make every
-    delivery invalid or every time meaningless, and ``%I:%M`` without ``%p`` reads 13:45 as
-    01:45.
-    """
-    if fmt in TIME_FORMATS:
-        return fmt
-    choices = (
-        f"use one of {', '.join(TIME_FORMATS)}, or a strptime format such as '%Y-%m-%d %H:%M:%S'"
-    )
-    if not _DIRECTIVE.search(fmt.replace("%%", "")):  # '%%' writes a literal '%'
-        raise ValueError(f"format {fmt!r} is not a time format: {choices}")
-    try:
-        back = datetime.strptime(_SAMPLE_TIME.strftime(fmt), fmt)
-    except ValueError as exc:
-        raise ValueError(
-            f"format {fmt!r} can't read back the times it writes ({exc}): {choices}"
-        ) from None
-    back = back.replace(tzinfo=UTC) if back.tzinfo is None else back.astimezone(UTC)
-    precisions = [
-        _SAMPLE_TIME,
-        _SAMPLE_TIME.replace(microsecond=0),
-        _SAMPLE_TIME.replace(second=0, microsecond=0),
-        _SAMPLE_TIME.replace(minute=0, second=0, microsecond=0),
-        _SAMPLE_TIME.replace(hour=0, minute=0, second=0, microsecond=0),
-    ]
-    if back not in precisions:
-        raise ValueError(
-            f"format {fmt!r} reads {_SAMPLE_TIME:%Y-%m-%d %H:%M:%S} back as "
-            f"{back:%Y-%m-%d %H:%M:%S}: it must keep the date, and the time of day to the "
-            f"precision it writes; {choices}"
-        )
-    return fmt
-
-
 _LOCATOR_SCHEMA = {
     "type": "string",
     "description": "A body path ($.data.object.id) or a header (header:X-Webhook-ID)",
@@ -177,18 +132,38 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class StateSpec(_Model):
-    """A state. With ``states`` it is a compound state whose children nest under it."""
+class CanonicalRule(_Model):
+    """One row of a parallel state's canonical table: when every named region is in one of
+    the given states, the configuration's canonical state is ``canonical``. Rows are tried in
+    order; the first that matches decides (a row without ``when`` matches everything)."""
 
-    name: str = Field(description="No dots: nested states are addressed as parent.child")
-    canonical: str | None = Field(
-        None, description="The canonical lifecycle state; children inherit it"
+    when: dict[str, Names] = Field(
+        default_factory=dict,
+        description="Region name -> its state (or states) this row needs; names are relative "
+        "to the region (payment: succeeded)",
+    )
+    canonical: str = Field(min_length=1)
+
+
+class StateSpec(_Model):
+    """A state. With ``states`` it is a compound state whose children nest under it; with
+    ``parallel: true`` as well, its children are regions, all active at once."""
+
+    name: str = Field(description="No dots or '+': nested states are addressed as parent.child")
+    canonical: str | list[CanonicalRule] | None = Field(
+        None,
+        description="The canonical lifecycle state; children inherit it. On a parallel state, "
+        "also an ordered table of rules over its regions' states (the first match decides)",
     )
     final: Bool = Field(False, description="Nothing leaves a final state")
     initial: str | None = Field(
         None, description="Compound states: the child entered by default (the first one if unset)"
     )
-    parallel: Bool = Field(False, description="Reserved for orthogonal regions (not supported yet)")
+    parallel: Bool = Field(
+        False,
+        description="Its children are regions (each a compound state with its own initial "
+        "child), all active at once; entering it enters every region",
+    )
     description: str = ""
     states: list[StateSpec] = Field(default_factory=list)
 
@@ -196,8 +171,17 @@ class StateSpec(_Model):
     @classmethod
     def _name_has_no_dot(cls, v: str) -> str:
         if not _NAME.match(v):
-            raise ValueError(f"state name {v!r} must be non-empty and contain no '.'")
+            raise ValueError(f"state name {v!r} must be non-empty and contain no '.' or '+'")
         return v
+
+    @model_validator(mode="after")
+    def _rules_only_on_parallel(self) -> StateSpec:
+        if isinstance(self.canonical, list) and not self.parallel:
+            raise ValueError(
+                f"state {self.name!r}: a table of canonical rules only goes on a parallel state; "
+                "give one canonical state"
+            )
+        return self
 
 
 class TransitionSpec(_Model):
@@ -255,7 +239,7 @@ class TimeSpec(_Model):
 
     @model_validator(mode="after")
     def _numbers_are_not_in_headers(self) -> TimeSpec:
-        if self.at.header is not None and self.format in _NUMERIC_TIME_FORMATS:
+        if self.at.header is not None and self.format in NUMERIC_TIME_FORMATS:
             raise ValueError(
                 f"format {self.format} reads a JSON number, but {self.at} is a header, whose "
                 "value is always text: use a body path, or a text format (iso8601, or a "
@@ -315,15 +299,29 @@ class EventSpec(_Model):
     create: Bool = Field(
         False, description="Creates the invoice in the snapshot's state (an initial state)"
     )
-    follow_status: Bool = Field(
-        False, description="Go to the state named by the status snapshot, by any legal transition"
+    follow_status: Bool | str = Field(
+        False,
+        description="Go to the state named by the status snapshot, by any legal transition; "
+        "a region's name (finalized.payment) follows that region only: the status names one "
+        "of its states",
     )
     info: Bool = Field(False, description="Recorded; legal in `states`; changes nothing")
     states: Names | None = Field(None, description="info: the states it is legal in (default all)")
     invoice_optional: Bool = Field(
         False, description="May come without an invoice id (previews); recorded, changes nothing"
     )
+    invoice_id: LocatorField | None = Field(
+        None, description="Where this event's invoice id lives, if not at delivery.invoice_id"
+    )
+    status: LocatorField | None = Field(
+        None, description="Where this event's status snapshot lives, if not at delivery.status"
+    )
     description: str = ""
+
+    @field_validator("invoice_id", "status")
+    @classmethod
+    def _one_value(cls, v: Locator | None) -> Locator | None:
+        return None if v is None else _single_value(v)
 
     @model_validator(mode="before")
     @classmethod
@@ -335,7 +333,7 @@ class EventSpec(_Model):
         kinds = {
             "trigger": self.trigger is not None,
             "create": self.create,
-            "follow_status": self.follow_status,
+            "follow_status": self.follow_status is not False,
             "info": self.info,
         }
         given = [k for k, v in kinds.items() if v]
@@ -360,7 +358,13 @@ class EventSpec(_Model):
             return "trigger"
         if self.create:
             return "create"
-        return "follow_status" if self.follow_status else "info"
+        return "info" if self.follow_status is False else "follow_status"
+
+    @property
+    def region(self) -> str | None:
+        """The region a ``follow_status`` event follows (``finalized.payment``), or ``None``:
+        the status names a state of the whole chart."""
+        return self.follow_status if isinstance(self.follow_status, str) else None
 
 
 class LintException(_Model):

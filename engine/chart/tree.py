@@ -2,10 +2,15 @@
 
 The statechart rules every reader of a chart needs live here and nowhere else:
 
-* a nested state is named ``parent.child`` (``open.unpaid``), and invoices are always in a leaf;
+* a nested state is named ``parent.child`` (``open.unpaid``);
+* a *parallel* state's children are regions, all active at once: an invoice is in a
+  :class:`~engine.chart.configuration.Configuration`, one leaf per active region (one leaf
+  outside parallel states), and :attr:`StateTree.configurations` lists every one there can be;
 * entering a compound state enters its ``initial`` child (its first child when unset), down to
-  a leaf;
-* a state without ``canonical`` inherits its nearest ancestor's;
+  a leaf; entering a parallel state enters every region;
+* a state without ``canonical`` inherits its nearest ancestor's; a parallel state may instead
+  give an ordered table of rules over its regions' states, which decides for every
+  configuration inside it (the first matching rule), and must cover them all;
 * ``source: '*'`` stands for every non-final leaf (and stands alone: the chart's structure
   refuses ``['*', draft]``).
 
@@ -15,8 +20,10 @@ helpers and the CLI read that tree instead of walking ``ChartSpec.states`` thems
 two of them can disagree about which leaf ``open`` enters or what ``*`` covers.
 
 Building a tree also checks the rules of the tree itself (no two sibling states of one name,
-no parallel regions, an ``initial`` only on a compound state and naming one of its children,
-no final compound state, and, unless asked not to, a canonical state for every leaf). It
+an ``initial`` only on a compound state and naming one of its children, no final compound
+state, regions that are compound states, nothing final or with its own canonical state inside
+a parallel state, canonical rules that name its regions and their states and cover every
+configuration, and, unless asked not to, a canonical state for every leaf). It
 raises every problem, in file order, as one :class:`~engine.errors.ChartError`, each with the
 location of the offending state (``states[1].states[0].initial``).
 """
@@ -29,9 +36,19 @@ from typing import NamedTuple
 
 from ..errors import ChartError, ChartProblem
 from ._messages import unknown
+from ._regions import (
+    MAX_CONFIGURATIONS,
+    configurations,
+    in_parallel,
+    region_problems,
+    rule_canonicals,
+    ruled,
+)
+from .configuration import SEPARATOR, Configuration
 from .spec import CANONICAL_STATES, StateSpec
 
-__all__ = ["ANY_SOURCE", "StateNode", "StateTree"]
+__all__ = ["ANY_SOURCE", "MAX_CONFIGURATIONS", "StateNode", "StateTree"]
+
 
 #: A transition's source that stands for every non-final leaf.
 ANY_SOURCE = "*"
@@ -74,6 +91,11 @@ class StateNode(NamedTuple):
         """Whether the chart marks it final (only leaves can be)."""
         return self.spec.final
 
+    @property
+    def parallel(self) -> bool:
+        """Whether its children are regions, all active at once."""
+        return self.spec.parallel and bool(self.children)
+
 
 class StateTree:
     """The state tree of one chart: every state by full name, in chart order.
@@ -96,13 +118,17 @@ class StateTree:
     """
 
     __slots__ = (
+        "_by_text",
+        "_canonical_of",
         "_compound",
+        "_configurations",
         "_entered",
         "_final_leaves",
         "_leaves",
         "_leaves_under",
         "_nodes",
         "_non_final_leaves",
+        "_parallel",
         "_roots",
     )
 
@@ -140,11 +166,11 @@ class StateTree:
                     first = f"{where}[{twice[s.name][0]}]"
                     problem(f"{loc}.name", f"state {s.name!r} is defined twice (first at {first})")
                     continue
-                if s.parallel:
-                    problem(f"{loc}.parallel", "parallel regions are not supported yet")
-                canonical = s.canonical or inherited
+                region_problems(s, loc, in_parallel(nodes, parent), problem)
+                own_canonical = s.canonical if isinstance(s.canonical, str) else None
+                canonical = own_canonical or inherited
                 if not s.states:
-                    if canonical is None and require_canonical:
+                    if canonical is None and require_canonical and not ruled(nodes, parent):
                         problem(
                             loc,
                             f"state {s.name!r} has no canonical lifecycle state: add canonical: "
@@ -176,14 +202,23 @@ class StateTree:
                 walk(s.states, full, f"{loc}.states")
 
         walk(states, None, "states")
+        self._nodes: Mapping[str, StateNode] = MappingProxyType(nodes)
+        self._roots = tuple(s.name for s in states)
+        self._parallel = tuple(n for n, node in nodes.items() if node.parallel)
+        self._configurations: tuple[Configuration, ...] = ()
+        self._canonical_of: dict[str, str | None] = {}
+        if not found:  # configurations of a broken tree would only add noise
+            self._configurations = configurations(nodes, self._roots, problem)
+            self._canonical_of = rule_canonicals(
+                nodes, self._configurations, problem, required=require_canonical
+            )
+        self._by_text = {str(c): c for c in self._configurations}
         if found and problems is None:
             raise ChartError.of(found)
-        self._nodes: Mapping[str, StateNode] = MappingProxyType(nodes)
         self._leaves = tuple(leaves)
         self._final_leaves = tuple(n for n in leaves if nodes[n].spec.final)
         self._non_final_leaves = tuple(n for n in leaves if not nodes[n].spec.final)
         self._compound = tuple(n for n, node in nodes.items() if node.children)
-        self._roots = tuple(s.name for s in states)
         under: dict[str, list[str]] = {name: [] for name in self._compound}
         for leaf in leaves:
             scope = nodes[leaf].parent
@@ -194,9 +229,16 @@ class StateTree:
         self._leaves_under.update((name, tuple(found)) for name, found in under.items())
         # Children come after their parent in chart order: backwards, a compound state's
         # initial child already knows the leaf it enters.
-        entered: dict[str, str] = {}
+        entered: dict[str, Configuration] = {}
         for name, node in reversed(nodes.items()):
-            entered[name] = name if node.initial_child is None else entered[node.initial_child]
+            if node.parallel:
+                entered[name] = Configuration.of(
+                    leaf for region in node.children for leaf in entered[region].leaves
+                )
+            elif node.initial_child is None:
+                entered[name] = Configuration(name)
+            else:
+                entered[name] = entered[node.initial_child]
         self._entered = entered
 
     # --------------------------------------------------------------------------- reading
@@ -255,13 +297,67 @@ class StateTree:
         """The full names of the states nested directly in ``name`` (empty for a leaf)."""
         return self._nodes[name].children
 
-    def enter(self, name: str) -> str:
-        """The leaf an invoice is in after entering ``name``: initial children, down to a leaf.
+    def enter(self, name: str) -> Configuration:
+        """The configuration an invoice is in after entering ``name``: initial children, down
+        to a leaf, in every region of a parallel state.
 
         Raises:
             KeyError: no state has that name.
         """
         return self._entered[name]
+
+    @property
+    def parallel(self) -> tuple[str, ...]:
+        """The parallel states' full names, in chart order."""
+        return self._parallel
+
+    @property
+    def configurations(self) -> tuple[Configuration, ...]:
+        """Every configuration an invoice could be in, in chart order (a chart without
+        parallel states: its leaves)."""
+        return self._configurations
+
+    def configuration(self, text: str) -> Configuration | None:
+        """``text`` as one of the tree's configurations, or ``None`` when it is none (an
+        unknown leaf, a compound state, two leaves of one region). Its leaves may come in any
+        order; the configuration has them in chart order."""
+        found = self._by_text.get(text)
+        if found is None and SEPARATOR in text:
+            order = {leaf: i for i, leaf in enumerate(self._leaves)}
+            leaves = text.split(SEPARATOR)
+            if all(leaf in order for leaf in leaves):
+                found = self._by_text.get(SEPARATOR.join(sorted(leaves, key=order.__getitem__)))
+        return found
+
+    def configurations_within(self, name: str) -> tuple[Configuration, ...]:
+        """The configurations with an active leaf at or under ``name``, in chart order."""
+        return tuple(c for c in self._configurations if c.within(name))
+
+    def canonical_of(self, config: str) -> str | None:
+        """The canonical state of a configuration: its parallel state's first matching rule,
+        or what its leaf has or inherits; ``None`` when nothing gives one."""
+        found = self._canonical_of.get(config)
+        if found is not None or config in self._canonical_of:
+            return found
+        return self._nodes[config.split(SEPARATOR, 1)[0]].canonical
+
+    def region_of(self, name: str) -> str | None:
+        """The innermost region ``name`` is in (``finalized.payment`` for
+        ``finalized.payment.pending``), or ``None`` outside parallel states."""
+        scope = self._nodes[name].parent
+        while scope is not None:
+            parent = self._nodes[scope].parent
+            if parent is not None and self._nodes[parent].parallel:
+                return scope
+            scope = parent
+        return None
+
+    def region_of_name(self, name: str) -> str | None:
+        """``name`` if it is a region (a child of a parallel state), else ``None``."""
+        node = self._nodes.get(name)
+        if node is None or node.parent is None or not self._nodes[node.parent].parallel:
+            return None
+        return name
 
     def leaves_under(self, name: str) -> tuple[str, ...]:
         """The leaves inside ``name`` (itself, for a leaf), in chart order."""

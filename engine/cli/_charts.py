@@ -152,7 +152,7 @@ def _describe(chart: Chart) -> dict[str, Any]:
                 "canonical": chart.canonical(s),
                 "final": chart.is_final(s),
                 "initial": s in chart.initial_states,
-                "description": chart.tree.description(s),
+                "description": chart.tree.description(s) if s in chart.tree else "",
             }
             for s in chart.states
         ],

@@ -78,18 +78,25 @@ def _charts(eng: Engine, provider: str | None) -> list[Chart]:
     return charts
 
 
-def _leaves(charts: list[Chart], state: str, provider: str | None) -> list[str]:
-    """The leaf states ``state`` names: itself, or each leaf inside it (a compound state)."""
-    leaves = {leaf for c in charts if state in c.tree for leaf in c.tree.leaves_under(state)}
-    if not leaves:
+def _configurations(charts: list[Chart], state: str, provider: str | None) -> list[str]:
+    """The configurations ``state`` names: itself (in any leaf order), or each configuration
+    within it (a compound state, a region, a leaf of one region)."""
+    found: set[str] = set()
+    for c in charts:
+        config = c.tree.configuration(state)
+        if config is not None:
+            found.add(config)
+        elif state in c.tree:
+            found.update(c.tree.configurations_within(state))
+    if not found:
         names = dict.fromkeys(name for c in charts for name in c.tree.names)
         raise UnknownState(provider or "", state, names)
-    return sorted(leaves)
+    return sorted(found)
 
 
 def _check_canonical(charts: list[Chart], canonical: str, provider: str | None) -> None:
     known = dict.fromkeys(
-        name for c in charts for leaf in c.states if (name := c.tree.canonical(leaf)) is not None
+        name for c in charts for config in c.states if (name := c.tree.canonical_of(config))
     )
     if canonical not in known:
         raise UnknownState(provider or "", canonical, known, kind="canonical state")
@@ -107,15 +114,15 @@ def invoice_states(
     limit = _limit(limit)
     if provider is not None:
         eng.chart(provider)
-    leaves = None
+    configs = None
     if state is not None or canonical is not None:
         charts = _charts(eng, provider)
         if state is not None:
-            leaves = _leaves(charts, state, provider)
+            configs = _configurations(charts, state, provider)
         if canonical is not None:
             _check_canonical(charts, canonical, provider)
     with eng.store.read() as tx:
-        rows = tx.invoice_rows(provider, states=leaves, canonical=canonical, limit=limit)
+        rows = tx.invoice_rows(provider, states=configs, canonical=canonical, limit=limit)
         return [as_invoice_state(r) for r in rows]
 
 

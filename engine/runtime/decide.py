@@ -96,14 +96,16 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
         return Decision("unchanged", None, None, reason=f"{event.event_type} is about no invoice")
     if state is None:
         return _first_sight(chart, spec, event, on_unknown)
-    if state not in chart.tree or not chart.tree.node(state).leaf:  # history meets an edit
+    config = chart.tree.configuration(state)
+    if config is None:  # history meets an edited chart
         raise UnknownState(chart.name, state, chart.states)
+    state = config
 
     if spec.create:
         return Decision("unchanged", state, state, reason=f"invoice already exists in {state!r}")
 
     if spec.info:
-        if spec.states is None or state in spec.states:
+        if spec.states is None or any(config.within(s) for s in spec.states):
             return Decision("unchanged", state, state, reason="informational")
         return Decision(
             "rejected",
@@ -111,21 +113,22 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
             state,
             reason=f"{event.event_type} is not expected in {state!r} (only in "
             f"{', '.join(spec.states)})",
-            retryable=any(s in spec.states for s in chart.reachable(state)),
+            retryable=any(c.within(s) for c in chart.reachable(state) for s in spec.states),
         )
 
     if spec.follow_status:
         target = event.status_state
         if target is None:  # read_delivery refuses this; a stored row meets an edited chart
             raise _not_in_chart(chart, event, f"status {event.status!r} names no state")
-        if target == state:
-            return Decision("unchanged", state, state, reason=f"already {state!r}")
-        for route in chart.transitions_between(state, target):
+        if config.within(target):
+            return Decision("unchanged", state, state, reason=f"already {target!r}")
+        for route in chart.allowed_triggers(state):
             try:  # one evaluation of the route's guards, not a may() and then a next_state()
-                if chart.next_state(state, route, event.payload) == target:
-                    return Decision("applied", state, target, trigger=route)
+                after = chart.next_state(state, route, event.payload)
             except TransitionNotAllowed:
                 continue
+            if after.within(target):
+                return Decision("applied", state, after, trigger=route)
         caught_up = _catch_up(chart, state, event, None)
         if caught_up is not None:
             return caught_up
@@ -135,7 +138,7 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
             state,
             reason=f"no transition from {state!r} to {target!r} (status {event.status!r}); "
             f"allowed from {state!r}: {_allowed(chart, state)}",
-            retryable=target in chart.reachable(state),
+            retryable=chart.can_reach(state, target),
         )
 
     trigger = spec.trigger
@@ -188,7 +191,9 @@ def _catch_up(
     was in before the event's own (legal) step led it to ``state``.
     """
     target = event.status_state
-    if target is None or target == state or target not in chart.reachable(state):
+    if target is None or (config := chart.configuration(state)).within(target):
+        return None
+    if not chart.can_reach(config, target):
         return None
     path = _shortest_path(chart, state, target, event.payload)
     if path is None:
@@ -198,7 +203,7 @@ def _catch_up(
     return Decision(
         "applied",
         state if taken is None else taken,
-        target,
+        path[-1][2],
         trigger or path[-1][0],
         reason=f"caught up with status {event.status!r} along the chart: " + "; ".join(inferred),
         inferred=inferred,
@@ -222,7 +227,7 @@ def _shortest_path(
             if there in came:
                 continue
             came[there] = (t, here, there)
-            if there == target:
+            if there.within(target):
                 path = []
                 step = came[there]
                 while step is not None:

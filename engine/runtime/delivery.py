@@ -270,11 +270,12 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
             f"unknown event type {event_type!r} at {where}; known: {known}", where, event_type
         )
 
-    raw_id = dm.invoice_id.read(payload, hdrs)
+    id_at = spec.invoice_id or dm.invoice_id  # an event may keep its invoice elsewhere
+    raw_id = id_at.read(payload, hdrs)
     if spec.invoice_optional and raw_id in (None, MISSING):
         invoice_id = None
     else:
-        invoice_id = _text(dm.invoice_id, raw_id, "invoice id")
+        invoice_id = _text(id_at, raw_id, "invoice id")
 
     if dm.event_id is not None:
         event_id = _text(dm.event_id, dm.event_id.read(payload, hdrs), "event id")
@@ -282,21 +283,22 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
         event_id = _derived_key(chart, payload, hdrs)
 
     status = status_state = None
-    if dm.status is not None:
-        raw_status = dm.status.read(payload, hdrs)
+    status_at = spec.status or dm.status
+    if status_at is not None:
+        raw_status = status_at.read(payload, hdrs)
         if raw_status is not MISSING and raw_status is not None:
-            status = _text(dm.status, raw_status, "status")
-            status_state = chart.state_for_status(status)
+            status = _text(status_at, raw_status, "status")
+            status_state = chart.state_for_status(status, spec.region)
             if status_state is None:
-                known = ", ".join(sorted(chart.statuses)[:15])
                 raise DeliveryError(
-                    f"unknown status {status!r} at {dm.status}; statuses are: {known}",
-                    str(dm.status),
+                    f"unknown status {status!r} at {status_at}; statuses are: "
+                    f"{_statuses(chart, spec.region)}",
+                    str(status_at),
                     status,
                 )
     if spec.follow_status and status_state is None:
         raise DeliveryError(
-            f"{event_type} needs a status snapshot, but {dm.status} is missing", str(dm.status)
+            f"{event_type} needs a status snapshot, but {status_at} is missing", str(status_at)
         )
 
     return construct(
@@ -312,6 +314,14 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
         occurred_at=_time(chart, payload, hdrs, now),
         payload=payload,
     )
+
+
+def _statuses(chart: Chart, region: str | None) -> str:
+    """The status values ``chart`` understands (in ``region``: its states, relative to it)."""
+    if region is None:
+        return ", ".join(sorted(chart.statuses)[:15])
+    inside = [n[len(region) + 1 :] for n in chart.tree.names if n.startswith(region + ".")]
+    return ", ".join(inside[:15])
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,182 @@
+"""What a compiled chart derives from its machine's answers: the dictionaries the validator
+answers from, the graph of configurations (reachable, depth, routes, destinations), and the
+answers a state name that is no configuration (``open``, ``finalized``) stands for.
+
+A chart's ``source:`` uses a compound name to mean "in any of its leaves", so a validator user
+may ask from it too, and gets an answer exactly where it can't depend on which configuration
+inside: where the machine answered every configuration inside it alike.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from ..errors import UnknownState
+from ._machine import STAY, Answer, CandidateStep, Outcome
+from .configuration import Configuration
+from .tree import StateTree
+
+__all__ = ["Graph", "candidate_steps", "mixed_canonical", "scope_by_scope"]
+
+
+def _moves(config: Configuration, answer: Answer) -> Iterable[Configuration]:
+    """Where ``answer`` can lead from ``config`` (an internal transition: ``config``)."""
+    for outcome in answer.outcomes.values():
+        if outcome is STAY:
+            yield config
+        elif isinstance(outcome, Configuration):
+            yield outcome
+
+
+def _same(a: Answer, b: Answer) -> bool:
+    return [c.func for c in a.conditions] == [c.func for c in b.conditions] and (
+        a.outcomes == b.outcomes
+    )
+
+
+class Graph:
+    """The machine's answers, arranged for the validator.
+
+    Attributes:
+        answers: (state, trigger) -> the machine's answers, for every configuration and for
+            every other state name whose configurations all have the same ones.
+        fast: (state, trigger) -> the configuration after it, where no guard is involved.
+        allowed: state -> the triggers legal there, in chart order.
+        scopes: the state names that are no configuration (compound states, regions, leaves
+            inside a parallel state), in chart order.
+        final_scopes: those whose configurations are all final.
+    """
+
+    def __init__(
+        self,
+        tree: StateTree,
+        configs: Sequence[Configuration],
+        triggers: Sequence[str],
+        answers: dict[tuple[str, str], Answer],
+        initial: Sequence[Configuration],
+    ) -> None:
+        self.answers = answers
+        self.allowed: dict[str, list[str]] = {
+            c: [t for t in triggers if (c, t) in answers] for c in configs
+        }
+        self.scopes = tuple(n for n in tree.names if tree.configuration(n) is None)
+        finals = {c for c in configs if tree.node(c.leaves[0]).final}
+        self.final_scopes = frozenset(
+            n for n in self.scopes if all(c in finals for c in tree.configurations_within(n))
+        )
+        for name in self.scopes:
+            inside = tree.configurations_within(name)
+            self.allowed[name] = []
+            for t in triggers:
+                first = answers.get((inside[0], t))
+                if first is not None and all(
+                    (found := answers.get((c, t))) is not None and _same(first, found)
+                    for c in inside
+                ):
+                    answers[(name, t)] = first
+                    self.allowed[name].append(t)
+        self.fast: dict[tuple[str, str], Configuration] = {}
+        for (state, t), answer in answers.items():
+            if not answer.conditions:
+                outcome = answer.outcomes[()]
+                if outcome is STAY:
+                    self.fast[(state, t)] = tree.configuration(state) or Configuration(state)
+                elif isinstance(outcome, Configuration):
+                    self.fast[(state, t)] = outcome
+        self.routes: dict[tuple[str, str], list[str]] = {}
+        self.dests: dict[str, frozenset[Configuration]] = {t: frozenset() for t in triggers}
+        self._next: dict[Configuration, set[Configuration]] = {c: set() for c in configs}
+        for c in configs:
+            for t in self.allowed[c]:
+                for there in _moves(c, answers[(c, t)]):
+                    self._next[c].add(there)
+                    self.dests[t] |= {there}
+                    route = self.routes.setdefault((c, there), [])
+                    if t not in route:
+                        route.append(t)
+        self.depth: dict[str, int] = {c: 0 for c in initial}
+        queue = deque(initial)
+        position = {c: i for i, c in enumerate(configs)}
+        while queue:
+            here = queue.popleft()
+            for there in sorted(self._next[here], key=position.__getitem__):
+                if there not in self.depth:
+                    self.depth[there] = self.depth[here] + 1
+                    queue.append(there)
+        self._reach: dict[Configuration, frozenset[Configuration]] = {}
+
+    def reachable(self, start: Configuration) -> frozenset[Configuration]:
+        """Every configuration reachable from ``start`` (itself included), found once."""
+        found = self._reach.get(start)
+        if found is None:
+            seen = {start}
+            stack = [start]
+            while stack:
+                for there in self._next[stack.pop()]:
+                    if there not in seen:
+                        seen.add(there)
+                        stack.append(there)
+            found = self._reach[start] = frozenset(seen)
+        return found
+
+
+def candidate_steps(state: str, answer: Answer) -> tuple[CandidateStep, ...]:
+    """The machine's answers to one question, as steps a reader can follow: for each place the
+    trigger can lead, the fewest guards that take it there; steps needing more guards first, so
+    that the first step whose guards all hold is the one the machine takes."""
+    best: dict[Outcome, tuple[bool, ...]] = {}
+    for values, outcome in answer.outcomes.items():
+        if outcome is None:
+            continue
+        if outcome not in best or sum(values) < sum(best[outcome]):
+            best[outcome] = values
+    ranked = sorted(best.items(), key=lambda kv: (-sum(kv[1]), [not v for v in kv[1]]))
+    return tuple(
+        CandidateStep(
+            None if outcome is STAY else outcome,  # type: ignore[arg-type]
+            tuple(c for c, v in zip(answer.conditions, values, strict=True) if v),
+        )
+        for outcome, values in ranked
+    )
+
+
+def scope_by_scope(
+    tree: StateTree, answers: dict[tuple[str, str], Answer], state: str, trigger: str
+) -> str | None:
+    """Why a state name that is no configuration has no answer for ``trigger`` its
+    configurations know: what each would do, so the caller can ask with the right one.
+    ``None`` when no configuration inside allows ``trigger``."""
+    inside = tree.configurations_within(state)
+    if not any((c, trigger) in answers for c in inside):
+        return None
+    ways = []
+    for c in inside[:8]:
+        answer = answers.get((c, trigger))
+        if answer is None:
+            ways.append(f"{c}: not allowed")
+            continue
+        moves = [
+            (dest or "stays") + (" if " + " and ".join(str(g.func) for g in conds) if conds else "")
+            for dest, conds in candidate_steps(c, answer)
+        ]
+        ways.append(f"{c} → {', else '.join(moves) or 'refused'}")
+    more = f"; and {len(inside) - 8} more" if len(inside) > 8 else ""
+    return (
+        f"{state!r} is a compound state and its configurations differ: "
+        f"{'; '.join(ways)}{more}; ask with the one the invoice is in"
+    )
+
+
+def mixed_canonical(
+    chart: str, state: str, tree: StateTree, canonical: dict[str, str], states: Sequence[str]
+) -> UnknownState:
+    """The error for the canonical state of a state name whose configurations have different
+    ones: an :class:`UnknownState` (no such canonical state) that says why, naming them."""
+    err = UnknownState(chart, state, states)
+    each = ", ".join(f"{c}: {canonical.get(c)}" for c in tree.configurations_within(state)[:8])
+    err.args = (  # the class's own message would call the state unknown
+        f"{state!r} is a compound state of chart {chart!r} whose configurations have "
+        f"different canonical states ({each}); ask with the configuration the invoice is in",
+    )
+    return err

@@ -1,0 +1,248 @@
+"""Parallel states end to end: configurations, the validator, canonical rules, region-following
+events, per-event delivery paths, and the engine recording configurations on both stores.
+
+The chart is small on purpose (two regions of two states each) so every expectation can be
+read off it; Lago, the bundled parallel chart, has tests of its own (``test_lago.py``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import _db
+import pytest
+
+import engine
+from engine import Chart, Configuration, Engine, TransitionNotAllowed, UnknownState
+from engine.chart import load_yaml, parse_chart
+
+PARALLEL = """
+provider: par
+initial: draft
+states:
+  - {name: draft, canonical: draft}
+  - name: fin
+    parallel: true
+    canonical:
+      - {when: {pay: done}, canonical: paid}
+      - {canonical: open}
+    states:
+      - name: pay
+        states: [{name: pending}, {name: done}]
+      - name: od
+        states: [{name: "no"}, {name: "yes"}]
+  - {name: void, canonical: void, final: true}
+transitions:
+  - {trigger: finalize, source: draft, dest: fin}
+  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.done}
+  - {trigger: overdue, source: fin.od.no, dest: fin.od.yes, guard: "$.late == true"}
+  - {trigger: void, source: fin, dest: void}
+  - {trigger: note, source: fin, internal: true}
+delivery:
+  event_type: $.type
+  event_id: $.id
+  invoice_id: $.inv
+  status: $.status
+  statuses: {finalized: fin}
+events:
+  created: {create: true}
+  finalized: finalize
+  paid: {follow_status: fin.pay, status: $.pay_status}
+  overdue: overdue
+  voided: void
+  noted: note
+  disputed: {trigger: note, invoice_id: $.dispute.inv}
+"""
+
+FRESH = "fin.pay.pending+fin.od.no"
+PAID = "fin.pay.done+fin.od.no"
+
+
+@pytest.fixture(scope="module")
+def chart() -> Chart:
+    return Chart(parse_chart(load_yaml(PARALLEL)))
+
+
+# ----------------------------------------------------------------------- configurations
+
+
+def test_a_configuration_is_its_text_and_its_leaves(chart: Chart) -> None:
+    assert chart.states == [
+        "draft",
+        "fin.pay.pending+fin.od.no",
+        "fin.pay.pending+fin.od.yes",
+        "fin.pay.done+fin.od.no",
+        "fin.pay.done+fin.od.yes",
+        "void",
+    ]
+    fresh = chart.check(["finalize"])
+    assert isinstance(fresh, Configuration)
+    assert fresh == FRESH
+    assert fresh.leaves == ("fin.pay.pending", "fin.od.no")
+    assert [fresh.within(s) for s in ("fin", "fin.od", "fin.pay.done")] == [True, True, False]
+    assert chart.configuration("fin.od.no+fin.pay.pending") == FRESH  # any order, one text
+    assert chart.check(["finalize"], start="draft") == chart.check(["finalize"])
+
+
+@pytest.mark.parametrize(
+    "text", ["fin.pay.pending", "fin", "fin.pay.pending+fin.pay.done", "nope+fin.od.no", ""]
+)
+def test_what_is_no_configuration_is_refused_by_name(chart: Chart, text: str) -> None:
+    with pytest.raises(UnknownState, match=repr(text).replace("+", r"\+").replace(".", r"\.")):
+        chart.configuration(text)
+
+
+def test_a_state_name_may_not_hold_the_separator() -> None:
+    with pytest.raises(engine.ChartError, match=r"must be non-empty and contain no '\.' or '\+'"):
+        parse_chart(load_yaml(PARALLEL.replace("{name: draft,", "{name: 'dr+aft',")))
+
+
+# ---------------------------------------------------------------------------- validator
+
+
+def test_a_region_moves_alone_and_leaving_the_parallel_state_leaves_them_all(
+    chart: Chart,
+) -> None:
+    assert chart.next_state(FRESH, "pay") == PAID
+    assert chart.next_state(PAID, "overdue", {"late": True}) == "fin.pay.done+fin.od.yes"
+    assert chart.next_state("fin.pay.done+fin.od.yes", "void") == "void"
+    assert chart.next_state(PAID, "note") == PAID  # internal: legal, nothing moves
+    with pytest.raises(TransitionNotAllowed, match=r"\$\.late == true is false"):
+        chart.next_state(PAID, "overdue", {"late": False})
+    with pytest.raises(TransitionNotAllowed, match="Can't 'pay' when in"):
+        chart.next_state(PAID, "pay")
+    assert chart.allowed_triggers(FRESH) == ["pay", "overdue", "void", "note"]
+    assert chart.allowed_triggers(PAID) == ["overdue", "void", "note"]
+
+
+def test_the_parallel_state_by_name_answers_where_its_configurations_agree(chart: Chart) -> None:
+    assert chart.next_state("fin", "void") == "void"
+    assert chart.allowed_triggers("fin") == ["void", "note"]
+    with pytest.raises(TransitionNotAllowed, match="'fin' is a compound state"):
+        chart.next_state("fin", "pay")
+
+
+def test_canonical_rules_decide_per_configuration(chart: Chart) -> None:
+    assert [chart.canonical(s) for s in chart.states] == [
+        "draft",
+        "open",
+        "open",
+        "paid",
+        "paid",
+        "void",
+    ]
+    assert chart.canonical("fin.pay.done") == "paid"  # every configuration with it agrees
+    with pytest.raises(UnknownState, match="different canonical states"):
+        chart.canonical("fin")
+
+
+def test_graph_reads_configurations(chart: Chart) -> None:
+    assert chart.reachable("fin.pay.done+fin.od.yes") == {"fin.pay.done+fin.od.yes", "void"}
+    assert chart.can_reach("draft", "fin.od.yes")
+    assert not chart.can_reach("void", "fin")
+    assert chart.destinations("pay") == {PAID, "fin.pay.done+fin.od.yes"}
+    assert [chart.depth(s) for s in ("draft", FRESH, "fin")] == [0, 1, 1]
+    assert [
+        (s.dest, [str(c.func) for c in s.conditions]) for s in chart.steps(FRESH, "overdue")
+    ] == [("fin.pay.pending+fin.od.yes", ["$.late == true"])]
+    assert engine.lint(chart) == []
+
+
+def test_a_crash_inside_transitions_is_a_broken_chart_not_illegal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.chart._machine import dot_machine
+
+    def explode(*_: Any, **__: Any) -> bool:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(dot_machine(), "_trigger_event", explode)
+    with pytest.raises(engine.ChartError, match=r"the transitions machine failed on .*boom"):
+        Chart(parse_chart(load_yaml(PARALLEL)))
+
+
+# ------------------------------------------------------------------------------- engine
+
+
+def _delivery(n: int, kind: str, inv: str = "inv_1", **extra: Any) -> dict[str, Any]:
+    return {"id": f"evt_{n}", "type": kind, "inv": inv, **extra}
+
+
+@pytest.fixture
+def eng(make_db: _db.Databases, chart: Chart) -> Iterator[Engine]:
+    with Engine(make_db(), charts={"par": chart}) as e:
+        yield e
+
+
+def test_the_engine_records_configurations_and_follows_a_region(eng: Engine) -> None:
+    out = [
+        eng.apply("par", _delivery(1, "created", status="draft")),
+        eng.apply("par", _delivery(2, "finalized", status="finalized")),
+        eng.apply("par", _delivery(3, "overdue", status="finalized", late=True)),
+        eng.apply("par", _delivery(4, "paid", pay_status="done")),
+        eng.apply("par", _delivery(5, "paid", pay_status="done")),
+    ]
+    assert [(o.status, o.to_state) for o in out] == [
+        ("applied", "draft"),
+        ("applied", FRESH),
+        ("applied", "fin.pay.pending+fin.od.yes"),
+        ("applied", "fin.pay.done+fin.od.yes"),
+        ("unchanged", "fin.pay.done+fin.od.yes"),
+    ]
+    state = eng.state("par", "inv_1")
+    assert state is not None
+    assert (state.state, state.canonical) == ("fin.pay.done+fin.od.yes", "paid")
+    assert [i.invoice_id for i in eng.invoices("par", state="fin.od.yes")] == ["inv_1"]
+    assert [i.invoice_id for i in eng.invoices("par", state="fin")] == ["inv_1"]
+    assert list(eng.invoices("par", state="fin.od.no")) == []
+    assert eng.replay().ok
+
+
+def test_a_region_snapshot_catches_up_along_the_chart(eng: Engine) -> None:
+    eng.apply("par", _delivery(1, "created", status="draft"))
+    caught = eng.apply("par", _delivery(2, "paid", pay_status="done"))
+    assert (caught.status, caught.to_state) == ("applied", PAID)
+    assert "finalize" in (caught.reason or "")
+
+
+def test_an_event_reads_its_invoice_where_it_says(eng: Engine) -> None:
+    eng.apply("par", _delivery(1, "created", inv="inv_9", status="draft"))
+    eng.apply("par", _delivery(2, "finalized", inv="inv_9", status="finalized"))
+    out = eng.apply("par", {"id": "evt_3", "type": "disputed", "dispute": {"inv": "inv_9"}})
+    assert (out.status, out.invoice_id) == ("unchanged", "inv_9")
+
+
+def test_a_region_status_it_does_not_know_is_invalid_naming_the_regions_states(
+    eng: Engine,
+) -> None:
+    eng.apply("par", _delivery(1, "created", status="draft"))
+    out = eng.apply("par", _delivery(2, "paid", pay_status="refunded"))
+    assert out.status == "invalid"
+    assert "unknown status 'refunded' at $.pay_status; statuses are: pending, done" in (
+        out.reason or ""
+    )
+
+
+def test_configurations_survive_the_cli_as_text(tmp_path: Path, chart: Chart) -> None:
+    from click.testing import CliRunner
+
+    from engine.cli import main
+
+    folder = tmp_path / "charts"
+    folder.mkdir()
+    (folder / "par.yaml").write_text(PARALLEL, encoding="utf-8")
+    db = str(tmp_path / "p.db")
+    with Engine(db, chart_dir=folder) as e:
+        e.apply("par", _delivery(1, "created", status="draft"))
+        e.apply("par", _delivery(2, "finalized", status="finalized"))
+    result = CliRunner().invoke(
+        main, ["invoices", "par", "--db", db, "--chart-dir", str(folder), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    assert [(r["invoice_id"], r["state"], r["canonical"]) for r in rows] == [
+        ("inv_1", FRESH, "open")
+    ]
