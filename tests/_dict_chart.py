@@ -126,7 +126,9 @@ class DictChart:
             while name is not None and "canonical" not in self.nodes[name]:
                 name = self.parent[name]
             assert name is not None, f"{leaf} has no canonical state"
-            self.canonical[leaf] = self.nodes[name]["canonical"]
+            given = self.nodes[name]["canonical"]
+            if isinstance(given, str):  # a parallel state's table of rules: per configuration
+                self.canonical[leaf] = given
 
     def _walk(self, states: list[dict[str, Any]], parent: str | None) -> None:
         for node in states:
@@ -139,11 +141,28 @@ class DictChart:
                 self.leaves.append(full)
 
     def enter(self, name: str) -> str:
-        """The leaf an invoice lands in when it enters ``name``."""
-        while self.nodes[name].get("states"):
-            children = self.nodes[name]["states"]
-            name = f"{name}.{self.nodes[name].get('initial') or children[0]['name']}"
-        return name
+        """The configuration (leaves joined by ``+``) an invoice is in when it enters ``name``:
+        initial children down to a leaf, every region of a parallel state, and, for a state
+        inside a parallel state, the other regions' defaults."""
+        top = name
+        scope = self.parent[name]
+        while scope is not None:
+            if self.nodes[scope].get("parallel") is True:
+                top = scope
+            scope = self.parent[scope]
+        return "+".join(self._enter(top, name))
+
+    def _enter(self, name: str, target: str) -> list[str]:
+        node = self.nodes[name]
+        children = [f"{name}.{c['name']}" for c in node.get("states") or []]
+        if not children:
+            return [name]
+        if node.get("parallel") is True:
+            return [leaf for c in children for leaf in self._enter(c, target)]
+        toward = [c for c in children if target == c or target.startswith(c + ".")]
+        if toward and name != target:
+            return self._enter(toward[0], target)
+        return self._enter(f"{name}.{node.get('initial') or node['states'][0]['name']}", target)
 
     def _sources(self, transition: dict[str, Any]) -> list[str]:
         src = transition["source"]

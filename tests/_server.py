@@ -46,6 +46,7 @@ SECRETS: dict[str, tuple[str, str]] = {
     "modern_treasury": ("mt_old_key_71c3", "mt_new_key_94e2"),
     "upmind": ("upmind_old_secret_2b7", "upmind_new_secret_6d1"),
     "pelcro": ("pelcro_old_secret_5e8", "pelcro_new_secret_3a9"),
+    "lago": ("lago_old_hmac_key_4c2", "lago_new_hmac_key_8d5"),
     "chargeover": ("co_old_key_0d4f7a", "co_new_key_9c2e1b"),
     "moxie": ("moxie_old_token_1f6e", "moxie_new_token_7b3d"),
     "acme": (
@@ -64,6 +65,8 @@ AUTH_HEADERS = frozenset(
         "x-signature",
         "x-webhook-signature",
         "x-pelcro-hmac-sha256",
+        "x-lago-signature",
+        "x-lago-signature-algorithm",
         "x-chargeover-key",
         "authorization",
         "webhook-id",
@@ -413,6 +416,9 @@ def sign(
         headers["X-Webhook-Signature"] = _hmac(secret, body.strip(b" \t\n\r\0\x0b")).hex()
     elif provider == "pelcro":
         headers["X-Pelcro-Hmac-SHA256"] = base64.b64encode(_hmac(secret, body)).decode()
+    elif provider == "lago":  # Lago's Webhook#hmac_signature, with the algorithm it names
+        headers["X-Lago-Signature"] = base64.b64encode(_hmac(secret, body)).decode()
+        headers["X-Lago-Signature-Algorithm"] = "hmac"
     elif provider == "chargeover":
         headers["X-ChargeOver-Key"] = secret
     elif provider == "moxie":  # no scheme of its own: the user's choice, as its chart says
@@ -430,6 +436,7 @@ def signature_header(provider: str) -> str:
         "modern_treasury": "X-Signature",
         "upmind": "X-Webhook-Signature",
         "pelcro": "X-Pelcro-Hmac-SHA256",
+        "lago": "X-Lago-Signature",
         "chargeover": "X-ChargeOver-Key",
     }
     if provider in fixed:
@@ -448,6 +455,7 @@ def _malformed(provider: str) -> str:
         "modern_treasury": "not hex at all",
         "upmind": "XYZ",
         "pelcro": "!!! not base64 !!!",
+        "lago": "!!! not base64 !!!",
         "chargeover": "",
         "moxie": "",
     }

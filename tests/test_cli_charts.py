@@ -132,12 +132,16 @@ def test_show_json_matches_the_chart(chart_name: str) -> None:
     chart = engine.load_chart(chart_name)
     info = run_json("show", chart_name)
     assert info["provider"] == chart_name
-    assert [s["name"] for s in info["states"]] == chart.states
-    assert [s["name"] for s in info["states"] if s["final"]] == chart.final_states
-    assert [s["name"] for s in info["states"] if s["initial"]] == sorted(
+    assert [s["name"] for s in info["states"]] == list(chart.tree.leaves)
+    configurations = info["configurations"]
+    assert [c["name"] for c in configurations] == chart.states
+    assert [c["name"] for c in configurations if c["final"]] == chart.final_states
+    assert [c["name"] for c in configurations if c["initial"]] == sorted(
         chart.initial_states, key=chart.states.index
     )
-    assert all(s["canonical"] == chart.canonical(s["name"]) for s in info["states"])
+    assert all(c["canonical"] == chart.canonical(c["name"]) for c in configurations)
+    initial_leaves = {leaf for c in chart.initial_states for leaf in c.leaves}
+    assert {s["name"] for s in info["states"] if s["initial"]} == initial_leaves
     assert len(info["transitions"]) == len(chart.spec.transitions)
     assert [e["event"] for e in info["events"]] == list(chart.spec.events)
 

@@ -122,7 +122,8 @@ def test_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = CliRunner()
     res = r.invoke(main, ["demo"])
     assert res.exit_code == 0, res.output
-    for provider in ("stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind"):
+    bundled = ("stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind", "lago")
+    for provider in bundled:
         assert f"{provider}:" in res.output
     assert (tmp_path / "invoice-engine-demo.db").exists()
     again = r.invoke(main, ["demo", "--json"])  # the default file is replaced: same result

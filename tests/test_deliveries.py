@@ -109,7 +109,7 @@ def test_upmind_event_fields() -> None:
 
 
 @pytest.mark.parametrize(
-    "provider", ["stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind"]
+    "provider", ["stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind", "lago"]
 )
 def test_every_stream_line_reads_except_the_one_malformed(provider: str) -> None:
     chart = load_chart(provider)

@@ -17,9 +17,9 @@ from engine.cli._run import read_jsonl
 from engine.runtime.engine import Delivery
 
 STREAMS = Path(__file__).resolve().parent.parent / "examples" / "streams"
-PROVIDERS = ["stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind"]
+PROVIDERS = ["stripe", "pelcro", "modern_treasury", "chargeover", "moxie", "upmind", "lago"]
 TIMED = ["stripe", "pelcro", "modern_treasury", "upmind"]
-UNTIMED = ["chargeover", "moxie"]
+UNTIMED = ["chargeover", "moxie", "lago"]
 
 
 def stream(provider: str) -> list[Delivery]:

@@ -242,7 +242,7 @@ def test_configurations_survive_the_cli_as_text(tmp_path: Path, chart: Chart) ->
         main, ["invoices", "par", "--db", db, "--chart-dir", str(folder), "--json"]
     )
     assert result.exit_code == 0, result.output
-    rows = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    rows = json.loads(result.stdout)
     assert [(r["invoice_id"], r["state"], r["canonical"]) for r in rows] == [
         ("inv_1", FRESH, "open")
     ]

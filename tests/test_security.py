@@ -278,7 +278,8 @@ def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
         "X-Unique-Key": "in_kept_1",  # the invoice id the chart reads: "key" in its name
         "Stripe-Signature": "t=1,v1=abc",  # a signature: kept
         "Authorization": "Bearer TOKEN2",
-        "Idempotency-Key": "idem-3",  # not read by the chart: judged by its name
+        "Idempotency-Key": "idem-3",  # not read by the chart: an identifier by its name
+        "X-Api-Key": "key-6",  # not read by the chart: a credential by its name
         "Set-Cookie": "s=4",
         "X-Client-Password": "pw5",
         "Content-Type": "application/json",
@@ -292,7 +293,8 @@ def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
         "x-unique-key": "in_kept_1",
         "stripe-signature": "t=1,v1=abc",
         "authorization": "[redacted]",
-        "idempotency-key": "[redacted]",
+        "idempotency-key": "idem-3",
+        "x-api-key": "[redacted]",
         "set-cookie": "[redacted]",
         "x-client-password": "[redacted]",
         "content-type": "application/json",
@@ -310,6 +312,8 @@ def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
         ("modern_treasury", None, ["x-signature", "x-webhook-id"]),
         ("upmind", None, ["x-webhook-signature"]),
         ("pelcro", None, ["x-pelcro-hmac-sha256"]),
+        # the webhook's id: "key" in its name, an identifier all the same
+        ("lago", None, ["x-lago-signature", "x-lago-signature-algorithm", "x-lago-unique-key"]),
     ],
 )
 def test_bundled_charts_redact_their_keys_and_keep_their_signatures(

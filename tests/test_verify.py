@@ -3,8 +3,11 @@
 Deliveries are signed by the providers' own code where it exists — stripe-python's
 ``WebhookSignature``, Modern Treasury's ``webhooks.get_signature``, the ``standardwebhooks``
 package — and by the documented recipe otherwise (Upmind's PHP library signs ``trim($body)``;
-Pelcro's base64 HMAC of the body; ChargeOver's key in clear; Moxie's Bearer token as its chart
-chooses), never from our chart, so a chart that gets a provider wrong fails here. Each provider:
+Pelcro's base64 HMAC of the body; Lago's base64 HMAC of the body with
+``X-Lago-Signature-Algorithm: hmac``, or its RS256 token over the body, signed by PyJWT with a
+key the test makes, as Lago's ``Webhook#jwt_signature`` does; ChargeOver's key in clear; Moxie's
+Bearer token as its chart chooses), never from our chart, so a chart that gets a provider wrong
+fails here. Each provider:
 a valid delivery passes; a tampered body, a wrong secret, a missing or malformed header fail
 with their reason; rotated secrets (old and new) both pass; no message or repr holds a secret,
 the expected signature or a shared key. A delivery sent again with a new header is the same
@@ -18,15 +21,19 @@ import hashlib
 import hmac
 import json
 import pickle
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 import modern_treasury
 import pytest
 import standardwebhooks
 import stripe
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 import engine
 from engine import Engine, Secrets, SignatureError, verify_signature
@@ -61,6 +68,11 @@ def sign(provider: str, body: bytes, secret: str, *, ts: int | None = None) -> d
         return {"X-Webhook-Signature": _mac(secret, body.strip(b" \t\n\r\0\x0b")).hex()}
     if provider == "pelcro":
         return {"X-Pelcro-Hmac-SHA256": base64.b64encode(_mac(secret, body)).decode()}
+    if provider == "lago":  # Webhook#hmac_signature: Base64.strict_encode64(HMAC-SHA256(body))
+        return {
+            "X-Lago-Signature": base64.b64encode(_mac(secret, body)).decode(),
+            "X-Lago-Signature-Algorithm": "hmac",
+        }
     if provider == "chargeover":
         return {"X-ChargeOver-Key": secret}
     if provider == "moxie":  # Moxie set to Bearer, as its chart chooses
@@ -74,6 +86,7 @@ MALFORMED = {
     "modern_treasury": {"X-Signature": "not hex at all"},
     "upmind": {"X-Webhook-Signature": "XYZ"},
     "pelcro": {"X-Pelcro-Hmac-SHA256": "!!! not base64 !!!"},
+    "lago": {"X-Lago-Signature": "!!! not base64 !!!", "X-Lago-Signature-Algorithm": "hmac"},
     "moxie": {"Authorization": "Token moxie"},
 }
 
@@ -271,6 +284,7 @@ def test_every_example_stream_line_verifies_with_its_demo_secret() -> None:
         "pelcro": "pelcro_demo_secret",
         "modern_treasury": "mt_demo_secret",
         "upmind": "upmind_demo_secret",
+        "lago": "lago_demo_secret",
         "chargeover": "co_demo_key_5f2a9c",
         "moxie": "moxie_demo_token",
     }
@@ -430,6 +444,201 @@ def test_a_chart_without_a_signature_block_cannot_verify(tmp_path: Path) -> None
     assert describe_signature(chart) == "no signature scheme"
 
 
+# ------------------------------------------------------------ Lago: the algorithm header, jwt
+
+
+def test_lago_hmac_refuses_a_delivery_that_says_it_is_jwt_signed() -> None:
+    """Lago names the algorithm in X-Lago-Signature-Algorithm: a jwt-signed delivery to a chart
+    that checks hmac fails saying so, not as a mysterious bad signature."""
+    body = _body("lago")
+    key = _rsa_key()
+    headers = {"X-Lago-Signature": _lago_jwt(body, key), "X-Lago-Signature-Algorithm": "jwt"}
+    err = _refused("lago", body, headers, NEW["lago"])
+    assert (err.reason, err.header) == ("malformed_header", "X-Lago-Signature-Algorithm")
+    assert "says 'jwt', but this chart checks 'hmac' deliveries" in str(err)
+    hmac_signed = {**sign("lago", body, NEW["lago"]), "X-Lago-Signature-Algorithm": "HMAC"}
+    verify_signature("lago", body, hmac_signed, NEW["lago"])  # compared case-insensitively
+    err = _refused("lago", body, {"X-Lago-Signature": hmac_signed["X-Lago-Signature"]}, "k")
+    assert (err.reason, err.header) == ("missing_header", "X-Lago-Signature-Algorithm")
+    long_value = {**hmac_signed, "X-Lago-Signature-Algorithm": "hmac-but-a-long-secret-value"}
+    err = _refused("lago", body, long_value, NEW["lago"])
+    assert "says something else" in str(err)
+
+
+def _rsa_key() -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _public(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    """The public key as Lago's GET /api/v1/webhooks/public_key serves it: base64 of a PEM."""
+    pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(pem).decode()
+
+
+ISSUER = "https://api.getlago.com"
+
+
+def _lago_jwt(body: bytes, key: Any, **claims: Any) -> str:
+    """Webhook#jwt_signature: JWT.encode({data: payload.to_json, iss: LAGO_API_URL}, key, RS256)."""
+    algorithm = claims.pop("algorithm", "RS256")
+    return jwt.encode({"data": body.decode(), "iss": ISSUER, **claims}, key, algorithm=algorithm)
+
+
+JWT_BLOCK = (
+    "signature: {scheme: jwt, header: X-Lago-Signature, issuer: 'https://api.getlago.com',"
+    " expect: {X-Lago-Signature-Algorithm: jwt}}\n"
+)
+
+
+def test_jwt_signed_as_lago_signs_passes_and_fails(tmp_path: Path) -> None:
+    chart = _user_chart(tmp_path, JWT_BLOCK)
+    body, key = _body("lago"), _rsa_key()
+    public = _public(key)
+    headers = {"X-Lago-Signature": _lago_jwt(body, key), "X-Lago-Signature-Algorithm": "jwt"}
+    verify_signature(chart, body, headers, public)
+    pem = base64.b64decode(public).decode()
+    verify_signature(chart, body, headers, pem)  # the PEM itself, too
+    check_secrets(chart, public)
+    # and PyJWT agrees, as Lago's docs verify it
+    decoded = jwt.decode(headers["X-Lago-Signature"], pem, algorithms=["RS256"], issuer=ISSUER)
+    assert decoded["data"].encode() == body
+
+    err = _refused(chart, body.replace(b"invoice", b"invoicf", 1), headers, public)
+    assert (err.reason, err.header) == ("no_match", "X-Lago-Signature")
+    assert "its data claim is not this body" in str(err)
+    other = _rsa_key()
+    err = _refused(chart, body, {**headers, "X-Lago-Signature": _lago_jwt(body, other)}, public)
+    assert err.reason == "no_match"
+    assert "not signed by the private key of the acme public key" in str(err)
+    rotated = Secrets({"acme": [_public(other), public]})
+    verify_signature(chart, body, headers, rotated)
+    err = _refused(chart, body, {**headers, "X-Lago-Signature": _lago_jwt(body, other)},
+                   Secrets({"acme": [public, _public(_rsa_key())]}))  # fmt: skip
+    assert "any of the 2 acme public keys" in str(err)
+    elsewhere = _lago_jwt(body, key, iss="https://lago.other.example")
+    err = _refused(chart, body, {**headers, "X-Lago-Signature": elsewhere}, public)
+    assert err.reason == "no_match"
+    assert f"not issued by {ISSUER}" in str(err)
+    err = _refused(chart, body, {**headers, "X-Lago-Signature-Algorithm": "hmac"}, public)
+    assert (err.reason, err.header) == ("malformed_header", "X-Lago-Signature-Algorithm")
+    assert "says 'hmac', but this chart checks 'jwt' deliveries" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        ("not.a.token", "is not a JSON Web Token"),
+        ("abc", "is not a JSON Web Token"),
+        ("hs256", "says it is signed with HS256, but this chart checks RS256 tokens only"),
+        ("none", "says it is signed with none, but this chart checks RS256"),
+        ("no data", "has no data claim holding the body as a string"),
+        ("data not text", "has no data claim holding the body as a string"),
+    ],
+)
+def test_jwt_tokens_that_cannot_be_read_say_why(tmp_path: Path, token: str, says: str) -> None:
+    chart = _user_chart(tmp_path, JWT_BLOCK)
+    body, key = _body("lago"), _rsa_key()
+    public = _public(key)
+    made = {
+        # the algorithm-confusion attack: an HMAC token keyed by the public key (the secret)
+        "hs256": lambda: jwt.encode({"data": body.decode()}, public, algorithm="HS256"),
+        "none": lambda: jwt.encode({"data": body.decode()}, "", algorithm="none"),
+        "no data": lambda: jwt.encode({"iss": ISSUER}, key, algorithm="RS256"),
+        "data not text": lambda: jwt.encode({"data": {"a": 1}}, key, algorithm="RS256"),
+    }
+    sent = made[token]() if token in made else token
+    headers = {"X-Lago-Signature": sent, "X-Lago-Signature-Algorithm": "jwt"}
+    err = _refused(chart, body, headers, public)
+    assert (err.reason, err.header) == ("malformed_header", "X-Lago-Signature"), str(err)
+    assert says in str(err)
+
+
+@pytest.mark.parametrize(("exp", "ok"), [(-30, True), (-120, False), (3600, True)])
+def test_jwt_exp_holds_within_the_leeway(tmp_path: Path, exp: int, ok: bool) -> None:
+    """Lago's tokens have no exp; a provider's that do expire, within ``leeway`` (60 s)."""
+    chart = _user_chart(tmp_path, JWT_BLOCK)
+    now = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+    body, key = _body("lago"), _rsa_key()
+    token = _lago_jwt(body, key, exp=int(now.timestamp()) + exp)
+    headers = {"X-Lago-Signature": token, "X-Lago-Signature-Algorithm": "jwt"}
+    if ok:
+        verify_signature(chart, body, headers, _public(key), now=now)
+        return
+    err = _refused(chart, body, headers, _public(key), now=now)
+    assert (err.reason, err.skew) == ("timestamp_outside_tolerance", exp)
+    assert "expired" in str(err)
+
+
+def test_jwt_with_an_elliptic_curve_key(tmp_path: Path) -> None:
+    block = "signature: {scheme: jwt, header: X-Token, algorithm: ES256, claim: body}\n"
+    chart = _user_chart(tmp_path, block)
+    body, key = _body("lago"), ec.generate_private_key(ec.SECP256R1())
+    token = jwt.encode({"body": body.decode()}, key, algorithm="ES256")
+    verify_signature(chart, body, {"X-Token": token}, _public(key))
+    assert describe_signature(chart) == "jwt: X-Token, ES256 over the body in body"
+    err = _refused(chart, body, {"X-Token": token}, _public(_rsa_key()))
+    assert err.reason == "bad_secret"
+    assert "acme secret #1 is not an elliptic-curve public key, which ES256 needs" in str(err)
+
+
+@pytest.mark.parametrize(
+    ("secret", "says"),
+    [
+        ("lago_demo_secret", "is not a public key (a PEM, or the base64 of a PEM)"),
+        (base64.b64encode(b"-----BEGIN PUBLIC KEY-----\nnope\n").decode(), "is not a public key"),
+        ("private", "is a private key: give the provider's public key"),
+        ("ec", "is not an RSA public key, which RS256 needs"),
+    ],
+)
+def test_jwt_check_secrets_refuses_what_is_not_a_public_key(
+    tmp_path: Path, secret: str, says: str
+) -> None:
+    chart = _user_chart(tmp_path, JWT_BLOCK)
+    key = _rsa_key()
+    if secret == "private":
+        secret = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    elif secret == "ec":
+        secret = _public(ec.generate_private_key(ec.SECP256R1()))
+    secrets = Secrets({"acme": [_public(key), secret]})
+    err = _checked(chart, secrets)
+    assert (err.reason, err.header) == ("bad_secret", None)
+    assert f"acme secret #2 {says}" in str(err)
+
+
+def test_jwt_without_its_extra_says_how_to_install_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart = _user_chart(tmp_path, JWT_BLOCK)
+    monkeypatch.setitem(sys.modules, "jwt", None)  # import jwt now raises ImportError
+    err = _checked(chart, _public(_rsa_key()))
+    assert err.reason == "no_scheme"
+    assert "pip install 'invoice-engine[jwt]'" in str(err)
+    # a chart of another scheme never needs it
+    verify_signature("pelcro", _body("pelcro"), sign("pelcro", _body("pelcro"), "k"), "k")
+
+
+def test_lago_s_unique_key_header_is_refused_as_identity_with_either_signature(
+    tmp_path: Path,
+) -> None:
+    """Neither of Lago's signatures covers a header: a chart reading X-Lago-Unique-Key as the
+    event id is refused (lint rule unsigned-identity), whichever of the two it checks."""
+    text = (bundled_chart_dir() / "lago.yaml").read_text(encoding="utf-8")
+    keyed = text.replace("\ndelivery:\n", "\ndelivery:\n  event_id: header:X-Lago-Unique-Key\n")
+    start, end = keyed.index("\nsignature:\n"), keyed.index("\nevents:")
+    path = tmp_path / "lago.yaml"
+    for chart_text in (keyed, keyed[:start] + "\n" + JWT_BLOCK + keyed[end:]):
+        path.write_text(chart_text, encoding="utf-8")
+        with pytest.raises(engine.ChartError, match=r"\[unsigned-identity\]") as info:
+            engine.load_chart(path)
+        assert "X-Lago-Unique-Key, which the signature does not cover" in str(info.value)
+
+
 # ------------------------------------------------------------------------- the call itself
 
 
@@ -488,6 +697,7 @@ def test_describe_signature_of_every_bundled_chart() -> None:
     assert described["moxie"] == "shared secret in Authorization, Bearer"
     assert "trimmed body" in described["upmind"]
     assert "base64" in described["pelcro"]
+    assert described["lago"].endswith("in base64, X-Lago-Signature-Algorithm: hmac")
 
 
 def test_constant_time_comparison_everywhere() -> None:

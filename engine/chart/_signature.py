@@ -6,7 +6,7 @@ come at run time (:class:`engine.Secrets`: ``INVOICE_ENGINE_SECRET_<PROVIDER>`` 
 file), so a chart can be published, diffed and reviewed. :func:`engine.verify_signature`
 checks a delivery against it.
 
-Four schemes cover the bundled providers and the common shapes of the others:
+Five schemes cover the bundled providers and the common shapes of the others:
 
 - ``stripe``: ``Stripe-Signature: t=<unix>,v1=<hex>[,v1=…]``, an HMAC-SHA256 of
   ``"{t}.{body}"``; ``t`` must be within ``tolerance`` seconds of now, in both directions.
@@ -15,12 +15,21 @@ Four schemes cover the bundled providers and the common shapes of the others:
   No timestamp, so no replay protection: a captured delivery can be sent again, and only the
   engine's deduplication makes it a ``duplicate`` — so the event's identity must come from
   the signed body, never from a header (see :func:`unsigned_identity`).
+- ``jwt``: one header holding a JSON Web Token signed with the provider's *private* key, whose
+  claim ``data`` (or another) is the raw body as a string: Lago's default. The secret
+  configured is the provider's *public* key (PEM, or the base64 of a PEM, as Lago serves it), so
+  it verifies but can't sign; only asymmetric algorithms are accepted. Like ``hmac``, it signs
+  the body only: no timestamp (unless the token has ``exp``), no header.
 - ``shared_secret``: no signature; the secret itself travels in a header, as is (``plain``),
   or as ``Authorization: Bearer <secret>`` or ``Authorization: Basic <base64(secret)>``.
 - ``standard_webhooks``: the Standard Webhooks specification (standardwebhooks.com, used by
   Svix and others): ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature: v1,<base64>
   […]``, an HMAC-SHA256 of ``"{id}.{timestamp}.{body}"`` keyed by the base64-decoded secret
   (after its ``whsec_`` prefix).
+
+``hmac`` and ``jwt`` can also ``expect`` headers to hold fixed values: Lago sends
+``X-Lago-Signature-Algorithm: hmac`` or ``jwt`` with every delivery, so a chart that checks one
+way fails a delivery signed the other way by saying so, not as a mysterious bad signature.
 
 What a scheme signs decides where a chart may read a delivery's identity from: an event id (or
 an idempotency key) read from a header the signature does not cover can be changed by anyone
@@ -31,7 +40,7 @@ finds such a chart; lint refuses it (rule ``unsigned-identity``).
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -47,8 +56,10 @@ if TYPE_CHECKING:
     from .spec import DeliveryMap
 
 __all__ = [
+    "JWT_ALGORITHMS",
     "SCHEMES",
     "HmacSignature",
+    "JwtSignature",
     "SharedSecret",
     "SignatureSpec",
     "StandardWebhooksSignature",
@@ -57,7 +68,7 @@ __all__ = [
 ]
 
 #: The scheme names a chart's ``signature.scheme`` may give.
-SCHEMES = ("stripe", "hmac", "shared_secret", "standard_webhooks")
+SCHEMES = ("stripe", "hmac", "jwt", "shared_secret", "standard_webhooks")
 
 _TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # what an HTTP header name is made of (RFC 9110)
 
@@ -103,6 +114,38 @@ class _Scheme(BaseModel):
     def describe(self) -> str:
         """How deliveries are verified, in a few words (see ``describe_signature``)."""
         raise NotImplementedError
+
+
+def _distinct_names(expect: dict[str, str]) -> dict[str, str]:
+    lowered = [name.lower() for name in expect]
+    twice = sorted({n for n in lowered if lowered.count(n) > 1})
+    if twice:
+        raise ValueError(f"expect names {twice[0]!r} twice (header names are case-insensitive)")
+    return expect
+
+
+Expected = Annotated[
+    dict[HeaderName, Annotated[str, Field(min_length=1, max_length=100)]],
+    AfterValidator(_distinct_names),
+]
+
+
+def _expect() -> Any:
+    return Field(
+        default_factory=dict,
+        description="Headers that must hold these values (compared case-insensitively), "
+        "checked before the signature: {X-Lago-Signature-Algorithm: hmac} makes a delivery "
+        "signed another way fail saying so",
+    )
+
+
+def _no_overlap(header: str, expect: dict[str, str]) -> None:
+    if header.lower() in (name.lower() for name in expect):
+        raise ValueError(f"expect names {header!r}, the header the signature is in")
+
+
+def _described(expect: dict[str, str]) -> str:
+    return "".join(f", {name}: {value}" for name, value in expect.items())
 
 
 def _tolerance() -> int:
@@ -154,6 +197,12 @@ class HmacSignature(_Scheme):
     prefix: str = Field(
         "", description="Fixed text before the signature in the header, e.g. 'sha256='"
     )
+    expect: Expected = _expect()
+
+    @model_validator(mode="after")
+    def _expect_is_other_headers(self) -> HmacSignature:
+        _no_overlap(self.header, self.expect)
+        return self
 
     @property
     def covers(self) -> str:
@@ -161,11 +210,71 @@ class HmacSignature(_Scheme):
 
     @property
     def headers(self) -> tuple[str, ...]:
-        return (self.header.lower(),)
+        return (self.header.lower(), *(name.lower() for name in self.expect))
 
     def describe(self) -> str:
         what = "trimmed body" if self.signed == "trimmed_body" else "body"
-        return f"hmac: {self.header}, HMAC-SHA256 of the {what} in {self.encoding}"
+        return f"hmac: {self.header}, HMAC-SHA256 of the {what} in {self.encoding}" + _described(
+            self.expect
+        )
+
+
+#: What a ``jwt`` scheme's token may be signed with: asymmetric algorithms only. The secret a
+#: user configures is a *public* key; an HMAC algorithm (HS256) keyed by it would let anyone who
+#: has the public key sign (the classic JWT algorithm-confusion attack).
+JwtAlgorithm = Literal[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
+]
+JWT_ALGORITHMS: tuple[str, ...] = get_args(JwtAlgorithm)
+
+
+class JwtSignature(_Scheme):
+    """One header holding a JSON Web Token (JWS compact form) signed with the provider's
+    private key, whose ``claim`` is the raw body as a string: Lago's default (RS256 in
+    ``X-Lago-Signature``, claims ``data`` and ``iss``). The secret is the provider's public key:
+    PEM, or the base64 of a PEM (Lago's ``GET /api/v1/webhooks/public_key`` serves it so). The
+    token must be signed with ``algorithm`` (no other: the token's own ``alg`` is not trusted);
+    ``exp`` and ``nbf``, where the token has them, hold within ``leeway`` seconds. Needs the
+    ``jwt`` extra (PyJWT with cryptography)."""
+
+    scheme: Literal["jwt"] = Field(description="A JSON Web Token over the body in one header")
+    header: HeaderName = Field(description="The header the token is in")
+    algorithm: JwtAlgorithm = Field(
+        "RS256", description="The one algorithm the token must be signed with (asymmetric)"
+    )
+    claim: str = Field(
+        "data", min_length=1, description="The claim that holds the raw body, as a string"
+    )
+    issuer: str | None = Field(
+        None,
+        min_length=1,
+        description="When set, the token's iss claim must be exactly this (Lago: its "
+        "LAGO_API_URL, such as https://api.getlago.com)",
+    )
+    leeway: Annotated[int, Strict()] = Field(
+        60, ge=0, description="Seconds of clock skew allowed on the token's exp and nbf claims"
+    )
+    expect: Expected = _expect()
+
+    @model_validator(mode="after")
+    def _expect_is_other_headers(self) -> JwtSignature:
+        _no_overlap(self.header, self.expect)
+        return self
+
+    @property
+    def covers(self) -> str:
+        return f"jwt signs the body (its {self.claim} claim) only"
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        return (self.header.lower(), *(name.lower() for name in self.expect))
+
+    def describe(self) -> str:
+        issuer = f", iss {self.issuer}" if self.issuer else ""
+        return (
+            f"jwt: {self.header}, {self.algorithm} over the body in {self.claim}{issuer}"
+            + _described(self.expect)
+        )
 
 
 class SharedSecret(_Scheme):
@@ -247,7 +356,7 @@ class StandardWebhooksSignature(_Scheme):
 
 
 SignatureSpec = Annotated[
-    StripeSignature | HmacSignature | SharedSecret | StandardWebhooksSignature,
+    StripeSignature | HmacSignature | JwtSignature | SharedSecret | StandardWebhooksSignature,
     Field(discriminator="scheme"),
 ]
 

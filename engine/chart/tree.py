@@ -239,6 +239,13 @@ class StateTree:
                 entered[name] = Configuration(name)
             else:
                 entered[name] = entered[node.initial_child]
+        # A state inside a parallel state is entered with the other regions' defaults
+        # (Lago's finalized.payment.failed: overdue no, dispute none).
+        defaults = dict(entered)  # what each state enters on its own, read while replacing
+        for name in nodes:
+            outer = _outermost_parallel(nodes, name)
+            if outer is not None and outer != name:
+                entered[name] = _enter_towards(nodes, defaults, outer, name)
         self._entered = entered
 
     # --------------------------------------------------------------------------- reading
@@ -393,3 +400,33 @@ class StateTree:
 
     def __repr__(self) -> str:
         return f"<StateTree: {len(self._nodes)} states, {len(self._leaves)} leaves>"
+
+
+def _outermost_parallel(nodes: Mapping[str, StateNode], name: str) -> str | None:
+    found = None
+    scope: str | None = name
+    while scope is not None:
+        if nodes[scope].parallel:
+            found = scope
+        scope = nodes[scope].parent
+    return found
+
+
+def _enter_towards(
+    nodes: Mapping[str, StateNode], entered: Mapping[str, Configuration], scope: str, target: str
+) -> Configuration:
+    """The configuration entering ``scope`` gives when ``target`` (inside it) must be active:
+    the regions on the way to it enter towards it, every other region its default."""
+    if scope == target or not nodes[scope].children:
+        return entered[target]
+    node = nodes[scope]
+    on_way = next(c for c in node.children if target == c or target.startswith(c + "."))
+    if not node.parallel:
+        return _enter_towards(nodes, entered, on_way, target)
+    return Configuration.of(
+        leaf
+        for region in node.children
+        for leaf in (
+            _enter_towards(nodes, entered, region, target) if region == on_way else entered[region]
+        ).leaves
+    )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..chart import available_charts, load_chart
-from ..errors import ChartError
+from ..errors import ChartError, UnknownState
 from ._base import (
     chart_dir_option,
     emit_json,
@@ -126,13 +126,22 @@ def problems_json(exc: ChartError) -> list[dict[str, Any]]:
     ]
 
 
+def _leaf_canonical(chart: Chart, leaf: str) -> str | None:
+    """A leaf's canonical state; in a parallel state, the one every configuration with it
+    shares (``None`` when its table of rules gives them different ones)."""
+    try:
+        return chart.canonical(leaf)
+    except UnknownState:
+        return None
+
+
 def _event_meaning(ev: EventSpec) -> str:
     if ev.kind == "trigger":
         text = f"trigger {ev.trigger}"
     elif ev.kind == "create":
         text = "create (in the status snapshot's state)"
     elif ev.kind == "follow_status":
-        text = "follow the status snapshot"
+        text = "follow the status snapshot" + (f" of region {ev.region}" if ev.region else "")
     else:
         text = "info" + (f" (legal in {', '.join(ev.states)})" if ev.states else "")
     return text + ("; invoice id optional" if ev.invoice_optional else "")
@@ -149,12 +158,23 @@ def _describe(chart: Chart) -> dict[str, Any]:
         "states": [
             {
                 "name": s,
-                "canonical": chart.canonical(s),
+                "canonical": _leaf_canonical(chart, s),
                 "final": chart.is_final(s),
-                "initial": s in chart.initial_states,
-                "description": chart.tree.description(s) if s in chart.tree else "",
+                "initial": any(s in c.leaves for c in chart.initial_states),
+                "description": chart.tree.description(s),
+                "region": chart.tree.region_of(s),
             }
-            for s in chart.states
+            for s in chart.tree.leaves
+        ],
+        # What an invoice can be in: one leaf each, but for a chart with parallel states.
+        "configurations": [
+            {
+                "name": c,
+                "canonical": chart.canonical(c),
+                "final": chart.is_final(c),
+                "initial": c in chart.initial_states,
+            }
+            for c in chart.states
         ],
         "transitions": [
             {
@@ -212,7 +232,7 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
     state_rows = [
         [
             s["name"],
-            s["canonical"],
+            s["canonical"] or "(by rule)",
             "yes" if s["final"] else "",
             ("default" if s["name"] == default else "yes") if s["initial"] else "",
             s["description"],
@@ -220,6 +240,13 @@ def show(provider: str, chart_dir: str | None, as_json: bool) -> None:
         for s in info["states"]
     ]
     click.echo(table(state_rows, ["state", "canonical", "final", "initial", "description"]))
+    if chart.tree.parallel:  # the combinations an invoice can be in, each with its canonical
+        config_rows = [
+            [c["name"], c["canonical"], "yes" if c["initial"] else ""]
+            for c in info["configurations"]
+            if "+" in c["name"]
+        ]
+        click.echo("\n" + table(config_rows, ["configuration", "canonical", "initial"]))
     transition_rows = [
         [
             t["trigger"],

@@ -8,9 +8,10 @@ password, credential or key. Those are stored as ``[redacted]``.
 A signature is not a secret: an HMAC output reveals nothing of its key, and a stored delivery
 can only be verified again later with its signature headers. So the headers a chart's
 ``signature:`` scheme reads (``Stripe-Signature``, ``X-Signature``, ``webhook-signature``, …)
-are stored verbatim, as are the headers its delivery map reads (an event id in
-``X-Lago-Unique-Key`` is data the chart names, not a credential). A header the chart does not
-name is judged by its name alone.
+are stored verbatim, as are the headers its delivery map reads (an event id in a header is
+data the chart names, not a credential). A header the chart does not name is judged by its
+name alone; a name that says it is an idempotency or unique key (``Idempotency-Key``, Lago's
+``X-Lago-Unique-Key``: the webhook's id) names an identifier, not a credential, and is kept.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ _SECRET_WORDS = (
     "key",
 )
 
+#: Header names ending so are identifiers, whatever their "key" says.
+_IDENTIFIERS = ("idempotency-key", "unique-key")
+
 #: Per chart: the headers always redacted, and those always kept (lower-cased names).
 _NAMED: WeakKeyDictionary[Chart, tuple[frozenset[str], frozenset[str]]] = WeakKeyDictionary()
 
@@ -53,6 +57,7 @@ def _named(chart: Chart) -> tuple[frozenset[str], frozenset[str]]:
             dm.invoice_id,
             dm.status,
             dm.occurred_at.at if dm.occurred_at is not None else None,
+            *(loc for ev in spec.events.values() for loc in (ev.invoice_id, ev.status)),
         ]
         read = {loc.header for loc in locators if loc is not None and loc.header is not None}
         signed = set(spec.signature.headers) if spec.signature is not None else set()
@@ -69,7 +74,8 @@ def redact_headers(headers: Mapping[str, str], chart: Chart | None = None) -> di
     redacted, kept = _named(chart) if chart is not None else (frozenset(), frozenset())
     return {
         k: REDACTED
-        if k in redacted or (k not in kept and any(w in k for w in _SECRET_WORDS))
+        if k in redacted
+        or (k not in kept and any(w in k for w in _SECRET_WORDS) and not k.endswith(_IDENTIFIERS))
         else v
         for k, v in headers.items()
     }

@@ -5,6 +5,9 @@ keys, and calls one of these.
 Every comparison of something sent with something computed goes through :func:`_matches`
 (:func:`hmac.compare_digest`, every pair, so how long it takes says nothing about which one
 matched); the signature is checked before the timestamp.
+
+The ``jwt`` scheme needs PyJWT and cryptography (the ``jwt`` extra), imported only when a
+chart uses it, so the core install verifies every other scheme without them.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import hmac
 import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import NoReturn
+from functools import lru_cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..chart._signature import (
     HmacSignature,
+    JwtSignature,
     SharedSecret,
     StandardWebhooksSignature,
     StripeSignature,
@@ -27,15 +33,24 @@ from ..chart._signature import (
 from ..errors import SignatureError, SignatureReason
 from ._secrets import env_name
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
 __all__ = [
+    "JWT_EXTRA",
     "Check",
     "bad_secret",
     "check_hmac",
+    "check_jwt",
     "check_shared",
     "check_standard",
     "check_stripe",
+    "jwt_key",
     "standard_key",
 ]
+
+#: How to install what the ``jwt`` scheme needs.
+JWT_EXTRA = "pip install 'invoice-engine[jwt]'"
 
 _PHP_TRIM = b" \t\n\r\x0b\x00"  # what PHP's trim() strips, which Upmind signs after
 
@@ -152,9 +167,29 @@ def check_stripe(
     check.in_time(name, signed_at, spec.tolerance, now)
 
 
+def check_expected(spec: HmacSignature | JwtSignature, check: Check) -> None:
+    """The headers ``spec.expect`` names hold the values it gives (Lago's
+    ``X-Lago-Signature-Algorithm``): a delivery signed another way fails saying so."""
+    for name, want in spec.expect.items():
+        got = check.header(name)
+        if got.lower() == want.lower():
+            continue
+        # What was sent is shown only when it is a short word (an algorithm's name), never a
+        # longer value that could be a credential someone put in the wrong header.
+        said = f"says {got!r}" if len(got) <= 10 and got.isalnum() else "says something else"
+        check.fail(
+            "malformed_header",
+            f"the {name} header {said}, but this chart checks {want!r} deliveries: the "
+            "provider signs them another way than the chart's signature: block says (Lago: "
+            "each webhook endpoint's signature algorithm); change one to match the other",
+            name,
+        )
+
+
 def check_hmac(spec: HmacSignature, body: bytes, keys: tuple[bytes, ...], check: Check) -> None:
     name = spec.header
     value = check.header(name)
+    check_expected(spec, check)
     if spec.prefix:
         if not value.startswith(spec.prefix):
             check.fail(
@@ -266,3 +301,164 @@ def standard_key(secret: bytes, n: int, check: Check) -> bytes:
     if not key:
         bad_secret(check, n, "is not a Standard Webhooks secret (whsec_, then base64)")
     return key
+
+
+# ----------------------------------------------------------------------------------- jwt
+
+
+def _jwt_modules(check: Check) -> tuple[ModuleType, ModuleType]:
+    """PyJWT and cryptography's PEM loader, or a failure that says how to install them."""
+    try:
+        import jwt
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:
+        check.fail(
+            "no_scheme",
+            f"the {check.provider} chart's jwt signature scheme needs PyJWT and cryptography, "
+            f"which are not installed: {JWT_EXTRA}",
+        )
+    return jwt, serialization
+
+
+def _pem(secret: bytes) -> bytes | None:
+    """The PEM a secret holds: itself, or the base64 of one (as Lago serves its key)."""
+    text = secret.strip()
+    if not text.startswith(b"-----BEGIN"):
+        try:
+            text = base64.b64decode(b"".join(text.split()), validate=True).strip()
+        except binascii.Error:
+            return None
+    return text if text.startswith(b"-----BEGIN") else None
+
+
+def jwt_key(spec: JwtSignature, secret: bytes, n: int, check: Check) -> bytes:
+    """A ``jwt`` scheme's key: the public key's PEM, checked to be one ``spec.algorithm`` can
+    verify with (the secret may be the PEM itself or its base64)."""
+    _, serialization = _jwt_modules(check)
+    pem = _pem(secret)
+    if pem is None:
+        bad_secret(check, n, "is not a public key (a PEM, or the base64 of a PEM)")
+    if b"PRIVATE KEY-----" in pem.split(b"\n", 1)[0]:
+        bad_secret(check, n, "is a private key: give the provider's public key, which verifies")
+    try:
+        key = serialization.load_pem_public_key(pem)
+    except (ValueError, TypeError):  # not a key, or one cryptography can't read
+        bad_secret(check, n, "is not a public key (a PEM, or the base64 of a PEM)")
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rsa_family = spec.algorithm[:2] in ("RS", "PS")
+    if not isinstance(key, rsa.RSAPublicKey if rsa_family else ec.EllipticCurvePublicKey):
+        kind = "an RSA" if rsa_family else "an elliptic-curve"
+        bad_secret(check, n, f"is not {kind} public key, which {spec.algorithm} needs")
+    return pem
+
+
+@lru_cache(maxsize=32)
+def _public_key(pem: bytes) -> PublicKeyTypes:
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_public_key(pem)
+
+
+def _short(value: object) -> str:
+    """A token's field shown in a message: only a short plain word (an algorithm's name)."""
+    text = str(value)
+    return text if len(text) <= 10 and text.isalnum() else "another algorithm"
+
+
+def check_jwt(
+    spec: JwtSignature, body: bytes, keys: tuple[bytes, ...], check: Check, now: datetime
+) -> None:
+    name = spec.header
+    token = check.header(name)
+    check_expected(spec, check)
+    jwt, _ = _jwt_modules(check)
+    try:
+        alg = jwt.get_unverified_header(token).get("alg")
+    except jwt.PyJWTError:
+        check.fail(
+            "malformed_header",
+            f"the {name} header is not a JSON Web Token (three base64url parts joined by '.')",
+            name,
+        )
+    if alg != spec.algorithm:  # the token's own alg is never trusted to choose the check
+        check.fail(
+            "malformed_header",
+            f"the {name} token says it is signed with {_short(alg)}, but this chart checks "
+            f"{spec.algorithm} tokens only",
+            name,
+        )
+    claims: dict[str, Any] | None = None
+    # A public key is no secret: which one verified may take its own time.
+    for pem in keys:
+        try:
+            claims = jwt.decode(
+                token,
+                _public_key(pem),
+                algorithms=[spec.algorithm],
+                options={
+                    "verify_exp": False,  # checked below, against `now`
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+            break
+        except jwt.InvalidSignatureError:
+            continue
+        except jwt.PyJWTError as exc:  # PyJWT's messages name what is wrong, never a value
+            check.fail("malformed_header", f"the {name} token can't be read: {exc}", name)
+    p, n = check.provider, len(keys)
+    if claims is None:
+        keyed = f"the {p} public key" if n == 1 else f"any of the {n} {p} public keys"
+        check.fail(
+            "no_match",
+            f"the token in the {name} header is not signed by the private key of {keyed}: a "
+            "wrong key configured, or a token made by someone else",
+            name,
+        )
+    data = claims.get(spec.claim)
+    if not isinstance(data, str):
+        check.fail(
+            "malformed_header",
+            f"the {name} token has no {spec.claim} claim holding the body as a string",
+            name,
+        )
+    if not _matches([data.encode("utf-8", "surrogatepass")], [body]):
+        check.fail(
+            "no_match",
+            f"the token in the {name} header is valid, but its {spec.claim} claim is not this "
+            "body: a body changed since it was signed (parsed and written again?), or another "
+            "delivery's token",
+            name,
+        )
+    if spec.issuer is not None and claims.get("iss") != spec.issuer:
+        check.fail(
+            "no_match",
+            f"the token in the {name} header was not issued by {spec.issuer} (its iss claim): "
+            "a token of another instance signed with the same key, or a chart whose issuer is "
+            "not the provider's",
+            name,
+        )
+    _token_in_time(spec, claims, check, now)
+
+
+def _token_in_time(spec: JwtSignature, claims: dict[str, Any], check: Check, now: datetime) -> None:
+    name, at = spec.header, now.timestamp()
+    for claim, late in (("exp", True), ("nbf", False)):
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            check.fail("malformed_header", f"the {name} token's {claim} is not a number", name)
+        skew = value - at
+        if (late and skew < -spec.leeway) or (not late and skew > spec.leeway):
+            when = "expired" if late else "is not valid yet"
+            check.fail(
+                "timestamp_outside_tolerance",
+                f"the {name} token {when} ({claim} is {abs(round(skew))} s "
+                f"{'in the past' if skew < 0 else 'ahead'}, beyond the {spec.leeway} s leeway)",
+                name,
+                round(skew),
+            )

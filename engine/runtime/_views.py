@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..chart import Chart, available_charts
+from ..chart import Chart, Configuration, available_charts
 from ..errors import ChartError, EngineError, UnknownState
 from ..models import Drift, InvoiceState, Outcome
 from ..store.base import EventRow, InvoiceRow
@@ -139,7 +139,7 @@ def _drifts(chart: Chart, row: SnapshotRow, said: str | None) -> bool:
     """Whether the state the snapshot names (``said``) disagrees with the state the event that
     carried it left the invoice in (see :func:`find_drift`)."""
     left = row.to_state if row.outcome == "applied" else row.from_state
-    if said == left:
+    if said == left or (said is not None and left is not None and Configuration(left).within(said)):
         return False
     if said is None or left is None or row.outcome == "rejected" or row.trigger is None:
         return True
@@ -171,7 +171,8 @@ def find_drift(eng: Engine, provider: str | None) -> list[Drift]:
     found = []
     for row in rows:
         chart = eng.chart(row.provider)
-        said = chart.state_for_status(row.status_snapshot)
+        spec = chart.event(row.event_type or "")
+        said = chart.state_for_status(row.status_snapshot, spec.region if spec else None)
         if not _drifts(chart, row, said):
             continue
         found.append(Drift(

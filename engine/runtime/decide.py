@@ -57,7 +57,7 @@ def _not_in_chart(chart: Chart, event: Event, what: str) -> ChartError:
 
 def _first_sight(chart: Chart, spec: EventSpec, event: Event, on_unknown: OnUnknown) -> Decision:
     if spec.create:
-        born = event.status_state or chart.initial_states[0]
+        born = chart.tree.enter(event.status_state or chart.initial_states[0])
         if born not in chart.initial_states:
             return Decision(
                 "rejected",
@@ -71,7 +71,7 @@ def _first_sight(chart: Chart, spec: EventSpec, event: Event, on_unknown: OnUnkn
         return Decision(
             "applied",
             None,
-            event.status_state,
+            chart.tree.enter(event.status_state),
             trigger=spec.trigger,
             adopted=True,
             reason=f"first seen through {event.event_type}; adopted its status {event.status!r}",

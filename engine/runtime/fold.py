@@ -64,7 +64,8 @@ def stored_event(chart: Chart, row: EventRow) -> Event:
         Event, provider=chart.name, event_id=row.event_id, derived_id=False,
         invoice_id=row.invoice_id, event_type=row.event_type,
         trigger=spec.trigger if spec else None, status=row.status_snapshot,
-        status_state=chart.state_for_status(row.status_snapshot), occurred_at=None,
+        status_state=chart.state_for_status(row.status_snapshot, spec.region if spec else None),
+        occurred_at=None,
         payload=payload,
     )  # fmt: skip
 

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..chart._signature import (
     HmacSignature,
+    JwtSignature,
     SharedSecret,
     SignatureSpec,
     StandardWebhooksSignature,
@@ -41,9 +42,11 @@ from ._schemes import (
     Check,
     bad_secret,
     check_hmac,
+    check_jwt,
     check_shared,
     check_standard,
     check_stripe,
+    jwt_key,
     standard_key,
 )
 from ._secrets import Secrets, SecretsLike, env_name, secrets_for
@@ -109,6 +112,8 @@ def verify_signature(
         check_stripe(scheme, raw, keys, check, when)
     elif isinstance(scheme, HmacSignature):
         check_hmac(scheme, raw, keys, check)
+    elif isinstance(scheme, JwtSignature):
+        check_jwt(scheme, raw, keys, check, when)
     elif isinstance(scheme, SharedSecret):
         check_shared(scheme, keys, check)
     else:
@@ -127,7 +132,8 @@ def check_secrets(
     A secret the scheme can't use fails every delivery with 401; this says so at start-up,
     naming the provider and which secret (``#2``, in the order given), never its value: a
     Standard Webhooks secret that is not base64 after ``whsec_`` (or empty there), a Basic
-    secret without the ``:`` of ``user:password``.
+    secret without the ``:`` of ``user:password``, a jwt secret that is not a public key the
+    algorithm can use. A jwt chart without the ``jwt`` extra installed fails here too.
 
     Args:
         chart: a loaded chart, or a provider's name or chart path.
@@ -135,8 +141,9 @@ def check_secrets(
         chart_dir: a folder of the user's charts, when ``chart`` is a name.
 
     Raises:
-        SignatureError: reason ``no_scheme`` (the chart declares no signature scheme),
-            ``no_secret`` (none is configured for the provider) or ``bad_secret``.
+        SignatureError: reason ``no_scheme`` (the chart declares no signature scheme, or its
+            scheme's library is not installed: the ``jwt`` extra), ``no_secret`` (none is
+            configured for the provider) or ``bad_secret``.
         UnknownProvider, ChartError: ``chart`` names no chart, or a broken one.
     """
     if not isinstance(chart, Chart):
@@ -165,8 +172,8 @@ def _keys(
     chart: Chart, secrets: SecretsLike | str | Sequence[str], check: Check
 ) -> tuple[SignatureSpec, tuple[bytes, ...]]:
     """The chart's scheme and the keys it signs with: each secret configured for the provider
-    (for Standard Webhooks, the bytes its base64 says). Fails without a scheme, without a
-    secret, or with a secret the scheme can't use."""
+    (for Standard Webhooks, the bytes its base64 says; for jwt, the public key's PEM). Fails
+    without a scheme, without a secret, or with a secret the scheme can't use."""
     scheme = chart.spec.signature
     if scheme is None:
         check.fail(
@@ -183,6 +190,8 @@ def _keys(
         )
     if isinstance(scheme, StandardWebhooksSignature):
         keys = tuple(standard_key(k, n, check) for n, k in enumerate(keys, 1))
+    elif isinstance(scheme, JwtSignature):
+        keys = tuple(jwt_key(scheme, k, n, check) for n, k in enumerate(keys, 1))
     elif isinstance(scheme, SharedSecret) and scheme.form == "basic":
         for n, key in enumerate(keys, 1):
             if b":" not in key:
