@@ -1,6 +1,6 @@
 """invoice-engine: invoice lifecycles as statecharts, and a webhook engine that keeps them true.
 
-A *chart* (a YAML file; six providers' are bundled) says which states an invoice of one billing
+A *chart* (a YAML file; seven providers' are bundled) says which states an invoice of one billing
 provider can be in, which webhook events move it where, and how to read those webhooks. An
 :class:`Engine` applies deliveries to invoices through it and records every event in SQLite.
 
@@ -18,6 +18,8 @@ Charts:
     load_chart -- a chart by bundled name (``"stripe"``), by name in a folder, or by path.
     available_charts -- the names of the bundled charts (and of a folder's).
     Chart -- a loaded chart: ``next_state``, ``may``, ``allowed_triggers``, ``check``, ...
+    Configuration -- an invoice's state: its active leaves, one per region of a parallel
+        state (a ``str``: ``draft``, or ``finalized.payment.pending+finalized.overdue.no``).
     ChartSpec -- a chart as data (the YAML's shape), to build one in code.
     lint -- check a chart's structure; returns Findings.
     Finding -- one problem lint found.

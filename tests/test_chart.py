@@ -116,6 +116,8 @@ def test_the_corpus_covers_the_known_mistakes() -> None:
         "compound_final",
         "parallel",
         "parallel_cross_region",
+        "parallel_region_race",
+        "parallel_enter_region",
         "parallel_rules_not_total",
         "parallel_rules_unknown_region",
         "follow_status_unknown_region",

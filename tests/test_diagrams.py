@@ -15,6 +15,7 @@ installs Graphviz and the node packages.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -33,6 +34,7 @@ from click.testing import CliRunner
 from statemachine import StateChart
 from statemachine.exceptions import TransitionNotAllowed as SMNotAllowed
 from statemachine.io import load as load_statechart
+from statemachine.orderedset import OrderedSet
 
 import engine
 from engine import Chart, DiagramError, TransitionNotAllowed, diagrams, load_chart
@@ -40,9 +42,11 @@ from engine.chart import bundled_chart_dir
 from engine.chart.expr import Guard
 from engine.chart.load import load_yaml, parse_chart
 from engine.cli import main
-from engine.diagrams import _dot, _model
+from engine.diagrams import _dot, _graphviz, _highlight, _model
 from engine.diagrams._mermaid import _text
 from engine.diagrams._scxml import guard_to_ecmascript
+from engine.testing import covering_paths
+from engine.testing._paths import legal_steps  # not exported: one payload per guarded step
 
 HERE = Path(__file__).resolve().parent
 JS = HERE / "js"
@@ -125,16 +129,115 @@ transitions:
 delivery: {event_type: $.type, event_id: $.id, invoice_id: $.invoice}
 events: {created: {create: true}, issued: issue, part: part_pay, paid: pay, voided: void}
 """
+# Parallel states (the lead's example): regions entered together, a transition inside one
+# region, one leaving from the parallel state's border, an internal one on it, a rule table.
+PAR = r"""
+provider: par
+initial: draft
+states:
+  - {name: draft, canonical: draft}
+  - name: fin
+    parallel: true
+    canonical:
+      - {when: {pay: done}, canonical: paid}
+      - {canonical: open}
+    states:
+      - name: pay
+        states: [{name: pending}, {name: done}]
+      - name: od
+        states: [{name: "no"}, {name: "yes"}]
+  - {name: void, canonical: void, final: true}
+transitions:
+  - {trigger: finalize, source: draft, dest: fin}
+  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.done}
+  - {trigger: overdue, source: fin.od.no, dest: fin.od.yes, guard: "$.late == true"}
+  - {trigger: void, source: fin, dest: void}
+  - {trigger: note, source: fin, internal: true}
+delivery:
+  event_type: $.type
+  event_id: $.id
+  invoice_id: $.inv
+  status: $.status
+events:
+  created: {create: true}
+  finalized: finalize
+  paid: {follow_status: fin.pay, status: $.pay_status}
+  overdue: overdue
+  voided: void
+  noted: note
+"""
+# Everything else parallel states let a chart say, each a place where SCXML or XState would
+# exit or enter something else than the chart's machine if written naively: a region with an
+# initial that isn't its first state and a compound state inside; one trigger moving two
+# regions at once; a leaf's transition beating the parallel state's; a transition back to its
+# own region (SCXML and XState would restart the other regions), from a region into itself,
+# from the parallel state back to itself; internal ones on a region and on "*"; "*" arrows.
+REGIONS = r"""
+provider: regions
+initial: [draft]
+states:
+  - {name: draft, canonical: draft}
+  - name: fin
+    parallel: true
+    canonical:
+      - {when: {pay: done}, canonical: paid}
+      - {when: {pay: [partial], dispute: open}, canonical: uncollectible}
+      - {canonical: open}
+    states:
+      - name: pay
+        initial: pending
+        states: [{name: partial}, {name: pending}, {name: done}]
+      - name: od
+        states: [{name: "no"}, {name: "yes"}]
+      - name: dispute
+        states:
+          - {name: none}
+          - name: open
+            states: [{name: a}, {name: b}]
+  - {name: void, canonical: void, final: true}
+  - {name: gone, canonical: void, final: true}
+transitions:
+  - {trigger: finalize, source: draft, dest: fin}
+  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.partial, guard: "$.amount < 10"}
+  - {trigger: pay, source: [fin.pay.pending, fin.pay.partial], dest: fin.pay.done}
+  - {trigger: overdue, source: fin.od.no, dest: fin.od.yes, guard: "$.late == true"}
+  - {trigger: tick, source: fin.pay.pending, dest: fin.pay.partial}
+  - {trigger: tick, source: fin.od.no, dest: fin.od.yes}
+  - {trigger: dispute, source: fin.dispute.none, dest: fin.dispute.open}
+  - {trigger: flip, source: fin.dispute.open.a, dest: fin.dispute.open.b}
+  - {trigger: settle, source: fin.dispute.open, dest: fin.dispute.none}
+  - {trigger: restart, source: fin.pay.done, dest: fin.pay}
+  - {trigger: rewind, source: fin.dispute, dest: fin.dispute.open.b}
+  - {trigger: reset, source: fin, dest: fin}
+  - {trigger: void, source: fin.pay.done, dest: gone}
+  - {trigger: void, source: fin, dest: void}
+  - {trigger: clear, source: fin.od, dest: void}
+  - {trigger: note, source: fin, internal: true}
+  - {trigger: poke, source: fin.od, internal: true}
+  - {trigger: ping, source: '*', internal: true}
+  - {trigger: kill, source: '*', dest: gone, guard: '$.why != "test"'}
+delivery: {event_type: $.type, event_id: $.id, invoice_id: $.inv}
+events: {created: {create: true}}
+"""
+_INLINE = {
+    "awkward": AWKWARD,
+    "zebrapay": ZEBRA,
+    "par": PAR,
+    "regions": REGIONS,
+}
+BUNDLED = sorted(p.stem for p in bundled_chart_dir().glob("*.yaml"))
 # The module-scoped node runs need the names up front; per-chart tests use ``chart_name``.
-ALL = [*sorted(p.stem for p in bundled_chart_dir().glob("*.yaml")), "awkward", "zebrapay"]
+ALL = [*BUNDLED, *_INLINE]
+# The charts with parallel states, told from their text so that collecting the tests loads
+# none: the two above, and every bundled one that has some (Lago).
+_TEXTS = {**{n: (bundled_chart_dir() / f"{n}.yaml").read_text("utf-8") for n in BUNDLED}, **_INLINE}
+PARALLEL = [n for n, text in _TEXTS.items() if re.search(r"\bparallel:\s*(true|yes)\b", text)]
 
 
 @cache
 def chart_of(name: str) -> Chart:
-    if name == "awkward":
-        return Chart(parse_chart(load_yaml(AWKWARD), "awkward.yaml"))
-    if name == "zebrapay":
-        return Chart(parse_chart(load_yaml(ZEBRA), "zebrapay.yaml"))
+    if name in _INLINE:
+        return Chart(parse_chart(load_yaml(_INLINE[name]), f"{name}.yaml"))
     return load_chart(name)
 
 
@@ -245,8 +348,9 @@ def payload(rng: random.Random, pools: dict[tuple[str, ...], list[Any]]) -> dict
 
 
 def fold(chart: Chart, start: str, events: list[tuple[str, Any]]) -> list[tuple[bool, str]]:
-    """What the chart itself says after each event: (legal, state)."""
-    state, out = start, []
+    """What the chart itself says after each event: (legal, configuration)."""
+    state: str = start
+    out: list[tuple[bool, str]] = []
     for trigger, body in events:
         try:
             state = chart.next_state(state, trigger, body)
@@ -257,13 +361,14 @@ def fold(chart: Chart, start: str, events: list[tuple[str, Any]]) -> list[tuple[
 
 
 def event_runs(chart: Chart, per_state: int = 10, length: int = 8) -> list[tuple[str, list[Any]]]:
-    """Sequences from every leaf state, mostly legal triggers, some illegal ones."""
+    """Sequences from every configuration, mostly legal triggers, some illegal ones."""
     rng = random.Random(chart.name)
     pools = guard_values(chart)
-    runs = []
+    runs: list[tuple[str, list[Any]]] = []
     for start in chart.states:
         for _ in range(per_state):
-            state, events = start, []
+            state: str = start
+            events: list[tuple[str, Any]] = []
             for _ in range(length):
                 allowed = chart.allowed_triggers(state)
                 pick = allowed if allowed and rng.random() < 0.75 else chart.triggers
@@ -305,7 +410,7 @@ def test_dot_of_awkward_names_and_a_highlighted_path() -> None:
 def test_broken_dot_is_an_error_naming_graphviz() -> None:
     need_dot()
     with pytest.raises(DiagramError, match=r"Graphviz dot failed.*syntax error"):
-        _dot.run_dot("digraph {", "svg")
+        _graphviz.run_dot("digraph {", "svg")
 
 
 def test_without_dot_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,12 +437,17 @@ Arrow = tuple[str, str, frozenset[str]]
 
 
 def mermaid_expected(chart: Chart) -> tuple[dict[str, Any], set[Arrow], dict[str, list[str]]]:
-    """What Mermaid must report for ``chart``, in Mermaid's ids: states, arrows (leaf to leaf:
-    a transition from a composite state leaves each of its leaves, one into it ends at the
-    leaf it enters; ``*`` leaves the "any" box), and the internal transitions of each leaf."""
+    """What Mermaid must report for ``chart``, in Mermaid's ids: states, arrows, and the
+    internal transitions of each state.
+
+    Arrows run leaf to leaf where they can: a transition from a composite state leaves each of
+    its leaves, one into it ends at the leaf it enters; ``*`` leaves the "any" box. A parallel
+    state is the exception: a transition written on it leaves from its border (and its
+    internal ones are a note on it), one into it ends at a fork bar (``fin_fork``) with an
+    arrow to each region's initial leaf."""
     graph = _model.build(chart)
     ids = {**diagrams.state_ids(chart, "mermaid"), _model.ANY: "any_state"}
-    nodes = {}
+    nodes: dict[str, dict[str, Any]] = {}
     for nid, node in graph.nodes.items():
         note = graph.canonical_note(nid)
         nodes[ids[nid]] = {
@@ -345,18 +455,40 @@ def mermaid_expected(chart: Chart) -> tuple[dict[str, Any], set[Arrow], dict[str
             "parent": ids[node.parent] if node.parent else None,
             "group": node.compound,
         }
+
+    def drawn_from(state: str) -> list[str]:
+        node = graph.nodes[state]
+        if node.parallel or not node.compound:
+            return [state]
+        return [x for child in node.children for x in drawn_from(child)]
+
+    edges: set[Arrow] = set()
+
+    def into(source: str | None, target: str) -> str:
+        config = graph.entered_from(source, target)
+        if len(config.leaves) == 1:
+            return ids[config]
+        fork = f"fork:{config}"  # check_mermaid names Mermaid's fork so, by where it leads
+        parallel = graph.place(config)
+        assert parallel is not None
+        scope = graph.nodes[parallel].parent
+        nodes[fork] = {"parent": ids[scope] if scope else None, "shape": "fork"}
+        edges.update((fork, ids[x], frozenset()) for x in config.leaves)
+        return fork
+
     arrows: dict[tuple[str, str], set[str]] = {}
     internal: dict[str, list[str]] = {}
     for t in graph.transitions:
         label = t.trigger + (f" [{t.guard}]" if t.guard is not None else "")
-        sources = [_model.ANY] if t.any_source else [x for s in t.sources for x in graph.leaves(s)]
-        for src in sources:
+        leaves = [x for s in t.sources for x in graph.leaves(s)]
+        covered = [x for c in graph.cover(leaves) for x in drawn_from(c)]
+        for src in [_model.ANY] if t.any_source else covered:
             if t.target is None:
                 internal.setdefault(ids[src], []).append(f"↺ {label}")
             else:
-                arrows.setdefault((ids[src], ids[graph.enter(t.target)]), set()).add(label)
-    edges = {(src, dst, frozenset(labels)) for (src, dst), labels in arrows.items()}
-    edges |= {("root_start", ids[graph.enter(i)], frozenset()) for i in graph.initial}
+                arrows.setdefault((ids[src], into(src, t.target)), set()).add(label)
+    edges |= {(src, dst, frozenset(labels)) for (src, dst), labels in arrows.items()}
+    edges |= {("root_start", into(None, i), frozenset()) for i in graph.initial}
     for nid, node in graph.nodes.items():
         if node.final:
             end = f"{ids[node.parent]}_end" if node.parent else "root_end"
@@ -379,11 +511,17 @@ def mermaid(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
     items.append(
         {"name": "stripe+early", "text": diagrams.to_mermaid(chart_of("stripe"), highlight=early)}
     )
+    for name, history in (("par+history", PAR_HISTORY), ("regions+history", REGIONS_HISTORY)):
+        chart = chart_of(name.split("+")[0])
+        items.append({"name": name, "text": diagrams.to_mermaid(chart, highlight=history)})
     good = diagrams.to_mermaid(chart_of("chargeover"))
     items.append({"name": "broken: arrow", "text": good.replace(" --> ", " -> ", 1)})
     items.append({"name": "broken: brace", "text": good.replace("    }\n", "", 1)})
     items.append({"name": "unescaped", "text": good.replace("become_overdue", "a; b", 1)})
     return run_node("mermaid_check.mjs", items, tmp_path_factory.mktemp("mermaid"))
+
+
+_NOT_STATES = ("stateStart", "stateEnd", "divider", "note", "noteGroup")
 
 
 def check_mermaid(res: dict[str, Any], name: str) -> None:
@@ -392,7 +530,28 @@ def check_mermaid(res: dict[str, Any], name: str) -> None:
     assert not res["warnings"]
     chart = chart_of(name)
     nodes, edges, internal = mermaid_expected(chart)
-    got = {n["id"]: n for n in res["nodes"] if n["shape"] not in ("stateStart", "stateEnd")}
+    res = copy.deepcopy(res)  # the module's results: fork ids are renamed below
+    back = {v: k for k, v in diagrams.state_ids(chart, "mermaid").items()}
+    forks = {  # a fork bar by the configuration it leads to: "fork:a.x+a.y"
+        n["id"]: "fork:"
+        + "+".join(
+            sorted(
+                (back[e["end"]] for e in res["edges"] if e["start"] == n["id"]),
+                key=chart.tree.leaves.index,
+            )
+        )
+        for n in res["nodes"]
+        if n["shape"] == "fork"
+    }
+    for item in (*res["nodes"], *res["edges"]):
+        for key in ("id", "parent", "start", "end"):
+            if item.get(key) in forks:
+                item[key] = forks[item[key]]
+    everything = {n["id"]: n for n in res["nodes"]}
+    got = {n["id"]: dict(n) for n in res["nodes"] if n["shape"] not in _NOT_STATES}
+    for n in got.values():  # a region's parent is the divider of the concurrent section it is in
+        while n["parent"] is not None and everything[n["parent"]]["shape"] == "divider":
+            n["parent"] = everything[n["parent"]]["parent"]
     for mid, want in nodes.items():
         assert {k: got[mid][k] for k in want} == want, mid
     extra = set(got) - set(nodes) - {"any_state"}
@@ -400,13 +559,22 @@ def check_mermaid(res: dict[str, Any], name: str) -> None:
     seen = {
         (e["start"], e["end"], frozenset(x for x in re.split(r"<br\s*/?>", e["label"]) if x))
         for e in res["edges"]
+        if everything[e["end"]]["shape"] != "note"  # a note's link to its state
     }
     assert seen == edges
+    notes = [n for n in res["nodes"] if n["shape"] == "note"]
     for mid, lines in internal.items():
-        assert sorted(d for d in got[mid]["description"] if d.startswith("↺")) == sorted(lines)
+        if got[mid]["group"]:  # a parallel state's: a note beside it
+            said = [
+                x for n in notes if n["id"].startswith(f"{mid}----") for x in n["label"].split("\n")
+            ]
+        else:
+            said = [d for d in got[mid]["description"] if d.startswith("↺")]
+        assert sorted(x.strip() for x in said) == sorted(lines), mid
     ids = diagrams.state_ids(chart, "mermaid")
-    for leaf in chart.states:
-        assert f"c_{chart.canonical(leaf)}" in got[ids[leaf]]["classes"]
+    for leaf in chart.tree.leaves:
+        if (canonical := chart.tree.canonical(leaf)) is not None:
+            assert f"c_{canonical}" in got[ids[leaf]]["classes"]
 
 
 def test_mermaid_reads_the_chart_we_drew(mermaid: dict[str, Any], chart_name: str) -> None:
@@ -453,13 +621,39 @@ def test_mermaid_highlight_marks_the_invoice_path(mermaid: dict[str, dict[str, A
 # ----------------------------------------------------------------------------------- SCXML
 
 
-def scxml_machine(chart: Chart, start: str) -> StateChart[Any]:
-    """Load our SCXML in python-statemachine, started in ``start``; unhandled events raise."""
-    root = ET.fromstring(diagrams.to_scxml(chart))
-    root.set("initial", diagrams.state_ids(chart, "scxml")[start])
-    cls = load_statechart(ET.tostring(root, encoding="unicode"), format="scxml")
+@cache
+def scxml_class(chart: Chart) -> type[StateChart[Any]]:
+    """Our SCXML of ``chart``, loaded in python-statemachine (once: a machine per run)."""
+    cls = load_statechart(diagrams.to_scxml(chart), format="scxml")
     cls.allow_event_without_transition = False  # so a rejected event raises, as in the chart
-    return cls()
+    return cls
+
+
+def scxml_machine(chart: Chart, start: str | None = None) -> StateChart[Any]:
+    """Our SCXML running in python-statemachine, in configuration ``start`` (default: where
+    the document starts); unhandled events raise.
+
+    The machine is put in ``start`` by setting its configuration, every active state, as
+    python-statemachine's low-level API allows; not by rewriting the document's ``initial``
+    attributes, which a transition into a parallel state would then follow too."""
+    sm = scxml_class(chart)()
+    if start is not None:
+        ids = diagrams.state_ids(chart, "scxml")
+        active = [
+            ids[s]
+            for leaf in chart.configuration(start).leaves
+            for s in [leaf, *ancestors(chart, leaf)]
+        ]
+        sm.configuration = OrderedSet(sm.states_map[i] for i in dict.fromkeys(active))
+    return sm
+
+
+def ancestors(chart: Chart, state: str) -> list[str]:
+    out, parent = [], chart.tree.parent(state)
+    while parent is not None:
+        out.append(parent)
+        parent = chart.tree.parent(parent)
+    return out
 
 
 def check_scxml_document(name: str) -> None:
@@ -469,7 +663,8 @@ def check_scxml_document(name: str) -> None:
     root = ET.fromstring(text)
     assert root.tag == SCXML + "scxml"
     assert root.get("version") == "1.0"
-    states = [e for e in root.iter() if e.tag in (SCXML + "state", SCXML + "final")]
+    kinds = (SCXML + "state", SCXML + "final", SCXML + "parallel")
+    states = [e for e in root.iter() if e.tag in kinds]
     ids = [e.get("id") for e in states]
     assert len(ids) == len(set(ids)) == len(_model.build(chart).nodes)
     ncname = re.compile(r"^[A-Za-z_][\w.\-]*$")
@@ -485,24 +680,25 @@ def check_scxml_document(name: str) -> None:
             assert el.get("initial") in inside
 
 
+def scxml_run(chart: Chart, start: str, events: list[tuple[str, Any]]) -> list[tuple[bool, str]]:
+    """What python-statemachine says after each event: (legal, configuration)."""
+    sm = scxml_machine(chart, start)
+    got = []
+    for trigger, body in events:
+        try:
+            StateChart.send(sm, trigger, **(body or {}))  # a "send" event would shadow sm.send
+            legal = True
+        except SMNotAllowed:
+            legal = False
+        got.append((legal, scxml_configuration(sm, chart)))
+    return got
+
+
 def check_scxml_behaviour(name: str) -> None:
     chart = chart_of(name)
-    back = {v: k for k, v in diagrams.state_ids(chart, "scxml").items()}
-    assert (
-        scxml_leaf(scxml_machine(chart, chart.spec.initial[0]), back, chart)
-        == (chart.initial_states[0])
-    )
+    assert scxml_configuration(scxml_machine(chart), chart) == chart.initial_states[0]
     for start, events in event_runs(chart):
-        sm = scxml_machine(chart, start)
-        got = []
-        for trigger, body in events:
-            try:
-                StateChart.send(sm, trigger, **body)  # a "send" event would shadow sm.send
-                legal = True
-            except SMNotAllowed:
-                legal = False
-            got.append((legal, scxml_leaf(sm, back, chart)))
-        assert got == fold(chart, start, events), (start, events)
+        assert scxml_run(chart, start, events) == fold(chart, start, events), (start, events)
 
 
 def test_mermaid_takes_a_note_for_events_before_birth(mermaid: dict[str, Any]) -> None:
@@ -538,10 +734,13 @@ def test_scxml_of_awkward_names() -> None:
     check_scxml_behaviour("awkward")
 
 
-def scxml_leaf(sm: StateChart[Any], back: dict[str, str], chart: Chart) -> str:
-    active = [back[s.id] for s in sm.configuration if back[s.id] in chart.states]
-    assert len(active) == 1, active
-    return active[0]
+def scxml_configuration(sm: StateChart[Any], chart: Chart) -> str:
+    """The chart configuration python-statemachine is in: its active leaves, in chart order."""
+    back = {v: k for k, v in diagrams.state_ids(chart, "scxml").items()}
+    leaves = [back[s.id] for s in sm.configuration if chart.tree.node(back[s.id]).leaf]
+    config = chart.tree.configuration("+".join(leaves))
+    assert config is not None, leaves  # one leaf per active region, or it is no configuration
+    return config
 
 
 def test_scxml_guard_conditions_are_ecmascript() -> None:
@@ -595,6 +794,13 @@ def xstate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]
             for start, events in event_runs(chart)
         ]
         items.append({"name": name, "config": diagrams.to_xstate(chart), "runs": runs})
+        if name in PARALLEL:
+            runs = [
+                {"start": start, "events": [{"type": t, "payload": b} for t, b in pairs]}
+                for start, pairs in legal_paths(chart)
+            ]
+            config = diagrams.to_xstate(chart)
+            items.append({"name": f"{name}+paths", "config": config, "runs": runs})
     broken = diagrams.to_xstate(chart_of("stripe"))
     broken["states"]["draft"]["on"]["finalize"][0]["target"] = "#nowhere"
     items.append({"name": "broken", "config": broken, "runs": []})
@@ -605,10 +811,19 @@ def check_xstate(res: dict[str, Any], name: str) -> None:
     assert res["ok"], res["error"]
     assert not res["warnings"]
     chart = chart_of(name)
-    assert res["initial"] == chart.initial_states[0]
+    assert xstate_configuration(chart, res["initial"]) == chart.initial_states[0]
     for (start, events), got in zip(event_runs(chart), res["runs"], strict=True):
         want = fold(chart, start, events)
-        assert [(s["legal"], s["state"]) for s in got] == want, (start, events)
+        assert [(s["legal"], xstate_configuration(chart, s["state"])) for s in got] == want, (
+            start,
+            events,
+        )
+
+
+def xstate_configuration(chart: Chart, text: str) -> str:
+    """The chart configuration XState's snapshot value stands for (its leaves put in chart
+    order); the text as it came when it is none, for the assertion to show."""
+    return chart.tree.configuration(text) or text
 
 
 def test_xstate_behaves_like_the_chart(xstate: dict[str, Any], chart_name: str) -> None:
@@ -689,14 +904,14 @@ def test_format_from_suffix_and_bad_formats() -> None:
 
 def test_highlight_maps_history_onto_the_picture() -> None:
     graph = _model.build(chart_of("stripe"))
-    hl = graph.highlight(STRIPE_HISTORY)
+    hl = _highlight.highlight_of(graph, STRIPE_HISTORY)
     assert hl.current == "paid"
     assert hl.states == {"draft", "open", "paid"}
     assert hl.start_steps == {"draft": [1]}
     assert hl.steps == {("draft", "open"): [2], ("open", "paid"): [3]}
     assert hl.internal == {("draft", "notify"): 1}
     assert hl.rejected == {"draft": ["invoice.paid (pay)"], "paid": ["invoice.voided (void)"]}
-    odd = graph.highlight([Entry("applied", "zap", "draft", "void", "x")])
+    odd = _highlight.highlight_of(graph, [Entry("applied", "zap", "draft", "void", "x")])
     assert odd.extra == {("draft", "void"): [1]}  # a move the chart does not have is still drawn
     assert '"draft" -> "void"' in _dot.to_dot(graph, odd)
 
@@ -713,11 +928,9 @@ def test_an_adopted_invoice_gets_its_own_first_arrow() -> None:
     text = diagrams.to_dot(chart, highlight=history)
     assert '"..start" -> "uncollectible" [label="adopted (1)", style=dashed' in text
     check_dot("stripe", history)
-    born = _model.build(chart_of("chargeover")).births(
-        _model.build(chart_of("chargeover")).highlight(
-            [Entry("applied", None, None, "open.overdue", "insert", adopted=True)]
-        )
-    )
+    graph = _model.build(chart_of("chargeover"))
+    adopted = [Entry("applied", None, None, "open.overdue", "insert", adopted=True)]
+    born = _highlight.births(graph, _highlight.highlight_of(graph, adopted))
     assert born == ({"open.overdue": "adopted (1)"}, {})  # an initial state: on its own arrow
 
 
@@ -778,7 +991,7 @@ def test_an_arrow_into_its_own_compound_starts_where_the_invoice_was() -> None:
     assert "<b>(4)</b>" in pay
     check_dot("zebrapay", ZEBRA_HISTORY)
     check_dot("zebrapay")
-    hl = _model.build(chart).highlight(ZEBRA_HISTORY)
+    hl = _highlight.highlight_of(_model.build(chart), ZEBRA_HISTORY)
     assert hl.stays == {("issued.partially_paid", "part_pay"): 1}
     assert hl.internal == {("*", "ping"): 1}
 
@@ -811,6 +1024,276 @@ def test_escaping_keeps_text_and_breaks_syntax() -> None:
     assert _dot._q('a "b" \\c') == '"a \\"b\\" \\\\c"'
     title = diagrams.to_mermaid(chart_of("awkward")).splitlines()[1]
     assert title == 'title: "Awkward \\"names\\"; #1: \u2039a\u203a and b %% direction LR"'
+
+
+# ------------------------------------------------------------------------- parallel states
+
+# The fixture chart's history: born, finalized into both regions' initial states, one region
+# moves, an internal transition, the other region moves, an event rejected in a configuration.
+_P, _Y = "fin.pay.pending+fin.od.no", "fin.pay.pending+fin.od.yes"
+_DY = "fin.pay.done+fin.od.yes"
+PAR_HISTORY = [
+    Entry("applied", None, None, "draft", "created"),
+    Entry("applied", "finalize", "draft", _P, "finalized"),
+    Entry("applied", "overdue", _P, _Y, "overdue"),
+    Entry("unchanged", "note", _Y, _Y, "noted"),
+    Entry("applied", "pay", _Y, _DY, "paid"),
+    Entry("rejected", "pay", _DY, None, "paid"),
+]
+# One trigger (tick) moves two regions at once: both arrows are numbered with that step.
+REGIONS_HISTORY = [
+    Entry("applied", None, None, "draft", "created"),
+    Entry("applied", "finalize", "draft", "fin.pay.pending+fin.od.no+fin.dispute.none", "f"),
+    Entry(
+        "applied",
+        "tick",
+        "fin.pay.pending+fin.od.no+fin.dispute.none",
+        "fin.pay.partial+fin.od.yes+fin.dispute.none",
+        "t",
+    ),
+    Entry("applied", "void", "fin.pay.partial+fin.od.yes+fin.dispute.none", "void", "v"),
+]
+
+
+@cache
+def legal_paths(
+    chart: Chart, length: int = 4, most: int = 400
+) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """Legal walks of ``length`` steps from each initial state (shorter where the chart ends),
+    one payload per guarded transition as ``legal_steps`` picks it: all of them, or ``most``
+    spread evenly over them; then ``covering_paths``, which take every transition. Each as
+    ``(start, [(trigger, payload)])``."""
+    out: list[tuple[str, list[tuple[str, Any]]]] = []
+    steps = cache(lambda state: legal_steps(chart, state))
+
+    def walk(start: str, state: str, pairs: list[tuple[str, Any]]) -> None:
+        ahead = steps(state) if len(pairs) < length else []
+        if not ahead:
+            out.append((start, pairs))
+        for step in ahead:
+            walk(start, step.dest, [*pairs, step.pair])
+
+    for start in chart.initial_states:
+        walk(start, start, [])
+    if len(out) > most:
+        out = [out[i * len(out) // most] for i in range(most)]
+    return out + [(p.start, p.pairs) for p in covering_paths(chart)]
+
+
+@pytest.mark.parametrize("name", PARALLEL)
+def test_peers_end_in_the_engines_configuration(name: str, xstate: dict[str, Any]) -> None:
+    """Every legal path (and a set covering every transition): python-statemachine running
+    our SCXML and XState running our config take every step, and end each in the
+    configuration ``chart.check`` says, every active leaf of it."""
+    chart = chart_of(name)
+    res = xstate[f"{name}+paths"]
+    assert res["ok"], res["error"]
+    paths = legal_paths(chart)
+    assert any(len(chart.check(pairs, start=start).leaves) > 1 for start, pairs in paths)
+    for (start, pairs), got in zip(paths, res["runs"], strict=True):
+        want = chart.check(pairs, start=start)
+        run = scxml_run(chart, start, pairs)
+        assert all(legal for legal, _ in run), (start, pairs)
+        assert (run[-1][1] if run else start) == want, (start, pairs)
+        assert all(step["legal"] for step in got), (start, pairs)
+        end = got[-1]["state"] if got else start
+        assert xstate_configuration(chart, end) == want, (start, pairs)
+
+
+@pytest.mark.parametrize("name", ["par", "regions"])
+def test_the_parallel_fixtures_in_every_format(
+    name: str, mermaid: dict[str, Any], xstate: dict[str, Any]
+) -> None:
+    """The two fixture charts through every check a bundled chart gets."""
+    check_mermaid(mermaid[name], name)
+    check_xstate(xstate[name], name)
+    check_scxml_document(name)
+    check_scxml_behaviour(name)
+    check_dot(name)
+
+
+def test_what_a_transition_into_a_parallel_state_enters() -> None:
+    """From outside, every region starts (at the state aimed at, or its initial one); from
+    inside a region, only what is aimed at changes."""
+    graph = _model.build(chart_of("regions"))
+    everything = "fin.pay.pending+fin.od.no+fin.dispute.none"
+    assert graph.enter("fin") == graph.entered_from(None, "fin") == everything
+    assert graph.enter("fin.pay") == "fin.pay.pending"  # its own initial, not its first state
+    assert graph.enter("fin.dispute.open") == "fin.dispute.open.a"
+    into = "fin.pay.pending+fin.od.no+fin.dispute.open.a"
+    assert graph.entered_from("draft", "fin.dispute.open") == into
+    assert graph.entered_from("fin.dispute.none", "fin.dispute.open") == "fin.dispute.open.a"
+    assert graph.entered_from("fin.pay.done", "fin") == everything  # leaves it, enters again
+    assert graph.place(into) == "fin"
+    assert graph.place("fin.od.no") == "fin.od.no"
+    assert graph.targets("fin.pay.done", "fin.pay") == (("fin.pay.pending",), False)
+    assert graph.targets("fin.dispute", "fin.dispute.open.b") == (("fin.dispute.open.b",), True)
+    assert graph.targets("draft", "fin") == (("fin",), False)
+
+
+def test_mermaid_draws_regions_as_concurrent_states() -> None:
+    text = diagrams.to_mermaid(chart_of("par"))
+    block = text.split('    state "fin" as fin {\n', 1)[1].split("\n    }\n", 1)[0]
+    assert '        state "pay" as fin_pay {' in block
+    assert "\n        --\n" in block  # Mermaid's separator of concurrent regions
+    assert block.index("fin_pay {") < block.index("--") < block.index("fin_od {")
+    # into the parallel state: a fork bar, then each region's initial state
+    assert "    state fin_fork <<fork>>\n" in text
+    assert "    draft --> fin_fork : finalize\n" in text
+    assert {"    fin_fork --> fin_pay_pending", "    fin_fork --> fin_od_no"} <= set(
+        text.splitlines()
+    )
+    assert "    fin --> void : void\n" in text  # written on it: from its border
+    assert "    note right of fin\n        ↺ note\n    end note\n" in text
+
+
+def test_dot_draws_regions_as_dashed_clusters_each_with_its_start() -> None:
+    dot = diagrams.to_dot(chart_of("par"))
+    cluster = dot.split('  subgraph "cluster_fin" {\n', 1)[1]
+    assert "<i>(parallel)</i>" in cluster.splitlines()[0]
+    assert "canonical: paid if pay is done</font><br/>" in cluster.splitlines()[0]
+    assert "open otherwise" in cluster.splitlines()[0]
+    for region, first in (("fin.pay", "fin.pay.pending"), ("fin.od", "fin.od.no")):
+        inner = cluster.split(f"subgraph {_dot._q('cluster_' + region)} {{\n", 1)[1]
+        assert 'style="rounded,dashed"' in inner.splitlines()[0]
+        assert f'"{region}..start" -> "{first}"' in inner
+    (into,) = _dot_lines(dot, '"draft" -> "fin.pay..start"')
+    assert 'lhead="cluster_fin"' in into
+    (out,) = _dot_lines(dot, '"fin..exit" -> "void"')
+    assert 'ltail="cluster_fin"' in out
+    assert "paid</font></td>" in dot  # the rules' canonical states are in the legend
+
+
+def test_scxml_and_xstate_write_parallel_states() -> None:
+    chart = chart_of("regions")
+    root = ET.fromstring(diagrams.to_scxml(chart))
+    fin = root.find(f"{SCXML}parallel")
+    assert fin is not None
+    assert fin.get("id") == "fin"
+    assert fin.get("initial") is None  # it enters every region
+    assert [e.get("id") for e in fin if e.tag == SCXML + "state"] == [
+        "fin.pay",
+        "fin.od",
+        "fin.dispute",
+    ]
+    rules = json.loads(fin.get("{urn:invoice-engine:statechart}canonical-rules") or "")
+    assert rules[0] == {"when": {"pay": ["done"]}, "canonical": "paid"}
+    by_event = {
+        (t.get("event"), parent.get("id")): t
+        for parent in root.iter()
+        for t in parent
+        if t.tag == SCXML + "transition"
+    }
+    # back to its own region: aimed at the state the region starts in, so SCXML keeps the
+    # domain inside it and the other regions where they are, as the chart's machine does
+    assert by_event[("restart", "fin.pay.done")].get("target") == "fin.pay.pending"
+    assert by_event[("rewind", "fin.dispute")].get("type") == "internal"
+    assert by_event[("reset", "fin")].get("target") == "fin"
+    config = diagrams.to_xstate(chart)
+    state = config["states"]["fin"]
+    assert state["type"] == "parallel"
+    assert "initial" not in state
+    assert list(state["states"]) == ["pay", "od", "dispute"]
+    assert state["states"]["pay"]["initial"] == "pending"
+    assert state["meta"]["canonicalRules"][-1] == {"when": {}, "canonical": "open"}
+    restart = state["states"]["pay"]["states"]["done"]["on"]["restart"]
+    assert restart == [{"target": "#fin_pay_pending"}]
+
+
+def test_highlight_marks_every_active_leaf_of_a_configuration() -> None:
+    chart = chart_of("par")
+    graph = _model.build(chart)
+    hl = _highlight.highlight_of(graph, PAR_HISTORY)
+    assert hl.current == _DY
+    assert hl.current_leaves == ("fin.pay.done", "fin.od.yes")
+    assert hl.states == {"draft", "fin.pay.pending", "fin.pay.done", "fin.od.no", "fin.od.yes"}
+    assert hl.steps == {
+        ("draft", "fin"): [2],
+        ("fin.od.no", "fin.od.yes"): [3],
+        ("fin.pay.pending", "fin.pay.done"): [4],
+    }
+    assert hl.internal == {("fin", "note"): 1}
+    assert hl.extra == {}
+    notes = _highlight.rejected_by_place(graph, hl)
+    assert notes == {"fin": ["paid (pay), in pay.done + od.yes"]}
+    text = diagrams.to_mermaid(chart, highlight=PAR_HISTORY)
+    assert "    class fin_pay_done,fin_od_yes current\n" in text
+    assert "            fin_od_yes : ● current state\n" in text
+    assert "    draft --> fin_fork : finalize<br/>(2)\n" in text
+    assert "            fin_pay_pending --> fin_pay_done : pay<br/>(4)\n" in text
+    dot = diagrams.to_dot(chart, highlight=PAR_HISTORY)
+    for leaf in ("fin.pay.done", "fin.od.yes"):
+        (node,) = _dot_lines(dot, f'"{leaf}" [')
+        assert "● current state" in node
+    (note,) = _dot_lines(dot, '"fin.pay.pending" -> "fin..rejected"')
+    assert 'ltail="cluster_fin"' in note
+    check_dot("par", PAR_HISTORY)
+
+
+def test_a_trigger_moving_two_regions_numbers_both_arrows() -> None:
+    chart = chart_of("regions")
+    graph = _model.build(chart)
+    hl = _highlight.highlight_of(graph, REGIONS_HISTORY)
+    assert hl.steps[("fin.pay.pending", "fin.pay.partial")] == [3]
+    assert hl.steps[("fin.od.no", "fin.od.yes")] == [3]
+    assert hl.steps[("fin", "void")] == [4]
+    assert hl.current_leaves == ("void",)
+    adopted = [Entry("applied", None, None, "fin.pay.done+fin.od.no+fin.dispute.none", "x", True)]
+    born = _highlight.births(graph, _highlight.highlight_of(graph, adopted))
+    assert born == ({}, {"fin.pay.done+fin.od.no+fin.dispute.none": "adopted (1)"})
+    text = diagrams.to_mermaid(chart, highlight=adopted)
+    assert "    [*] --> fin_pay_done : adopted (1)\n" in text
+    assert "    [*] --> fin_dispute_none : adopted (1)\n" in text
+    check_dot("regions", REGIONS_HISTORY)
+    check_dot("regions", adopted)
+
+
+def test_mermaid_reads_highlighted_configurations(mermaid: dict[str, Any]) -> None:
+    res = mermaid["par+history"]
+    assert res["ok"], res["error"]
+    nodes = {n["id"]: n for n in res["nodes"]}
+    for leaf in ("fin_pay_done", "fin_od_yes"):
+        assert "current" in nodes[leaf]["classes"]
+        assert "● current state" in nodes[leaf]["description"]
+    assert "visited" in nodes["fin_pay_pending"]["classes"]
+    notes = [n["label"] for n in res["nodes"] if n["shape"] == "note"]
+    assert any("✗ rejected: paid (pay), in pay.done + od.yes" in n for n in notes)
+    res = mermaid["regions+history"]
+    assert res["ok"], res["error"]
+    labels = {(e["start"], e["end"]): re.split(r"<br\s*/?>", e["label"]) for e in res["edges"]}
+    assert labels[("fin_pay_pending", "fin_pay_partial")][-1] == "(3)"
+    assert labels[("fin_od_no", "fin_od_yes")][-1] == "(3)"
+    assert labels[("fin", "void")] == ["void", "(4)"]
+
+
+CONFLICT = r"""
+provider: conflict
+initial: [fin]
+states:
+  - name: fin
+    parallel: true
+    canonical: open
+    states:
+      - {name: pay, states: [{name: pending}, {name: done}]}
+      - {name: od, states: [{name: "no"}, {name: "yes"}]}
+  - {name: void, canonical: void, final: true}
+transitions:
+  - {trigger: d, source: fin.pay.pending, dest: fin.pay.done, guard: "$.x == 1"}
+  - {trigger: d, source: fin.od.no, dest: void}
+  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.done}
+  - {trigger: late, source: fin.od.no, dest: fin.od.yes}
+  - {trigger: void, source: fin, dest: void}
+delivery: {event_type: $.type, event_id: $.id, invoice_id: $.inv}
+events: {created: {create: true}}
+"""
+
+
+def test_conflicting_transitions_in_two_regions_are_refused() -> None:
+    """transitions fires the enabled transitions of every region one after the other, so the
+    later one, leaving the parallel state, wins; SCXML and XState keep the first in document
+    order. Where the peers would disagree with the engine, the loader refuses the chart."""
+    with pytest.raises(engine.ChartError, match="which one wins would be an accident of order"):
+        parse_chart(load_yaml(CONFLICT), "conflict.yaml")
 
 
 # --------------------------------------------------------------------------------------- CLI

@@ -129,6 +129,9 @@ def _check_meaning(
                 problem(f"transitions[{i}].dest", across)
         if t.trigger and t.trigger not in triggers:
             triggers.append(t.trigger)
+    if tree_holds:
+        for i, text in _conflicts(tree, spec.transitions):
+            problem(f"transitions[{i}]", text)
     joined = len(spec.delivery.event_type)
     for event_type, ev in spec.events.items():
         loc = key_path("events", event_type)
@@ -168,6 +171,14 @@ def _across_regions(tree: StateTree, sources: Sequence[str], dest: str) -> str |
     if dest not in tree:
         return None
     for parallel in tree.parallel:
+        if tree.contains(parallel, dest) and dest != parallel:
+            outside = [s for s in tree.expand_sources(sources) if not tree.contains(parallel, s)]
+            if outside:
+                return (
+                    f"the transition enters {dest!r}, inside parallel state {parallel!r}, from "
+                    f"{outside[0]!r} outside it: the machine would enter that region alone; "
+                    f"target {parallel!r} (every region enters its initial state)"
+                )
         into = next((r for r in tree.children(parallel) if tree.contains(r, dest)), None)
         if into is None:
             continue
@@ -180,6 +191,38 @@ def _across_regions(tree: StateTree, sources: Sequence[str], dest: str) -> str |
                     "one region, or leaves the parallel state"
                 )
     return None
+
+
+def _conflicts(tree: StateTree, transitions: Sequence[TransitionSpec]) -> Iterator[tuple[int, str]]:
+    """Transitions of one trigger in two regions of a parallel state, one of them leaving its
+    region for somewhere the others don't go: the machine fires the regions one after another,
+    so which wins is an accident of order (statechart runtimes such as SCXML and XState keep
+    the first instead)."""
+    for parallel in tree.parallel:
+        regions = tree.children(parallel)
+        by_trigger: dict[str, list[tuple[int, str, str | None]]] = {}
+        for i, t in enumerate(transitions):
+            for s in tree.expand_sources(t.source):
+                region = next((r for r in regions if tree.contains(r, s)), None)
+                if region is None:
+                    continue
+                away = t.dest if t.dest is not None and not tree.contains(region, t.dest) else None
+                by_trigger.setdefault(t.trigger, []).append((i, region, away))
+        for trigger, found in by_trigger.items():
+            # Every region leaving for one place ('*' -> void) is no race: it goes there.
+            if len({r for _, r, _ in found}) < 2 or len({a for _, _, a in found}) < 2:
+                continue
+            for i, region, away in found:
+                if away is not None:
+                    others = sorted({r for _, r, _ in found if r != region})
+                    yield (
+                        i,
+                        f"{trigger!r} leaves region {region!r} of parallel state {parallel!r} "
+                        f"while it also fires in {', '.join(map(repr, others))}: which one wins "
+                        "would be an accident of order; write it on the parallel state, or "
+                        "give the others another trigger",
+                    )
+                    break
 
 
 #: Lint rules whose findings a name left out (unknown, with no likely meaning) could make

@@ -118,8 +118,9 @@ def _unreachable(chart: Chart, reachable: set[str]) -> list[Finding]:
 
 
 def several_regions(chart: Chart) -> list[Finding]:
-    """A trigger with transitions in several regions of one parallel state moves them all at
-    once (the machine fires each region's): worth saying, as it is easy to do by mistake."""
+    """A trigger with transitions inside several regions of one parallel state moves them all
+    at once (the machine fires each region's): worth saying, as it is easy to do by mistake.
+    (Leaving the parallel state, ``'*'`` to ``void``, or an internal transition moves none.)"""
     tree = chart.tree
     found: list[Finding] = []
     for trigger in chart.triggers:
@@ -130,7 +131,10 @@ def several_regions(chart: Chart) -> list[Finding]:
                     continue
                 for source in tree.expand_sources(t.source):
                     region = _region_in(tree, top, source)
-                    if region is not None and region not in regions:
+                    stays = (
+                        t.dest is not None and region is not None and tree.contains(region, t.dest)
+                    )
+                    if region is not None and stays and region not in regions:
                         regions.append(region)
             if len(regions) > 1:
                 found.append(

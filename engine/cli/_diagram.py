@@ -76,10 +76,11 @@ def diagram(
     """Draw a chart: mermaid, dot, svg, png (svg/png need Graphviz), scxml or xstate JSON.
 
     PROVIDER is a chart name or a path to its YAML file. Nested states are drawn as composite
-    states, initial and final states are marked, guards and internal (no-op) transitions are
-    labelled, and states are coloured by canonical state. With --invoice, the invoice's states
-    and steps (numbered), its current state and its rejected events are highlighted: a picture
-    of how it got where it is.
+    states, a parallel state's regions side by side, initial and final states are marked,
+    guards and internal (no-op) transitions are labelled, and states are coloured by canonical
+    state. With --invoice, the invoice's states and steps (numbered), its current
+    configuration (every active leaf) and its rejected events are highlighted: a picture of
+    how it got where it is.
 
     \b
     --json prints one object instead of the drawing:

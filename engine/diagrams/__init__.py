@@ -8,11 +8,15 @@ when it is missing the error says how to install it.
 Pictures (Mermaid, DOT/SVG/PNG) nest compound states as composite states/clusters, mark
 initial and final states, label guards (``pay [$.amountDue == 0]``) and list internal
 (no-op) transitions inside their state (``↺ notify``), and colour states by canonical
-lifecycle state. Given one invoice's history they also mark the states and arrows it went
-through (with step numbers), its current state, and the events that were rejected.
+lifecycle state. A parallel state's regions are drawn side by side, as Mermaid's concurrent
+regions (``--``) or as dashed DOT clusters; an arrow into it enters every region (a fork bar in
+Mermaid, each region's start dot in DOT), and one written on it leaves from its border. Given one
+invoice's history they also mark the states and arrows it went through (with step numbers),
+its current configuration (every active leaf), and the events that were rejected.
 
-SCXML and XState are machine formats: they behave like the chart (the tests run them in
-python-statemachine and XState on generated event sequences).
+SCXML and XState are machine formats: they behave like the chart, parallel states included
+(``<parallel>``, ``type: "parallel"``); the tests run them in python-statemachine and XState on
+generated event sequences and compare the configurations with the chart's.
 
 Example::
 
@@ -30,11 +34,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..errors import DiagramError
-from ._dot import INSTALL_HINT, run_dot
 from ._dot import to_dot as _to_dot
+from ._graphviz import INSTALL_HINT, run_dot
+from ._highlight import HistoryEntry, highlight_of
 from ._ids import ncname_ids, word_ids
 from ._mermaid import to_mermaid as _to_mermaid
-from ._model import Graph, HistoryEntry, build
+from ._model import Graph, build
 from ._scxml import to_scxml as _to_scxml
 from ._xstate import to_xstate as _to_xstate
 
@@ -107,7 +112,7 @@ def to_mermaid(
     """
     _check_direction(direction)
     graph = build(chart)
-    hl = graph.highlight(highlight) if highlight is not None else None
+    hl = highlight_of(graph, highlight) if highlight is not None else None
     return _to_mermaid(graph, hl, direction)
 
 
@@ -120,7 +125,7 @@ def to_dot(
     """Graphviz DOT text of ``chart``; see :func:`to_mermaid` for ``highlight``."""
     _check_direction(direction)
     graph = build(chart)
-    hl = graph.highlight(highlight) if highlight is not None else None
+    hl = highlight_of(graph, highlight) if highlight is not None else None
     return _to_dot(graph, hl, direction)
 
 

@@ -1,4 +1,4 @@
-"""Graphviz DOT text, and SVG/PNG through Graphviz's ``dot`` program.
+"""Graphviz DOT text (:mod:`._graphviz` draws it as SVG/PNG).
 
 States are nodes named by their full chart name (quoted, so any name is safe); compound
 states are clusters (``compound=true`` lets an arrow end at a cluster's border, as UML draws a
@@ -12,28 +12,24 @@ compound itself (``source: issued, dest: issued.partially_paid``) a border can't
 starts, so it is drawn from each of the compound's other states (and listed as ``↺`` inside
 the state it targets, where it changes nothing). Transitions written with ``source: "*"`` start
 from a dashed region labelled "any non-final state" that encloses every state they apply to.
+
+A parallel state is a cluster of its regions, each a dashed cluster with its own start dot: an
+arrow into the parallel state ends at its border and every region starts at its dot; one
+written on it leaves from its border, wherever in its regions the invoice was. Its table of
+canonical rules is written in its label, a row each.
 """
 
 from __future__ import annotations
 
 import html
-import shutil
-import subprocess
 
-from ..errors import DiagramError
-from ._model import ANY, Edge, Graph, Highlight, colour_of
+from ._highlight import Highlight, births, rejected_by_place
+from ._model import ANY, Edge, Graph, colour_of
 
 _FONT = "Helvetica,Arial,sans-serif"
 _GREEN = "#1b5e20"
 _RED = "#c62828"
 _DIM = "#9e9e9e"
-
-INSTALL_HINT = (
-    "Graphviz's `dot` program is needed to draw SVG or PNG. Install it with "
-    "`apt-get install graphviz` (Debian/Ubuntu), `brew install graphviz` (macOS), "
-    "`choco install graphviz` (Windows), or from https://graphviz.org/download/; "
-    "the text formats (mermaid, dot, scxml, xstate) need nothing."
-)
 
 
 def _q(value: str) -> str:
@@ -55,7 +51,9 @@ def _steps(numbers: list[int]) -> str:
 
 
 def _legend(graph: Graph) -> str:
-    canonicals = list(dict.fromkeys(n.canonical for n in graph.nodes.values() if n.canonical))
+    found = [n.canonical for n in graph.nodes.values() if n.canonical]
+    found += [r.canonical for n in graph.nodes.values() for r in n.rules]
+    canonicals = list(dict.fromkeys(found))
     cells = "".join(
         f'<td bgcolor="{colour_of(c)}" border="1" cellpadding="3">'
         f'<font point-size="10">{_h(c)}</font></td>'
@@ -86,15 +84,13 @@ def _arrows(
     """
     arrows: dict[tuple[str, str], _Arrow] = {}
 
+    def started_in(state: str, step: int) -> bool:
+        return hl is not None and hl.started_in(graph, state, step)
+
     def add(src: str, dst: str, labels: list[str], steps: list[int]) -> None:
         arrow = arrows.setdefault((src, dst), _Arrow())
         arrow.labels += [x for x in labels if x not in arrow.labels]
         arrow.steps = sorted({*arrow.steps, *steps})
-
-    def started_in(state: str) -> set[int]:
-        if hl is None:
-            return set()
-        return {n for (f, _), ns in hl.leaf_steps.items() if graph.contains(state, f) for n in ns}
 
     for e in edges:
         if e.target is None:
@@ -107,10 +103,10 @@ def _arrows(
             continue
         inner = set(graph.leaves(e.target))
         for src in graph.cover(x for x in graph.leaves(e.source) if x not in inner):
-            add(src, e.target, e.labels, [n for n in taken if n in started_in(src)])
+            add(src, e.target, e.labels, [n for n in taken if started_in(src, n)])
         if graph.nodes[e.target].compound:  # from its own states: back to its initial state
             for src in graph.cover(inner):
-                add(src, e.target, e.labels, [n for n in taken if n in started_in(src)])
+                add(src, e.target, e.labels, [n for n in taken if started_in(src, n)])
         else:
             for trigger, label in e.parts:
                 used = hl.stays.get((e.target, trigger), 0) if hl is not None else 0
@@ -129,6 +125,8 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 used = hl.internal.get((e.source, trigger), 0) if hl is not None else 0
                 internal.setdefault(e.source, []).append(label + (f" \u00d7{used}" if used else ""))
     arrows = _arrows(graph, edges, hl, internal)
+    notes = rejected_by_place(graph, hl) if hl is not None else {}
+    current = set(hl.current_leaves) if hl is not None else set()
 
     out = [f"digraph {_q(graph.name)} {{"]
     out.append(
@@ -167,8 +165,12 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
         )
 
     def entry(node_id: str) -> str:
-        """The node an arrow *into* ``node_id`` ends at (a cluster's start dot)."""
-        return f"{node_id}..start" if graph.nodes[node_id].compound else node_id
+        """The node an arrow *into* ``node_id`` ends at: a cluster's start dot (a parallel
+        state's first region's: the arrow ends at its border, and every region starts)."""
+        node = graph.nodes[node_id]
+        if node.parallel:
+            return entry(node.children[0])
+        return f"{node_id}..start" if node.compound else node_id
 
     sources = {src for src, _ in arrows}
     # "*": the states it covers sit in one dashed region (every top-level state with a
@@ -200,7 +202,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
         if node.description:
             attrs["tooltip"] = _q(node.description)
         if hl is not None:
-            if nid == hl.current:
+            if nid in current:
                 rows.append(f'<font point-size="9" color="{_RED}">● current state</font>')
                 attrs["label"] = "<" + "<br/>".join(rows) + ">"
                 attrs.update(color=_q(_RED), penwidth="3")
@@ -211,10 +213,14 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
         return f"{pad}{_q(nid)} " + _attrs(**attrs)
 
     def rejected_lines(pad: str, nid: str) -> list[str]:
-        if hl is None or nid not in hl.rejected:
+        if nid not in notes:
             return []
         note = f"{nid}..rejected"  # nid "": before the invoice existed, noted at the start
-        text = "<br/>".join(f"✗ {_h(ev)}" for ev in hl.rejected[nid])
+        text = "<br/>".join(f"✗ {_h(ev)}" for ev in notes[nid])
+        tail = graph.leaves(nid)[0] if nid else "..start"
+        link = {"style": "dashed", "color": _q(_RED), "arrowhead": "none"}
+        if nid and graph.nodes[nid].compound:  # a parallel state's: from its border
+            link["ltail"] = _q("cluster_" + nid)
         return [
             f"{pad}{_q(note)} "
             + _attrs(
@@ -226,8 +232,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 fontsize="9",
                 label=f"<<i>rejected</i><br/>{text}>",
             ),
-            f"{pad}{_q(nid or '..start')} -> {_q(note)} "
-            + _attrs(style="dashed", color=_q(_RED), arrowhead="none"),
+            f"{pad}{_q(tail)} -> {_q(note)} " + _attrs(**link),
         ]
 
     def block(children: tuple[str, ...], depth: int) -> None:
@@ -235,16 +240,14 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
         for cid in children:
             node = graph.nodes[cid]
             if node.compound:
-                rows = [f"<b>{_h(node.name)}</b>"]
-                if (note := graph.canonical_note(cid)) is not None:
-                    rows.append(f'<font point-size="9">canonical: {_h(note)}</font>')
-                rows += [f'<font point-size="9">↺ {_h(x)}</font>' for x in internal.get(cid, [])]
+                region = node.parent is not None and graph.nodes[node.parent].parallel
                 out.append(f"{pad}subgraph {_q('cluster_' + cid)} {{")
                 out.append(
                     f"{pad}  graph "
                     + _attrs(
-                        label="<" + "<br/>".join(rows) + ">",
-                        style=_q("rounded,filled"),
+                        label=_cluster_label(graph, cid, internal.get(cid, [])),
+                        # regions: dashed, side by side in their parallel state, as UML has them
+                        style=_q("rounded,dashed" if region else "rounded,filled"),
                         fillcolor=_q("#f7f7f7"),
                         color=_q(_GREEN if hl is not None and cid in hl.states else "#777777"),
                     )
@@ -259,7 +262,8 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                         f"{pad}  {_q(leaf)} -> {_q(cid + '..exit')} [style=invis]"
                         for leaf in graph.leaves(cid)
                     )
-                if graph.entered(cid):  # draw the default child only where it matters
+                # the default child, only where it matters (every region of a parallel state)
+                if not node.parallel and (region or graph.entered(cid)):
                     assert node.initial_child is not None
                     inner = node.initial_child
                     lhead = graph.nodes[inner].compound
@@ -271,7 +275,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
                 out.append(f"{pad}}}")
             else:
                 out.append(node_line(pad, cid))
-                out.extend(rejected_lines(pad, cid))
+            out.extend(rejected_lines(pad, cid))
 
     out.append(f"  {start_dot('..start')}")
     out.extend(rejected_lines("  ", ""))
@@ -304,7 +308,7 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
     else:
         block(graph.roots, 1)
 
-    born, adopted = graph.births(hl) if hl is not None else ({}, {})
+    born, adopted = births(graph, hl) if hl is not None else ({}, {})
     for i in graph.initial:
         attrs: dict[str, str] = {}
         if graph.nodes[i].compound:
@@ -316,9 +320,10 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
         tail = f" {_attrs(**attrs)}" if attrs else ""
         out.append(f"  {_q('..start')} -> {_q(entry(i))}{tail}")
     for state, label in adopted.items():
-        out.append(
-            f"  {_q('..start')} -> {_q(entry(state))} "
+        out.extend(
+            f"  {_q('..start')} -> {_q(entry(leaf))} "
             + _attrs(label=_q(label), style="dashed", color=_q(_GREEN), fontcolor=_q(_GREEN))
+            for leaf in graph.leaves_of(state)
         )
 
     for (source, target), arrow in arrows.items():
@@ -358,25 +363,20 @@ def to_dot(graph: Graph, highlight: Highlight | None = None, direction: str = "L
     return "\n".join(out) + "\n"
 
 
+def _cluster_label(graph: Graph, cid: str, internal: list[str]) -> str:
+    """A compound state's label: its name, its canonical state (a parallel state's table of
+    rules, a row each) and its internal transitions."""
+    node = graph.nodes[cid]
+    small = '<font point-size="9">{}</font>'
+    rows = [f"<b>{_h(node.name)}</b>" + (" <i>(parallel)</i>" if node.parallel else "")]
+    if (note := graph.canonical_note(cid)) is not None:
+        rows.append(small.format(f"canonical: {_h(note)}"))
+    for i, rule in enumerate(node.rules):
+        rows.append(small.format(("canonical: " if i == 0 else "") + _h(rule.text)))
+    rows += [small.format(f"↺ {_h(x)}") for x in internal]
+    return "<" + "<br/>".join(rows) + ">"
+
+
 def _inside(graph: Graph, roots: tuple[str, ...], node_id: str) -> bool:
     """Whether ``node_id`` is one of ``roots`` or nested in one."""
     return any(graph.contains(r, node_id) for r in roots)
-
-
-def run_dot(dot_text: str, fmt: str) -> bytes:
-    """Lay out ``dot_text`` with Graphviz and return the ``fmt`` (``svg``/``png``) output.
-
-    Raises:
-        DiagramError: ``dot`` is not installed (the message says how to install it), or it
-            failed (the message has its error output).
-    """
-    exe = shutil.which("dot")
-    if exe is None:
-        raise DiagramError(INSTALL_HINT)
-    proc = subprocess.run(  # a fixed program; our own text on stdin
-        [exe, f"-T{fmt}"], input=dot_text.encode("utf-8"), capture_output=True, check=False
-    )
-    if proc.returncode != 0:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise DiagramError(f"Graphviz dot failed (exit {proc.returncode}) drawing {fmt}: {err}")
-    return proc.stdout

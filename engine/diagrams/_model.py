@@ -15,23 +15,28 @@ Two views of the same transitions serve two kinds of output:
   children become ``open``), parallel edges merged into one label, and internal (no-op)
   transitions listed inside the state they belong to, the way UML draws internal activities.
 
-A highlight (:class:`Highlight`) is computed here too, from an invoice's history, so that every
-picture format marks the same states, steps and rejected events.
+Parallel states are nodes too (``Node.parallel``), whose children are their regions. An
+invoice is in a configuration, one leaf per active region; :meth:`Graph.enter` says which leaves
+entering a state enters, and :meth:`Graph.targets` where a machine format must point a
+transition so that it exits and enters what the chart's own machine does.
+
+One invoice's history is mapped onto the picture by :mod:`._highlight`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
 
+from ..chart.configuration import SEPARATOR, Configuration
 from ..chart.expr import Guard
 from ..chart.tree import ANY_SOURCE, StateTree
 
 if TYPE_CHECKING:
     from ..chart import Chart
 
-__all__ = ["ANY", "Edge", "Graph", "Highlight", "HistoryEntry", "Node", "Transition", "build"]
+__all__ = ["ANY", "Edge", "Graph", "Node", "Rule", "Transition", "build"]
 
 #: The source of a picture's edge for ``source: "*"`` transitions (no state can be named so).
 ANY = ANY_SOURCE
@@ -58,25 +63,24 @@ def colour_of(canonical: str | None) -> str:
     return _SPARE_COLOURS[sum(map(ord, canonical)) % len(_SPARE_COLOURS)]
 
 
-class HistoryEntry(Protocol):
-    """What a picture needs from one history entry; :class:`engine.Outcome` is one.
+class Rule(NamedTuple):
+    """One row of a parallel state's canonical table: the first row whose regions are all in
+    one of the states it names gives a configuration its canonical state."""
 
-    ``status`` is ``applied``, ``unchanged``, ``duplicate``, ``rejected`` or ``invalid``;
-    states are chart state names (``open.unpaid``); ``from_state`` is ``None`` at birth. An
-    optional ``adopted`` attribute (Outcome has it) marks an invoice first seen through a
-    non-creating event; the picture labels its first arrow "adopted".
-    """
+    when: tuple[tuple[str, tuple[str, ...]], ...]  # (region, its states); empty: always
+    canonical: str
 
     @property
-    def status(self) -> str: ...
-    @property
-    def trigger(self) -> str | None: ...
-    @property
-    def from_state(self) -> str | None: ...
-    @property
-    def to_state(self) -> str | None: ...
-    @property
-    def event_type(self) -> str | None: ...
+    def text(self) -> str:
+        """The row in words: ``paid if pay is done``, ``open otherwise``."""
+        if not self.when:
+            return f"{self.canonical} otherwise"
+        cond = " and ".join(f"{region} is {' or '.join(names)}" for region, names in self.when)
+        return f"{self.canonical} if {cond}"
+
+    def as_json(self) -> dict[str, object]:
+        """The row as the chart file writes it: ``{"when": {...}, "canonical": ...}``."""
+        return {"when": {r: list(names) for r, names in self.when}, "canonical": self.canonical}
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,8 @@ class Node:
     canonical: str | None  # leaves: always set; compound states: only if the chart says so
     final: bool
     description: str
+    parallel: bool = False  # its children are regions, all active at once
+    rules: tuple[Rule, ...] = ()  # a parallel state's table of canonical rules, in order
 
     @property
     def compound(self) -> bool:
@@ -130,37 +136,6 @@ class Edge:
         return list(dict.fromkeys(trigger for trigger, _ in self.parts))
 
 
-@dataclass
-class Highlight:
-    """One invoice's path through the chart, ready to draw.
-
-    Attributes:
-        states: every state the invoice was in.
-        steps: for each edge taken, the step numbers (1-based) it was taken at.
-        leaf_steps: the same, by the (from, to) leaf states of each move.
-        start_steps: the initial state the invoice was born in, and at which step.
-        internal: internal transitions used: (state, trigger) -> how many times.
-        stays: transitions taken from a leaf back to itself (legal, changing nothing, as a
-            transition from a compound state to a leaf inside it does from that leaf):
-            (leaf, trigger) -> how many times.
-        rejected: per state, the events rejected while the invoice was in it (``""``: before
-            it existed, when the engine refuses unseen invoices).
-        current: the state the invoice is in now.
-        adopted: states the invoice was first seen in without a creating event.
-    """
-
-    states: set[str] = field(default_factory=set)
-    steps: dict[tuple[str, str | None], list[int]] = field(default_factory=dict)
-    leaf_steps: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    start_steps: dict[str, list[int]] = field(default_factory=dict)
-    internal: dict[tuple[str, str], int] = field(default_factory=dict)
-    stays: dict[tuple[str, str], int] = field(default_factory=dict)
-    rejected: dict[str, list[str]] = field(default_factory=dict)
-    current: str | None = None
-    adopted: set[str] = field(default_factory=set)
-    extra: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # moves not in the chart
-
-
 @dataclass(frozen=True)
 class Graph:
     """A chart as a graph: nodes in chart order (parents before children), and transitions."""
@@ -177,9 +152,89 @@ class Graph:
         """The leaf states under ``node_id`` (itself if a leaf), or every leaf, in chart order."""
         return list(self.tree.leaves if node_id is None else self.tree.leaves_under(node_id))
 
-    def enter(self, node_id: str) -> str:
-        """The leaf an invoice is in after entering ``node_id`` (initial children, down)."""
-        return self.tree.enter(node_id)
+    def enter(self, node_id: str) -> Configuration:
+        """The leaves entering ``node_id`` activates inside it: initial children, down to a
+        leaf, in every region of a parallel state (one leaf outside those). Not the regions
+        around it, which :meth:`entered_from` adds where a transition enters them."""
+        leaves = self.tree.enter(node_id).leaves
+        return Configuration.of(x for x in leaves if self.tree.contains(node_id, x))
+
+    def entered_from(self, source: str | None, target: str) -> Configuration:
+        """The leaves a transition from ``source`` (``None``: birth, :data:`ANY`: anywhere)
+        to ``target`` enters: those ``target`` enters, and every other region's initial leaf
+        of each parallel state around ``target`` that ``source`` is outside of."""
+        leaves = set(self.enter(target).leaves)
+        for scope in self.ancestors(target):
+            if source not in (None, ANY) and self.contains(scope, source):
+                break
+            if self.nodes[scope].parallel:
+                for region in self.nodes[scope].children:
+                    if not self.contains(region, target):
+                        leaves.update(self.enter(region).leaves)
+        return Configuration.of(x for x in self.tree.leaves if x in leaves)
+
+    def ancestors(self, node_id: str) -> list[str]:
+        """The states enclosing ``node_id``, innermost first."""
+        out: list[str] = []
+        parent = self.nodes[node_id].parent
+        while parent is not None:
+            out.append(parent)
+            parent = self.nodes[parent].parent
+        return out
+
+    def leaves_of(self, config: str | None) -> tuple[str, ...]:
+        """The states of a configuration's text (``a.x+a.y``) that the chart has, in its order
+        (a history may name states a chart no longer has; ``None``: none)."""
+        if not config:
+            return ()
+        return tuple(s for s in config.split(SEPARATOR) if s in self.nodes)
+
+    def place(self, config: str) -> str | None:
+        """Where a picture draws a note about configuration ``config``: its leaf, or the
+        innermost state holding all its leaves (their parallel state); ``None`` when the
+        chart has none of them."""
+        leaves = self.leaves_of(config)
+        if not leaves:
+            return None
+        scope: str | None = leaves[0]
+        while scope is not None and not all(self.contains(scope, x) for x in leaves):
+            scope = self.nodes[scope].parent
+        return scope
+
+    def targets(self, source: str, target: str) -> tuple[tuple[str, ...], bool]:
+        """Where a machine format's transition from ``source`` to ``target`` must point, and
+        whether it must be internal (SCXML's ``type="internal"``), so that it exits and enters
+        what the chart's machine does.
+
+        SCXML and XState exit everything under a transition's *domain*, the innermost state
+        enclosing both ends (for SCXML never a parallel one). Two cases would exit more than
+        the chart's machine does, which keeps a transition inside one region to that region:
+
+        * into its own region (``source: a.pay.done, dest: a.pay``): the domain is the
+          parallel state ``a`` or above it, so its other regions would start again; pointing
+          at the leaves ``a.pay`` enters (``a.pay.pending``) keeps the domain in the region;
+        * from a compound state into a state inside it (``source: a.pay, dest: a.pay.done``):
+          an internal transition doesn't exit and enter the source itself.
+        """
+        domain = next(
+            (
+                a
+                for a in self.ancestors(source)
+                if not self.nodes[a].parallel and self.contains(a, target)
+            ),
+            None,
+        )
+        out: tuple[str, ...] = (target,)
+        scope = self.nodes[target].parent
+        while scope is not None and scope != domain:
+            if self.nodes[scope].parallel:
+                out = self.enter(target).leaves
+                break
+            scope = self.nodes[scope].parent
+        inside = self.nodes[source].compound and all(
+            t != source and self.contains(source, t) for t in out
+        )
+        return out, inside
 
     def entered(self, node_id: str) -> bool:
         """Whether some transition (or birth) enters ``node_id`` itself, not only a child."""
@@ -233,87 +288,12 @@ class Graph:
                     parts.append((t.trigger, label))
         return [Edge(src, dst, tuple(parts)) for (src, dst), parts in merged.items()]
 
-    def births(self, hl: Highlight) -> tuple[dict[str, str], dict[str, str]]:
-        """Labels for the start arrows of a highlighted picture: ``(1)`` on the chart's own
-        initial arrows, and extra arrows into the states an invoice was adopted in that are not
-        initial (``adopted (1)``), so every step number appears somewhere."""
-        steps: dict[str, list[int]] = {}
-        extra: dict[str, list[int]] = {}
-        adopted: set[str] = set()
-        for state, numbers in hl.start_steps.items():
-            home = next((i for i in self.initial if self.contains(i, state)), None)
-            key = home if home is not None else state
-            (steps if home is not None else extra).setdefault(key, []).extend(numbers)
-            if state in hl.adopted:
-                adopted.add(key)
-
-        def label(key: str, numbers: list[int]) -> str:
-            text = "(" + ", ".join(map(str, sorted(numbers))) + ")"
-            return f"adopted {text}" if key in adopted else text
-
-        return (
-            {k: label(k, v) for k, v in steps.items()},
-            {k: label(k, v) for k, v in extra.items()},
-        )
-
-    def highlight(self, history: Iterable[HistoryEntry]) -> Highlight:
-        """Where one invoice went: map each history entry onto the picture's edges and states."""
-        hl = Highlight()
-        edges = self.edges()
-        step = 0
-        for entry in history:
-            frm, to, trig = entry.from_state, entry.to_state, entry.trigger
-            what = entry.event_type or trig or "?"
-            if trig and trig != entry.event_type and entry.event_type:
-                what += f" ({trig})"
-            if entry.status == "rejected":  # "": before the invoice existed (reject policy)
-                hl.rejected.setdefault(frm or "", []).append(what)
-                continue
-            if entry.status not in ("applied", "unchanged"):
-                continue  # duplicates and unreadable deliveries change nothing and have no state
-            for s in (frm, to):
-                if s in self.nodes:
-                    hl.states.add(s)
-            if entry.status == "unchanged":
-                if trig and frm:
-                    for e in edges:
-                        if trig not in e.triggers or not self.contains(e.source, frm):
-                            continue
-                        if e.target is None:
-                            key = (e.source, trig)
-                            hl.internal[key] = hl.internal.get(key, 0) + 1
-                            break
-                        if self.contains(e.target, frm):  # a transition back to where it was
-                            hl.stays[(frm, trig)] = hl.stays.get((frm, trig), 0) + 1
-                            break
-                hl.current = frm or to or hl.current
-                continue
-            if to is None:
-                continue
-            hl.current = to
-            step += 1
-            if frm is None:
-                if getattr(entry, "adopted", False):
-                    hl.adopted.add(to)
-                hl.start_steps.setdefault(to, []).append(step)
-                continue
-            hl.leaf_steps.setdefault((frm, to), []).append(step)
-            for e in edges:
-                if (
-                    e.target is not None
-                    and (trig is None or trig in e.triggers)
-                    and self.contains(e.source, frm)
-                    and self.contains(e.target, to)
-                ):
-                    hl.steps.setdefault((e.source, e.target), []).append(step)
-                    break
-            else:
-                hl.extra.setdefault((frm, to), []).append(step)
-        return hl
-
 
 def _node(tree: StateTree, name: str) -> Node:
     state = tree.node(name)
+    own = state.spec.canonical
+    rules = own if isinstance(own, list) else []
+    own = own if isinstance(own, str) else None
     return Node(
         id=name,
         name=state.spec.name,
@@ -322,9 +302,14 @@ def _node(tree: StateTree, name: str) -> Node:
         initial_child=state.initial_child,
         # A picture writes a compound state's canonical state only where the chart gives it;
         # its leaves show what they inherit.
-        canonical=state.canonical if state.leaf else state.spec.canonical,
+        canonical=state.canonical if state.leaf else own,
         final=state.final,
         description=state.spec.description,
+        parallel=state.parallel,
+        rules=tuple(
+            Rule(tuple((r, tuple(v)) for r, v in rule.when.items()), rule.canonical)
+            for rule in rules
+        ),
     )
 
 

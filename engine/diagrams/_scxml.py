@@ -7,6 +7,10 @@ non-final leaf, internal transitions are targetless (legal, nothing exits or ent
 guards become ``cond`` expressions of the ECMAScript data model over ``_event.data`` — the
 webhook payload sent with the event; they compare as the chart does (JSON: ``1`` is not
 ``true``), and a missing field makes a guard false (see :func:`guard_to_ecmascript`).
+A parallel state is a ``<parallel>`` whose regions are ``<state>`` children, each with its
+own ``initial``: entering it enters every region (:meth:`Graph.targets
+<engine.diagrams._model.Graph.targets>` keeps a transition inside a region from leaving it, as
+the chart's machine keeps it).
 Canonical states and the other initial states ride along as attributes in our own namespace,
 which SCXML readers ignore; their names are not SCXML attribute names, because some readers
 (python-statemachine 3.2) drop the namespace of attributes.
@@ -144,12 +148,15 @@ def to_scxml(graph: Graph) -> str:
         f" ie:initial-states={quoteattr(' '.join(ids[i] for i in graph.initial))}>",
     ]
 
-    def transition(pad: str, t: Transition) -> str:
+    def transition(pad: str, source: str, t: Transition) -> str:
         attrs = f"event={quoteattr(t.trigger)}"
         if t.guard is not None:
             attrs += f" cond={quoteattr(guard_to_ecmascript(t.guard))}"
         if t.target is not None:
-            attrs += f" target={quoteattr(ids[t.target])}"
+            where, internal = graph.targets(source, t.target)
+            attrs += f" target={quoteattr(' '.join(ids[x] for x in where))}"
+            if internal:
+                attrs += ' type="internal"'
         return f"{pad}<transition {attrs}/>"
 
     def state(pad: str, nid: str) -> None:
@@ -157,13 +164,16 @@ def to_scxml(graph: Graph) -> str:
         attrs = f"id={quoteattr(ids[nid])}"
         if node.canonical:
             attrs += f" ie:canonical={quoteattr(node.canonical)}"
-        if node.initial_child is not None:
+        if node.rules:
+            rules = json.dumps([r.as_json() for r in node.rules], ensure_ascii=False)
+            attrs += f" ie:canonical-rules={quoteattr(rules)}"
+        if node.initial_child is not None and not node.parallel:
             attrs += f" initial={quoteattr(ids[node.initial_child])}"
         final = node.final and not outgoing[nid]  # SCXML finals have no transitions
-        tag = "final" if final else "state"
+        tag = "final" if final else "parallel" if node.parallel else "state"
         if node.final and not final:
             attrs += ' ie:final-state="true"'
-        body = [transition(pad + "  ", t) for t in outgoing[nid]]
+        body = [transition(pad + "  ", nid, t) for t in outgoing[nid]]
         if not body and not node.children:
             lines.append(f"{pad}<{tag} {attrs}/>")
             return

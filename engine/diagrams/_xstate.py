@@ -13,7 +13,9 @@ compare as JSON, as the chart does: a boolean equals only a boolean, ``null`` on
 and ``<``/``>`` hold only between two numbers or two strings) with
 ``machine.provide({guards: {payloadMatches}})``; ``tests/js/xstate_check.mjs`` has one.
 Internal transitions are targetless (legal, nothing exits or enters) and carry
-``meta.internal``.
+``meta.internal``. A parallel state is ``type: "parallel"``, its regions its ``states``;
+XState's ``reenter: false`` default already keeps a transition from a compound state into a
+state inside it from exiting the source, as the chart does.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ def to_xstate(graph: Graph) -> dict[str, Any]:
         for s in t.sources:
             outgoing[s].append(t)
 
-    def transition(t: Transition) -> dict[str, Any]:
+    def transition(source: str, t: Transition) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if t.target is not None:
-            out["target"] = "#" + ids[t.target]
+            where, _ = graph.targets(source, t.target)  # XState doesn't re-enter the source
+            out["target"] = ["#" + ids[x] for x in where] if len(where) > 1 else "#" + ids[where[0]]
         else:
             out["meta"] = {"internal": True}
         if t.guard is not None:
@@ -62,16 +65,21 @@ def to_xstate(graph: Graph) -> dict[str, Any]:
         meta: dict[str, Any] = {"name": nid}
         if node.canonical:
             meta["canonical"] = node.canonical
+        if node.rules:  # a parallel state's: the first matching row decides
+            meta["canonicalRules"] = [r.as_json() for r in node.rules]
         out["meta"] = meta
         if node.final and not outgoing[nid]:
             out["type"] = "final"
-        if node.children:
+        if node.parallel:
+            out["type"] = "parallel"
+        elif node.children:
             assert node.initial_child is not None  # every compound state has one
             out["initial"] = graph.nodes[node.initial_child].name
+        if node.children:
             out["states"] = {graph.nodes[c].name: state(c) for c in node.children}
         on: dict[str, list[dict[str, Any]]] = {}
         for t in outgoing[nid]:
-            on.setdefault(t.trigger, []).append(transition(t))
+            on.setdefault(t.trigger, []).append(transition(nid, t))
         if on:
             out["on"] = on
         return out

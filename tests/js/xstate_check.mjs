@@ -3,9 +3,11 @@
 // Usage: node xstate_check.mjs INPUT.json
 //   INPUT: [{"name", "config", "runs": [{"start": "open.unpaid" | null,
 //                                       "events": [{"type", "payload"}]}]}]
+//   (start: a configuration, "open.unpaid" or "fin.pay.pending+fin.od.no")
 // Prints one JSON array: per machine {name, ok, error, initial, runs: [[{legal, state}]]},
-// where state is the dotted leaf name ("open.unpaid") after each event, and legal says
-// whether XState had an enabled transition for it (guards evaluated).
+// where state is the configuration after each event ("open.unpaid"; the active leaves joined
+// by "+" in a parallel state), and legal says whether XState had an enabled transition for it
+// (guards evaluated).
 import { readFileSync } from "node:fs";
 import { createActor, createMachine } from "xstate";
 
@@ -66,18 +68,36 @@ function payloadMatches({ event }, params) {
   }
 }
 
-function leaf(value) {
-  if (typeof value === "string") return value;
+// A snapshot's value as the chart's configuration: the active leaves' dotted names joined by
+// "+" ("open.unpaid"; "fin.pay.pending+fin.od.no" in a parallel state, where the value holds
+// one key per region). Leaves come in the config's own order, which is the chart's.
+function leaves(value, prefix = "") {
+  if (typeof value === "string") return [prefix + value];
   const keys = Object.keys(value);
-  if (keys.length !== 1) throw new Error(`not one active state: ${JSON.stringify(value)}`);
-  return `${keys[0]}.${leaf(value[keys[0]])}`;
+  if (keys.length === 0) throw new Error(`no active state under ${JSON.stringify(prefix)}`);
+  return keys.flatMap((key) => {
+    const inner = value[key];
+    const empty = inner !== null && typeof inner === "object" && !Object.keys(inner).length;
+    return empty ? [prefix + key] : leaves(inner, `${prefix}${key}.`);
+  });
 }
 
-function valueOf(dotted) {
-  const parts = dotted.split(".");
-  let value = parts.pop();
-  while (parts.length) value = { [parts.pop()]: value };
-  return value;
+function configuration(value) {
+  return leaves(value).join("+");
+}
+
+// The snapshot value of a configuration: "a.x+a.y" is {a: {x: {}, y: {}}} with each leaf's
+// name as the innermost string ({a: {pay: "pending", od: "no"}}).
+function valueOf(config) {
+  const root = {};
+  for (const dotted of config.split("+")) {
+    const parts = dotted.split(".");
+    let cur = root;
+    for (let i = 0; i < parts.length - 2; i++) cur = cur[parts[i]] ??= {};
+    if (parts.length === 1) return parts[0];
+    cur[parts.at(-2)] = parts.at(-1);
+  }
+  return root;
 }
 
 const warnings = [];
@@ -92,7 +112,7 @@ for (const { name, config, runs } of inputs) {
   try {
     const machine = createMachine(config).provide({ guards: { payloadMatches } });
     const first = createActor(machine).start();
-    const initial = leaf(first.getSnapshot().value);
+    const initial = configuration(first.getSnapshot().value);
     first.stop();
     const outRuns = [];
     for (const run of runs ?? []) {
@@ -104,7 +124,7 @@ for (const { name, config, runs } of inputs) {
         const before = actor.getSnapshot();
         const legal = before.status === "active" && machine.getTransitionData(before, event).length > 0;
         actor.send(event);
-        steps.push({ legal, state: leaf(actor.getSnapshot().value) });
+        steps.push({ legal, state: configuration(actor.getSnapshot().value) });
       }
       actor.stop();
       outRuns.push(steps);
