@@ -54,7 +54,8 @@ def _best(fn: Callable[[], float], repeat: int) -> float:
 
 
 def bench_validator(quick: bool) -> list[Row]:
-    """chart.next_state vs a bare dict lookup vs one transitions model per invoice."""
+    """chart.next_state vs a bare dict lookup vs one transitions model per invoice, on a flat,
+    a nested and a parallel chart."""
     n_inv = 300 if quick else 3000
     stripe = stripe_lifecycles(n_inv, 10)
     # ChargeOver: overdue and back a few times, then paid or void.
@@ -62,10 +63,21 @@ def bench_validator(quick: bool) -> list[Row]:
         ["become_overdue", "extend_due_date"] * (i % 4) + ["pay" if i % 9 else "void"]
         for i in range(n_inv)
     ]
-    return [_validator("stripe", stripe, quick), _validator("chargeover", chargeover, quick)]
+    # Lago (parallel: payment x overdue x dispute): overdue, failed attempts, then paid or void.
+    lago = [
+        ["finalize", "become_overdue"] * 1
+        + ["fail_payment", "retry_payment"] * (i % 3)
+        + (["pay"] if i % 7 else ["lose_dispute", "void"])
+        for i in range(n_inv)
+    ]
+    return [
+        _validator("stripe", stripe, quick, "flat"),
+        _validator("chargeover", chargeover, quick, "nested"),
+        _validator("lago", lago, quick, "parallel"),
+    ]
 
 
-def _validator(name: str, lives: list[list[str]], quick: bool) -> Row:
+def _validator(name: str, lives: list[list[str]], quick: bool, kind: str) -> Row:
     chart = load_chart(name)
     start = chart.initial_states[0]
     steps = sum(len(life) for life in lives)
@@ -114,7 +126,7 @@ def _validator(name: str, lives: list[list[str]], quick: bool) -> Row:
     t_dict = _best(run_dict, 5)
     t_naive = _best(run_naive, 1 if quick else 2)
     return {
-        "name": f"validator {name}: chart.next_state",
+        "name": f"validator {name} ({kind}): chart.next_state",
         "value": _rate(steps, t_chart),
         "unit": "steps/s",
         "peers": {
@@ -135,11 +147,10 @@ def _nested(chart: Any) -> list[Any]:
 
 
 def _plain_transitions(chart: Any) -> list[dict[str, Any]]:
-    finals = set(chart.final_states)
     return [
         {
             "trigger": t.trigger,
-            "source": [s for s in chart.states if s not in finals]
+            "source": list(chart.tree.non_final_leaves)
             if t.source == ["*"]
             else list(t.source),
             "dest": t.dest,
