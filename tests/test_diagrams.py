@@ -1417,10 +1417,10 @@ def test_the_example_exports_every_chart_in_every_format(tmp_path: Path) -> None
     assert {p.name for p in tmp_path.iterdir()} == want
 
 
-def test_the_readme_shows_the_real_stripe_diagram() -> None:
+def test_the_readme_shows_the_real_stripe_and_lago_diagrams() -> None:
     readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```mermaid\n(.*?)^```", readme, flags=re.DOTALL | re.MULTILINE)
-    assert blocks == [diagrams.to_mermaid(chart_of("stripe"))]
+    assert blocks == [diagrams.to_mermaid(chart_of(name)) for name in ("stripe", "lago")]
 
 
 def test_cli_draws_a_users_own_chart_from_chart_dir(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ read off it; Lago, the bundled parallel chart, has tests of its own (``test_lago
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,38 @@ def test_configurations_survive_the_cli_as_text(tmp_path: Path, chart: Chart) ->
     assert [(r["invoice_id"], r["state"], r["canonical"]) for r in rows] == [
         ("inv_1", FRESH, "open")
     ]
+
+
+def test_an_invoice_first_seen_takes_the_events_own_step_within_its_status(
+    eng: Engine,
+) -> None:
+    """A status can name less than a configuration ('finalized': which payment, which
+    overdue?); the event's own step says more, and is taken where it stays within it."""
+    late = eng.apply("par", _delivery(1, "overdue", status="finalized", late=True))
+    assert (late.status, late.to_state) == ("applied", "fin.pay.pending+fin.od.yes")
+    guarded = eng.apply("par", _delivery(2, "overdue", "inv_2", status="finalized", late=False))
+    assert (guarded.status, guarded.to_state) == ("applied", FRESH)  # its guard refused it
+    voided = eng.apply("par", _delivery(3, "voided", "inv_3", status="finalized"))
+    assert (voided.status, voided.to_state) == ("applied", FRESH)  # the provider's word wins
+
+
+def test_what_is_almost_a_configuration_is_refused_saying_why(chart: Chart) -> None:
+    with pytest.raises(UnknownState, match=r"'fin' is a state of chart 'par' but not a config"):
+        chart.configuration("fin")
+    with pytest.raises(UnknownState, match=r"as in 'fin\.pay\.done\+fin\.od\.no'"):
+        chart.configuration("fin.pay.done")
+    with pytest.raises(UnknownState, match=r"'void\+fin\.pay\.done' is not a configuration"):
+        chart.configuration("void+fin.pay.done")
+    with pytest.raises(UnknownState, match=r"it has two leaves of region 'fin\.pay'"):
+        chart.configuration("fin.pay.done+fin.pay.pending+fin.od.no")
+    with pytest.raises(TransitionNotAllowed, match=r"'fin\.pay\.pending' is a state of one"):
+        chart.next_state("fin.pay.pending", "pay")
+
+
+def test_loading_a_chart_logs_nothing_of_the_machine(caplog: pytest.LogCaptureFixture) -> None:
+    """transitions logs every state it enters at INFO: the questions a chart asks it on
+    loading are about no invoice, and would flood a server's log (serve logs at INFO)."""
+    with caplog.at_level(logging.INFO):
+        Chart(parse_chart(load_yaml(PARALLEL)))
+    assert [r for r in caplog.records if r.name.startswith("transitions")] == []
+    assert logging.getLogger("transitions").level == logging.NOTSET  # put back as it was

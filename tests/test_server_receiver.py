@@ -698,3 +698,24 @@ def test_an_unhealthy_answer_names_nothing_of_the_database(tmp_path: Path) -> No
     assert r.json() == {"status": "unavailable", "reason": "the database is unavailable"}
     assert "private-name" not in r.text
     receiver.close()
+
+
+def test_a_401_names_the_header_it_is_about(tmp_path: Path) -> None:
+    """Lago says how it signed in X-Lago-Signature-Algorithm: a chart checking hmac refuses a
+    jwt-signed delivery naming that header, not "the signature header" the sender did send."""
+    body = b'{"webhook_type":"invoice.voided","invoice":{"lago_id":"i","status":"voided"}}'
+    sent = {"X-Lago-Signature": "c2lnbmF0dXJl", "X-Lago-Signature-Algorithm": "jwt"}
+
+    async def reasons() -> list[str]:
+        app = create_app(tmp_path / "l.db", secrets={"lago": ["lago_demo_secret"]})
+        async with _client(app) as c:
+            out = []
+            for headers in (sent, {"X-Lago-Signature": "c2lnbmF0dXJl"}):
+                r = await c.post("/webhooks/lago", content=body, headers=headers)
+                assert r.status_code == 401, r.text
+                out.append(json.loads(r.text)["reason"])
+            return out
+
+    wrong, missing = asyncio.run(reasons())
+    assert wrong == "malformed_header: the X-Lago-Signature-Algorithm header can't be read"
+    assert missing == "missing_header: the X-Lago-Signature-Algorithm header is missing"

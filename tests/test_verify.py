@@ -702,13 +702,15 @@ def test_describe_signature_of_every_bundled_chart() -> None:
 
 def test_constant_time_comparison_everywhere() -> None:
     """No ``==`` between a secret-derived value and what was sent: every comparison goes
-    through hmac.compare_digest (the one place that compares is _schemes._matches)."""
+    through hmac.compare_digest (the one place that compares is _schemes.matches)."""
     runtime = Path(engine.__file__).parent / "runtime"
     schemes = (runtime / "_schemes.py").read_text(encoding="utf-8")
     verify = (runtime / "verify.py").read_text(encoding="utf-8")
+    jwt = (runtime / "_jwt.py").read_text(encoding="utf-8")
     assert schemes.count("compare_digest(") == 1
     assert "compare_digest(" not in verify
-    for source in (schemes, verify):
+    assert "compare_digest(" not in jwt
+    for source in (schemes, verify, jwt):
         for name in ("expected ==", "== expected", "digest() ==", "hexdigest() ==", "== given"):
             assert name not in source
 

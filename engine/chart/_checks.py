@@ -149,7 +149,8 @@ def _check_meaning(
         if ev.follow_status and (ev.status or spec.delivery.status) is None and not gaps.status:
             problem(loc, "follow_status needs delivery.status (or the event's own status)")
         region = ev.region
-        if region is not None and not gaps.names and tree.region_of_name(region) is None:
+        parent = tree.parent(region) if region is not None and region in tree else None
+        if region is not None and not gaps.names and not (parent and tree.node(parent).parallel):
             regions = [r for p in tree.parallel for r in tree.children(p)]
             problem(
                 f"{loc}.follow_status",

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Sequence
 
 from ..errors import UnknownState
 from ._machine import STAY, Answer, CandidateStep, Outcome
-from .configuration import Configuration
+from .configuration import SEPARATOR, Configuration
 from .tree import StateTree
 
-__all__ = ["Graph", "candidate_steps", "mixed_canonical", "scope_by_scope"]
+__all__ = ["Graph", "candidate_steps", "mixed_canonical", "not_a_configuration", "scope_by_scope"]
 
 
 def _moves(config: Configuration, answer: Answer) -> Iterable[Configuration]:
@@ -106,6 +106,20 @@ class Graph:
                     queue.append(there)
         self._reach: dict[Configuration, frozenset[Configuration]] = {}
 
+    def canonicals(self, tree: StateTree, configs: Sequence[Configuration]) -> dict[str, str]:
+        """Every configuration's canonical state, and each other state name's whose
+        configurations all share one (``open`` for ChargeOver's ``open``)."""
+        out: dict[str, str] = {}
+        for config in configs:
+            canonical = tree.canonical_of(config)
+            if canonical is not None:
+                out[config] = canonical
+        for name in self.scopes:
+            shared = {out.get(c) for c in tree.configurations_within(name)}
+            if len(shared) == 1 and (canonical := next(iter(shared))) is not None:
+                out[name] = canonical
+        return out
+
     def reachable(self, start: Configuration) -> frozenset[Configuration]:
         """Every configuration reachable from ``start`` (itself included), found once."""
         found = self._reach.get(start)
@@ -162,10 +176,42 @@ def scope_by_scope(
         ]
         ways.append(f"{c} → {', else '.join(moves) or 'refused'}")
     more = f"; and {len(inside) - 8} more" if len(inside) > 8 else ""
+    what = "a compound state" if state in tree.compound else "a state of one region"
     return (
-        f"{state!r} is a compound state and its configurations differ: "
+        f"{state!r} is {what} and the configurations within it differ: "
         f"{'; '.join(ways)}{more}; ask with the one the invoice is in"
     )
+
+
+def not_a_configuration(
+    chart: str, tree: StateTree, text: str, states: Sequence[str]
+) -> UnknownState:
+    """The error for ``text`` that is no configuration: an :class:`UnknownState` that says
+    why when the names are the chart's (a state that is not a whole configuration; leaves
+    that miss a region, or have two in one)."""
+    err = UnknownState(chart, text, states)
+    leaves = text.split(SEPARATOR)
+    if text in tree:
+        why = (
+            f"{text!r} is a state of chart {chart!r} but not a configuration: an invoice is in "
+            f"one leaf of each region of a parallel state, as in {str(tree.enter(text))!r}"
+        )
+    elif all(leaf in tree and tree.node(leaf).leaf for leaf in leaves):
+        regions = [tree.region_of(leaf) for leaf in leaves]
+        twice = sorted({r for r in regions if r is not None and regions.count(r) > 1})
+        within = next((leaf for leaf in leaves if tree.region_of(leaf) is not None), leaves[0])
+        missing = [r for r in map(tree.region_of, tree.enter(within).leaves) if r not in regions]
+        said = f"two leaves of region {twice[0]!r}" if twice else ""
+        said = said or (
+            f"no leaf of region {missing[0]!r}"
+            if missing
+            else "leaves that are never active together"
+        )
+        why = f"{text!r} is not a configuration of chart {chart!r}: it has {said}"
+    else:
+        return err
+    err.args = (why,)
+    return err
 
 
 def mixed_canonical(

@@ -17,8 +17,10 @@ reports a guard it asks that was not foreseen (:class:`~engine.chart.expr.GuardN
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from itertools import product
 from typing import Any, Final, NamedTuple
@@ -40,6 +42,7 @@ __all__ = [
     "dot_machine",
     "guard_of",
     "machine_states",
+    "quiet",
 ]
 
 #: The most guards one question may meet for its answers to be found when the chart loads
@@ -135,6 +138,20 @@ def guard_of(condition: Condition) -> Guard:
     return func
 
 
+@contextmanager
+def quiet() -> Iterator[None]:
+    """``transitions`` logs every state it enters and leaves at INFO: asking it a chart's
+    questions would flood a server's log (and slow the asking) with lines about no invoice."""
+    log = logging.getLogger("transitions")
+    before = log.level
+    if log.getEffectiveLevel() < logging.WARNING:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 class _Scratch:
     """The one model the machine is fired on to learn its answers (never an invoice)."""
 
@@ -178,6 +195,19 @@ class Explorer:
                 outcomes[values] = got  # type: ignore[assignment]
         return Answer(conditions, outcomes)
 
+    def answer_all(
+        self, configs: Sequence[Configuration], triggers: Sequence[str]
+    ) -> dict[tuple[str, str], Answer]:
+        """:meth:`answer` for every (configuration, trigger), the illegal ones left out."""
+        answers: dict[tuple[str, str], Answer] = {}
+        with quiet():
+            for config in configs:
+                for trigger in triggers:
+                    found = self.answer(config, trigger)
+                    if found is not None:
+                        answers[(config, trigger)] = found
+        return answers
+
     def outcome(
         self, config: Configuration, trigger: str, answer: Answer, key: tuple[bool, ...]
     ) -> Outcome:
@@ -187,7 +217,8 @@ class Explorer:
             found = answer.outcomes.get(key, _ILLEGAL)
             if found is _ILLEGAL:
                 guards = [guard_of(c) for c in answer.conditions]
-                found = self.fire(config, trigger, dict(zip(guards, key, strict=True)))
+                with quiet():
+                    found = self.fire(config, trigger, dict(zip(guards, key, strict=True)))
                 if found is _ILLEGAL:  # it had transitions when the chart loaded
                     raise self._crash(config, trigger, "the trigger stopped being legal")
                 answer.outcomes[key] = found  # type: ignore[assignment]

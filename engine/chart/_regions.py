@@ -20,15 +20,20 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_CONFIGURATIONS",
     "configurations",
+    "enter_towards",
+    "entered_states",
     "in_parallel",
+    "outermost_parallel",
     "region_problems",
     "rule_canonicals",
     "ruled",
 ]
 
 #: The most configurations a chart may have (parallel regions multiply): beyond it a chart is
-#: refused rather than compiled for minutes.
-MAX_CONFIGURATIONS = 10_000
+#: refused rather than loaded for minutes. Loading asks the machine every (configuration,
+#: trigger) question, about half a millisecond each inside ``transitions``: 1,000
+#: configurations of a ten-trigger chart load in a few seconds.
+MAX_CONFIGURATIONS = 1_000
 
 Problem = Callable[[str, str], None]
 
@@ -47,6 +52,8 @@ def region_problems(s: StateSpec, loc: str, inside: bool, problem: Problem) -> N
     """The rules of parallel states for one state as the chart writes it (at ``loc``;
     ``inside``: in a parallel state): regions are compound states, a parallel state has no
     ``initial``, and nothing inside one is final or has a canonical state of its own."""
+    if s.name.startswith("\0"):  # a name that couldn't be read: said where it is written
+        return
     if inside and s.canonical is not None:
         problem(
             f"{loc}.canonical",
@@ -112,7 +119,8 @@ def configurations(
             problem(
                 node.location,
                 f"parallel state {name!r} has {count:,} configurations (its regions' states "
-                f"multiplied); at most {MAX_CONFIGURATIONS:,} are supported",
+                f"multiplied); at most {MAX_CONFIGURATIONS:,} are supported (loading asks the "
+                "machine about each one): split the chart, or make fewer states independent",
             )
             return [tuple(r[0][0] for r in regions)]
         return [tuple(leaf for part in combo for leaf in part) for combo in product(*regions)]
@@ -184,3 +192,57 @@ def _first_rule(
         ):
             return rule.canonical
     return None
+
+
+def outermost_parallel(nodes: Mapping[str, StateNode], name: str) -> str | None:
+    found = None
+    scope: str | None = name
+    while scope is not None:
+        if nodes[scope].parallel:
+            found = scope
+        scope = nodes[scope].parent
+    return found
+
+
+def entered_states(nodes: Mapping[str, StateNode]) -> dict[str, Configuration]:
+    """The configuration entering each state gives: initial children down to a leaf, every
+    region of a parallel state, and, for a state inside a parallel state, the other regions'
+    defaults (Lago's ``finalized.payment.failed``: overdue no, dispute none)."""
+    # Children come after their parent in chart order: backwards, a compound state's initial
+    # child already knows what it enters.
+    entered: dict[str, Configuration] = {}
+    for name, node in reversed(list(nodes.items())):
+        if node.parallel:
+            entered[name] = Configuration.of(
+                leaf for region in node.children for leaf in entered[region].leaves
+            )
+        elif node.initial_child is None:
+            entered[name] = Configuration(name)
+        else:
+            entered[name] = entered[node.initial_child]
+    defaults = dict(entered)  # what each state enters on its own, read while replacing
+    for name in nodes:
+        outer = outermost_parallel(nodes, name)
+        if outer is not None and outer != name:
+            entered[name] = enter_towards(nodes, defaults, outer, name)
+    return entered
+
+
+def enter_towards(
+    nodes: Mapping[str, StateNode], entered: Mapping[str, Configuration], scope: str, target: str
+) -> Configuration:
+    """The configuration entering ``scope`` gives when ``target`` (inside it) must be active:
+    the regions on the way to it enter towards it, every other region its default."""
+    if scope == target or not nodes[scope].children:
+        return entered[target]
+    node = nodes[scope]
+    on_way = next(c for c in node.children if target == c or target.startswith(c + "."))
+    if not node.parallel:
+        return enter_towards(nodes, entered, on_way, target)
+    return Configuration.of(
+        leaf
+        for region in node.children
+        for leaf in (
+            enter_towards(nodes, entered, region, target) if region == on_way else entered[region]
+        ).leaves
+    )

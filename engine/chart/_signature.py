@@ -2,9 +2,8 @@
 
 The block names a *scheme* and says where its parts are — the header, what is signed, how the
 signature is written, how far a signed timestamp may be from now — and never a secret: secrets
-come at run time (:class:`engine.Secrets`: ``INVOICE_ENGINE_SECRET_<PROVIDER>`` or a secrets
-file), so a chart can be published, diffed and reviewed. :func:`engine.verify_signature`
-checks a delivery against it.
+come at run time (:class:`engine.Secrets`), so a chart can be published, diffed and reviewed.
+:func:`engine.verify_signature` checks a delivery against it.
 
 Five schemes cover the bundled providers and the common shapes of the others:
 
@@ -27,9 +26,8 @@ Five schemes cover the bundled providers and the common shapes of the others:
   […]``, an HMAC-SHA256 of ``"{id}.{timestamp}.{body}"`` keyed by the base64-decoded secret
   (after its ``whsec_`` prefix).
 
-``hmac`` and ``jwt`` can also ``expect`` headers to hold fixed values: Lago sends
-``X-Lago-Signature-Algorithm: hmac`` or ``jwt`` with every delivery, so a chart that checks one
-way fails a delivery signed the other way by saying so, not as a mysterious bad signature.
+``hmac`` and ``jwt`` can ``expect`` headers to hold fixed values (Lago's
+``X-Lago-Signature-Algorithm``): a delivery signed the other way fails saying so.
 
 What a scheme signs decides where a chart may read a delivery's identity from: an event id (or
 an idempotency key) read from a header the signature does not cover can be changed by anyone

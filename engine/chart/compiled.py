@@ -28,10 +28,15 @@ from typing import Any
 from transitions import Machine
 
 from ..errors import ChartError, TransitionNotAllowed, UnknownState, UnknownTrigger
-from ._graph import Graph, candidate_steps, mixed_canonical, scope_by_scope
+from ._graph import (
+    Graph,
+    candidate_steps,
+    mixed_canonical,
+    not_a_configuration,
+    scope_by_scope,
+)
 from ._machine import (
     STAY,
-    Answer,
     CandidateStep,
     Explorer,
     dot_machine,
@@ -102,25 +107,12 @@ class Chart:
         self.triggers: list[str] = list(dict.fromkeys(t.trigger for t in spec.transitions))
         self.machine = self._build_machine()
         self._explorer = Explorer(self.machine, tree, self._source)
-        answers: dict[tuple[str, str], Answer] = {}
-        for config in self.states:
-            for trigger in self.triggers:
-                found = self._explorer.answer(config, trigger)
-                if found is not None:
-                    answers[(config, trigger)] = found
+        answers = self._explorer.answer_all(self.states, self.triggers)
         self._graph = Graph(tree, self.states, self.triggers, answers, self.initial_states)
         graph = self._graph
         self._answers, self._fast, self._allowed = graph.answers, graph.fast, graph.allowed
         self._final = frozenset(self.final_states) | graph.final_scopes
-        self._canonical: dict[str, str] = {}
-        for config in self.states:
-            canonical = tree.canonical_of(config)
-            if canonical is not None:
-                self._canonical[config] = canonical
-        for name in graph.scopes:
-            shared = {self._canonical.get(c) for c in tree.configurations_within(name)}
-            if len(shared) == 1 and (canonical := next(iter(shared))) is not None:
-                self._canonical[name] = canonical
+        self._canonical = graph.canonicals(tree, self.states)
         self._status_map: dict[str, str] = {leaf: leaf for leaf in tree.leaves} | dict(
             spec.delivery.statuses
         )
@@ -175,7 +167,7 @@ class Chart:
         """
         found = self._tree.configuration(state)
         if found is None:
-            raise UnknownState(self.name, state, self.states)
+            raise not_a_configuration(self.name, self._tree, state, self.states)
         return found
 
     def next_state(self, state: str, trigger: str, payload: Any = None) -> Configuration:

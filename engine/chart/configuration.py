@@ -30,6 +30,14 @@ class Configuration(str):
 
     __slots__ = ()
 
+    def __new__(cls, text: str) -> Configuration:
+        if not isinstance(text, str):  # str() of a list would make a "configuration" of it
+            raise TypeError(
+                f"a configuration is text, its leaves joined by '+'; got {text!r} (for a list "
+                "of leaves, use Configuration.of)"
+            )
+        return super().__new__(cls, text)
+
     @classmethod
     def of(cls, leaves: Iterable[str]) -> Configuration:
         """The configuration of ``leaves``, in the order given (a chart's are in chart order)."""

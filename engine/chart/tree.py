@@ -39,6 +39,7 @@ from ._messages import unknown
 from ._regions import (
     MAX_CONFIGURATIONS,
     configurations,
+    entered_states,
     in_parallel,
     region_problems,
     rule_canonicals,
@@ -171,10 +172,15 @@ class StateTree:
                 canonical = own_canonical or inherited
                 if not s.states:
                     if canonical is None and require_canonical and not ruled(nodes, parent):
+                        where = (
+                            "on the parallel state it is in, or a table of rules there"
+                            if in_parallel(nodes, parent)
+                            else "here or on its parent"
+                        )
                         problem(
                             loc,
                             f"state {s.name!r} has no canonical lifecycle state: add canonical: "
-                            f"one of {', '.join(CANONICAL_STATES)} (here or on its parent)",
+                            f"one of {', '.join(CANONICAL_STATES)} ({where})",
                         )
                     if s.initial is not None:
                         problem(
@@ -227,26 +233,7 @@ class StateTree:
                 scope = nodes[scope].parent
         self._leaves_under: dict[str, tuple[str, ...]] = {leaf: (leaf,) for leaf in leaves}
         self._leaves_under.update((name, tuple(found)) for name, found in under.items())
-        # Children come after their parent in chart order: backwards, a compound state's
-        # initial child already knows the leaf it enters.
-        entered: dict[str, Configuration] = {}
-        for name, node in reversed(nodes.items()):
-            if node.parallel:
-                entered[name] = Configuration.of(
-                    leaf for region in node.children for leaf in entered[region].leaves
-                )
-            elif node.initial_child is None:
-                entered[name] = Configuration(name)
-            else:
-                entered[name] = entered[node.initial_child]
-        # A state inside a parallel state is entered with the other regions' defaults
-        # (Lago's finalized.payment.failed: overdue no, dispute none).
-        defaults = dict(entered)  # what each state enters on its own, read while replacing
-        for name in nodes:
-            outer = _outermost_parallel(nodes, name)
-            if outer is not None and outer != name:
-                entered[name] = _enter_towards(nodes, defaults, outer, name)
-        self._entered = entered
+        self._entered = entered_states(nodes)
 
     # --------------------------------------------------------------------------- reading
 
@@ -359,12 +346,10 @@ class StateTree:
             scope = parent
         return None
 
-    def region_of_name(self, name: str) -> str | None:
-        """``name`` if it is a region (a child of a parallel state), else ``None``."""
-        node = self._nodes.get(name)
-        if node is None or node.parent is None or not self._nodes[node.parent].parallel:
-            return None
-        return name
+    def inside(self, name: str) -> tuple[str, ...]:
+        """The states nested in ``name``, named relative to it (``succeeded`` in
+        ``finalized.payment``), in chart order."""
+        return tuple(n[len(name) + 1 :] for n in self._nodes if n.startswith(name + "."))
 
     def leaves_under(self, name: str) -> tuple[str, ...]:
         """The leaves inside ``name`` (itself, for a leaf), in chart order."""
@@ -400,33 +385,3 @@ class StateTree:
 
     def __repr__(self) -> str:
         return f"<StateTree: {len(self._nodes)} states, {len(self._leaves)} leaves>"
-
-
-def _outermost_parallel(nodes: Mapping[str, StateNode], name: str) -> str | None:
-    found = None
-    scope: str | None = name
-    while scope is not None:
-        if nodes[scope].parallel:
-            found = scope
-        scope = nodes[scope].parent
-    return found
-
-
-def _enter_towards(
-    nodes: Mapping[str, StateNode], entered: Mapping[str, Configuration], scope: str, target: str
-) -> Configuration:
-    """The configuration entering ``scope`` gives when ``target`` (inside it) must be active:
-    the regions on the way to it enter towards it, every other region its default."""
-    if scope == target or not nodes[scope].children:
-        return entered[target]
-    node = nodes[scope]
-    on_way = next(c for c in node.children if target == c or target.startswith(c + "."))
-    if not node.parallel:
-        return _enter_towards(nodes, entered, on_way, target)
-    return Configuration.of(
-        leaf
-        for region in node.children
-        for leaf in (
-            _enter_towards(nodes, entered, region, target) if region == on_way else entered[region]
-        ).leaves
-    )

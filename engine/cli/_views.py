@@ -39,8 +39,10 @@ _COUNT = click.IntRange(min=1, max=2**63 - 1)  # what a database integer holds
 @click.option(
     "--state",
     callback=valid_text,
-    help="Only invoices in this state of the chart: a leaf (paid), or a compound state "
-    "(ChargeOver's open) for every state inside it.",
+    help="Only invoices in this state of the chart: a leaf (paid), a configuration "
+    "(finalized.payment.failed+finalized.overdue.yes+finalized.dispute.none, its leaves in any "
+    "order), or a state with every configuration inside it: a compound state (ChargeOver's "
+    "open), a parallel state or one region's state (Lago's finalized.overdue.yes).",
 )
 @click.option(
     "--canonical",

@@ -71,7 +71,7 @@ def _first_sight(chart: Chart, spec: EventSpec, event: Event, on_unknown: OnUnkn
         return Decision(
             "applied",
             None,
-            chart.tree.enter(event.status_state),
+            _adopted(chart, spec, event, event.status_state),
             trigger=spec.trigger,
             adopted=True,
             reason=f"first seen through {event.event_type}; adopted its status {event.status!r}",
@@ -85,6 +85,23 @@ def _first_sight(chart: Chart, spec: EventSpec, event: Event, on_unknown: OnUnkn
         retryable=True,
         reason=f"invoice not seen before and {event.event_type} does not create it ({why})",
     )
+
+
+def _adopted(chart: Chart, spec: EventSpec, event: Event, status: str) -> str:
+    """The configuration an invoice first seen through ``event`` is adopted in: the one its
+    status enters, then the event's own step where that stays within the status. A status
+    can name less than a whole configuration (Lago's ``finalized``: which payment, overdue,
+    dispute?); the event's own step is evidence for the rest (``invoice.payment_overdue``
+    makes it overdue). A step that would leave the status is not taken: the provider's word
+    on the state after the event wins."""
+    born = chart.tree.enter(status)
+    if spec.trigger is None:
+        return born
+    try:
+        after = chart.next_state(born, spec.trigger, event.payload)
+    except TransitionNotAllowed:
+        return born
+    return after if after.within(status) else born
 
 
 def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown) -> Decision:

@@ -290,9 +290,11 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
             status = _text(status_at, raw_status, "status")
             status_state = chart.state_for_status(status, spec.region)
             if status_state is None:
+                region = spec.region  # a region's statuses are its states, in chart order
+                names = sorted(chart.statuses) if region is None else chart.tree.inside(region)
                 raise DeliveryError(
                     f"unknown status {status!r} at {status_at}; statuses are: "
-                    f"{_statuses(chart, spec.region)}",
+                    f"{', '.join(names[:15])}",
                     str(status_at),
                     status,
                 )
@@ -314,14 +316,6 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
         occurred_at=_time(chart, payload, hdrs, now),
         payload=payload,
     )
-
-
-def _statuses(chart: Chart, region: str | None) -> str:
-    """The status values ``chart`` understands (in ``region``: its states, relative to it)."""
-    if region is None:
-        return ", ".join(sorted(chart.statuses)[:15])
-    inside = [n[len(region) + 1 :] for n in chart.tree.names if n.startswith(region + ".")]
-    return ", ".join(inside[:15])
 
 
 @dataclass(frozen=True, slots=True)

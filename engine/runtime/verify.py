@@ -38,15 +38,14 @@ from ..chart._signature import (
 from ..chart.compiled import Chart
 from ..chart.load import load_chart
 from ._clock import utc_now
+from ._jwt import check_jwt, jwt_key
 from ._schemes import (
     Check,
     bad_secret,
     check_hmac,
-    check_jwt,
     check_shared,
     check_standard,
     check_stripe,
-    jwt_key,
     standard_key,
 )
 from ._secrets import Secrets, SecretsLike, env_name, secrets_for

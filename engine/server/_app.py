@@ -100,11 +100,11 @@ class _Refusal(Exception):
         self.detail = detail or reason
 
 
-#: What a refused sender is told about its signature: the reason, never how many secrets
-#: there are or what was expected (the full message goes to the log).
+#: What a refused sender is told about its signature: the reason and the header it is about,
+#: never how many secrets there are or what was expected (the full message goes to the log).
 _SIGNATURE_ANSWERS = {
-    "missing_header": "the signature header is missing",
-    "malformed_header": "the signature header can't be read",
+    "missing_header": "the {header} header is missing",
+    "malformed_header": "the {header} header can't be read",
     "no_match": "no signature matched",
     "timestamp_outside_tolerance": "the signed timestamp is outside the tolerance",
 }
@@ -216,6 +216,7 @@ class Receiver:
             except SignatureError as exc:
                 self.counts.signature_failure(provider, exc.reason)
                 answer = _SIGNATURE_ANSWERS.get(exc.reason, "the delivery can't be verified")
+                answer = answer.format(header=exc.header or "signature")
                 raise _Refusal(
                     401, "signature", f"{exc.reason}: {answer}", detail=str(exc)
                 ) from None
