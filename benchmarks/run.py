@@ -150,9 +150,7 @@ def _plain_transitions(chart: Any) -> list[dict[str, Any]]:
     return [
         {
             "trigger": t.trigger,
-            "source": list(chart.tree.non_final_leaves)
-            if t.source == ["*"]
-            else list(t.source),
+            "source": list(chart.tree.non_final_leaves) if t.source == ["*"] else list(t.source),
             "dest": t.dest,
         }
         for t in chart.spec.transitions

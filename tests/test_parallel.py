@@ -282,3 +282,77 @@ def test_loading_a_chart_logs_nothing_of_the_machine(caplog: pytest.LogCaptureFi
         Chart(parse_chart(load_yaml(PARALLEL)))
     assert [r for r in caplog.records if r.name.startswith("transitions")] == []
     assert logging.getLogger("transitions").level == logging.NOTSET  # put back as it was
+
+
+# ------------------------------------------------------------------------- what it refuses
+
+
+def _guarded(n: int) -> str:
+    """The chart with ``n`` guards that one question (``go`` from ``draft``) could meet."""
+    steps = "".join(
+        f"  - {{trigger: go, source: draft, dest: void, guard: '$.g{i} == 1'}}\n" for i in range(n)
+    )
+    return PARALLEL.replace("transitions:\n", "transitions:\n" + steps, 1).replace(
+        "  created: {create: true}", "  created: {create: true}\n  went: go"
+    )
+
+
+def test_a_question_meets_at_most_eight_guards() -> None:
+    """Every combination of a question's guards is asked of the machine on loading."""
+    assert Chart(parse_chart(load_yaml(_guarded(8)))).next_state("draft", "go", {"g7": 1}) == "void"
+    with pytest.raises(
+        engine.ChartError, match=r"'go' from 'draft' could meet 9 guards; at most 8"
+    ):
+        Chart(parse_chart(load_yaml(_guarded(9))))
+
+
+def test_the_machine_is_fired_a_bounded_number_of_times_on_loading(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.chart import _machine
+
+    monkeypatch.setattr(_machine, "MAX_FIRINGS", 20)
+    with pytest.raises(
+        engine.ChartError, match=r"would fire its machine 3[0-9] times .* at most 20"
+    ):
+        Chart(parse_chart(load_yaml(PARALLEL)))
+
+
+def test_follow_status_is_true_or_a_region_never_a_yaml_word() -> None:
+    with pytest.raises(
+        engine.ChartError, match=r"follow_status is true, or a region's name; got 'yes'"
+    ):
+        parse_chart(load_yaml(PARALLEL.replace("follow_status: fin.pay,", "follow_status: 'yes',")))
+
+
+def test_a_region_is_followed_by_the_step_that_changes_least() -> None:
+    """Two triggers reach payment 'done'; the one that also makes the invoice overdue comes
+    first in the chart, but the provider only said the payment is done."""
+    both = "  - {trigger: settle, source: fin.pay.pending, dest: fin.pay.done}\n"
+    both += "  - {trigger: settle, source: fin.od.no, dest: fin.od.yes}\n"
+    text = PARALLEL.replace("transitions:\n", "transitions:\n" + both, 1)
+    text += "lint_exceptions:\n  - {rule: several-regions, target: settle in fin, why: a test}\n"
+    chart = Chart(parse_chart(load_yaml(text)))
+    with Engine(":memory:", charts={"par": chart}) as e:
+        e.apply("par", _delivery(1, "created", status="draft"))
+        e.apply("par", _delivery(2, "finalized", status="finalized"))
+        out = e.apply("par", _delivery(3, "paid", pay_status="done"))
+    assert (out.trigger, out.to_state) == ("pay", PAID)
+
+
+def test_a_create_without_a_status_is_born_in_the_first_initial_configuration() -> None:
+    text = PARALLEL.replace("initial: draft", "initial: [fin, draft]", 1)
+    with Engine(":memory:", charts={"par": Chart(parse_chart(load_yaml(text)))}) as e:
+        out = e.apply("par", {"id": "evt_1", "type": "created", "inv": "inv_1"})
+    assert (out.status, out.to_state) == ("applied", FRESH)
+
+
+def test_sibling_leaves_missing_a_canonical_state_are_each_placed() -> None:
+    text = PARALLEL.replace("      - {canonical: open}\n", "")
+    text = text.replace(
+        "  - {name: draft, canonical: draft}", "  - {name: draft}\n  - {name: late}"
+    )
+    with pytest.raises(engine.ChartError) as info:
+        parse_chart(load_yaml(text))
+    where = [p.location for p in info.value.problems]
+    assert where[:2] == ["states[0]", "states[1]"], where

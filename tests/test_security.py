@@ -280,6 +280,7 @@ def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
         "Authorization": "Bearer TOKEN2",
         "Idempotency-Key": "idem-3",  # not read by the chart: an identifier by its name
         "X-Api-Key": "key-6",  # not read by the chart: a credential by its name
+        "X-Secret-Unique-Key": "s-7",  # an identifier's ending, but it says secret
         "Set-Cookie": "s=4",
         "X-Client-Password": "pw5",
         "Content-Type": "application/json",
@@ -295,6 +296,7 @@ def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
         "authorization": "[redacted]",
         "idempotency-key": "idem-3",
         "x-api-key": "[redacted]",
+        "x-secret-unique-key": "[redacted]",
         "set-cookie": "[redacted]",
         "x-client-password": "[redacted]",
         "content-type": "application/json",

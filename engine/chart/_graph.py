@@ -222,7 +222,8 @@ def mixed_canonical(
     err = UnknownState(chart, state, states)
     each = ", ".join(f"{c}: {canonical.get(c)}" for c in tree.configurations_within(state)[:8])
     err.args = (  # the class's own message would call the state unknown
-        f"{state!r} is a compound state of chart {chart!r} whose configurations have "
-        f"different canonical states ({each}); ask with the configuration the invoice is in",
+        f"{state!r} is a {'compound state' if state in tree.compound else 'state'} of chart "
+        f"{chart!r} whose configurations have different canonical states ({each}); ask with "
+        "the configuration the invoice is in",
     )
     return err

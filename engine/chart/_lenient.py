@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from ._fields import Names
 from ._signature import SignatureSpec
 from .expr import Locator
 from .spec import _NAME as _STATE_NAME
@@ -22,7 +23,6 @@ from .spec import (
     DeliveryMap,
     EventSpec,
     LintException,
-    Names,
     StateSpec,
     TransitionSpec,
 )

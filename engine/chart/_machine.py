@@ -18,7 +18,6 @@ reports a guard it asks that was not foreseen (:class:`~engine.chart.expr.GuardN
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -34,6 +33,8 @@ from .expr import Assumed, Guard
 from .tree import StateTree
 
 __all__ = [
+    "MAX_FIRINGS",
+    "MAX_GUARDS",
     "STAY",
     "Answer",
     "CandidateStep",
@@ -45,9 +46,11 @@ __all__ = [
     "quiet",
 ]
 
-#: The most guards one question may meet for its answers to be found when the chart loads
-#: (2**n firings); a question with more is asked of the machine on first use instead.
-_EAGER_GUARDS = 8
+#: The most guards one (configuration, trigger) question may meet: the machine is asked for
+#: every combination of their outcomes when the chart loads (2**n firings).
+MAX_GUARDS = 8
+#: The most times loading a chart may fire its machine (about half a millisecond each).
+MAX_FIRINGS = 20_000
 
 
 class _Stay:
@@ -173,56 +176,58 @@ class Explorer:
         self._source = source
         self._model = _Scratch()
         machine.add_model(self._model)
-        self._lock = threading.Lock()
         self._ancestors = {c: _scopes(tree, c.leaves) for c in tree.configurations}
 
-    def answer(self, config: Configuration, trigger: str) -> Answer | None:
-        """What the machine does for ``trigger`` in ``config``: ``None`` when the trigger is
-        not legal there at all; the answers for every outcome of the guards it could meet
-        when there are at most a few of them (otherwise those outcomes are asked on first use,
-        by :meth:`outcome`)."""
-        conditions = self._conditions(config, trigger)
-        if not conditions:
-            first = self.fire(config, trigger, {})
-            return None if first is _ILLEGAL else Answer((), {(): first})  # type: ignore[dict-item]
+    def answer(
+        self, config: Configuration, trigger: str, conditions: tuple[Condition, ...]
+    ) -> Answer | None:
+        """What the machine does for ``trigger`` in ``config``, for every outcome of the
+        guards it could meet (``conditions``); ``None`` when the trigger is not legal there."""
+        guards = [guard_of(c) for c in conditions]
         outcomes: dict[tuple[bool, ...], Outcome] = {}
-        if len(conditions) <= _EAGER_GUARDS:
-            guards = [guard_of(c) for c in conditions]
-            for values in product((True, False), repeat=len(conditions)):
-                got = self.fire(config, trigger, dict(zip(guards, values, strict=True)))
-                if got is _ILLEGAL:
-                    return None
-                outcomes[values] = got  # type: ignore[assignment]
+        for values in product((True, False), repeat=len(conditions)):
+            got = self.fire(config, trigger, dict(zip(guards, values, strict=True)))
+            if got is _ILLEGAL:
+                return None
+            outcomes[values] = got  # type: ignore[assignment]
         return Answer(conditions, outcomes)
 
     def answer_all(
         self, configs: Sequence[Configuration], triggers: Sequence[str]
     ) -> dict[tuple[str, str], Answer]:
-        """:meth:`answer` for every (configuration, trigger), the illegal ones left out."""
+        """:meth:`answer` for every (configuration, trigger), the illegal ones left out.
+
+        Raises:
+            ChartError: a question could meet more than :data:`MAX_GUARDS` guards, or the
+                questions need more than :data:`MAX_FIRINGS` firings in all.
+        """
+        questions = [(c, t, self._conditions(c, t)) for c in configs for t in triggers]
+        for config, trigger, conditions in questions:
+            if len(conditions) > MAX_GUARDS:
+                raise ChartError(
+                    self._source,
+                    "transitions",
+                    f"{trigger!r} from {config!r} could meet {len(conditions)} guards; at most "
+                    f"{MAX_GUARDS} are supported (every combination is asked of the machine "
+                    "when the chart loads)",
+                )
+        firings = sum(2 ** len(conditions) for _, _, conditions in questions)
+        if firings > MAX_FIRINGS:
+            raise ChartError(
+                self._source,
+                "states",
+                f"loading the chart would fire its machine {firings:,} times ({len(configs):,} "
+                f"configurations x {len(triggers)} triggers, and each combination of guards); "
+                f"at most {MAX_FIRINGS:,} (about half a millisecond each) are supported: make "
+                "fewer states independent, or split the chart",
+            )
         answers: dict[tuple[str, str], Answer] = {}
         with quiet():
-            for config in configs:
-                for trigger in triggers:
-                    found = self.answer(config, trigger)
-                    if found is not None:
-                        answers[(config, trigger)] = found
+            for config, trigger, conditions in questions:
+                found = self.answer(config, trigger, conditions)
+                if found is not None:
+                    answers[(config, trigger)] = found
         return answers
-
-    def outcome(
-        self, config: Configuration, trigger: str, answer: Answer, key: tuple[bool, ...]
-    ) -> Outcome:
-        """The machine's answer for one outcome of the guards, asked now and remembered (for
-        a question with more guards than are asked when the chart loads)."""
-        with self._lock:
-            found = answer.outcomes.get(key, _ILLEGAL)
-            if found is _ILLEGAL:
-                guards = [guard_of(c) for c in answer.conditions]
-                with quiet():
-                    found = self.fire(config, trigger, dict(zip(guards, key, strict=True)))
-                if found is _ILLEGAL:  # it had transitions when the chart loaded
-                    raise self._crash(config, trigger, "the trigger stopped being legal")
-                answer.outcomes[key] = found  # type: ignore[assignment]
-            return found  # type: ignore[return-value]
 
     def _conditions(self, config: Configuration, trigger: str) -> tuple[Condition, ...]:
         """The machine's conditions on ``trigger``'s transitions from an active state or one

@@ -49,9 +49,6 @@ from .tree import StateTree
 
 __all__ = ["CandidateStep", "Chart"]
 
-#: ``Answer.outcomes``' default: an outcome of the guards not asked of the machine yet.
-_UNASKED = object()
-
 
 class Chart:
     """One provider's lifecycle: the validator API over a shared ``transitions`` machine.
@@ -106,8 +103,7 @@ class Chart:
         self.has_guards = any(t.guard is not None for t in spec.transitions)
         self.triggers: list[str] = list(dict.fromkeys(t.trigger for t in spec.transitions))
         self.machine = self._build_machine()
-        self._explorer = Explorer(self.machine, tree, self._source)
-        answers = self._explorer.answer_all(self.states, self.triggers)
+        answers = Explorer(self.machine, tree, self._source).answer_all(self.states, self.triggers)
         self._graph = Graph(tree, self.states, self.triggers, answers, self.initial_states)
         graph = self._graph
         self._answers, self._fast, self._allowed = graph.answers, graph.fast, graph.allowed
@@ -211,15 +207,15 @@ class Chart:
             )
             raise TransitionNotAllowed(state, trigger, self._allowed[state], why)
         key = tuple(guard_of(c)(payload) == c.target for c in answer.conditions)
-        outcome = answer.outcomes.get(key, _UNASKED)
-        if outcome is _UNASKED:
-            config = self._tree.configuration(state) or Configuration(state)
-            outcome = self._explorer.outcome(config, trigger, answer, key)
+        outcome = answer.outcomes[key]  # the machine was asked every combination on loading
         if outcome is STAY:
             return self._tree.configuration(state) or Configuration(state)
         if isinstance(outcome, Configuration):
             return outcome
-        guards = "; ".join(f"{c.func} is false" for c in answer.conditions)
+        guards = "; ".join(
+            f"{c.func} is {'true' if held else 'false'}"
+            for c, held in zip(answer.conditions, key, strict=True)
+        )
         raise TransitionNotAllowed(state, trigger, self._allowed[state], guards)
 
     def may(self, state: str, trigger: str, payload: Any = None) -> bool:

@@ -15,18 +15,25 @@ from pydantic import (
     ConfigDict,
     Field,
     GetJsonSchemaHandler,
-    PlainSerializer,
-    Strict,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from ._fields import (
+    LOCATOR_SCHEMA,
+    Bool,
+    GuardField,
+    LocatorField,
+    Names,
+    as_list,
+    one_or_many,
+    single_value,
+)
 from ._signature import SignatureSpec
 from ._time_format import NUMERIC_TIME_FORMATS, TIME_FORMATS, check_time_format
-from .expr import Guard, Locator
+from .expr import Locator
 
 __all__ = [
     "CANONICAL_STATES",
@@ -53,79 +60,8 @@ PROVIDER_NAME = r"^[a-z][a-z0-9_]*$"
 _NAME = re.compile(r"^[^.+\s][^.+]*$")
 
 
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, str) else value
-
-
-def _to_locator(value: Any) -> Any:
-    if isinstance(value, Locator):
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"a locator is a string like '$.data.id' or 'header:X-Id', got {value!r}")
-    return Locator.parse(value)
-
-
-def _to_guard(value: Any) -> Any:
-    if isinstance(value, Guard) or value is None:
-        return value
-    if not isinstance(value, str):
-        raise ValueError(f"a guard is a string like '$.amountDue == 0', got {value!r}")
-    try:
-        return Guard.parse(value)
-    except ValueError as exc:
-        if value in str(exc):
-            raise
-        # e.g. a path that doesn't parse: say which guard it came from, and what guards are.
-        raise ValueError(
-            f"guard {value!r}: {exc}; a guard is PATH OP VALUE, a comparison, never code"
-        ) from None
-
-
-def _single_value(loc: Locator) -> Locator:
-    """Refuse a locator that can never give one text value: ``[*]`` (a list) or ``$`` (the
-    whole body, always an object). Every delivery would then be invalid."""
-    if "*" in loc.steps:
-        raise ValueError(
-            f"{loc} reads a list with [*], which is never one value, so every delivery would "
-            "be invalid: name one item ([0], [-1])"
-        )
-    if loc.header is None and not loc.steps:
-        raise ValueError(
-            f"{loc} is the whole body, which is always an object, so every delivery would be "
-            "invalid: name a field ($.id)"
-        )
-    return loc
-
-
-_LOCATOR_SCHEMA = {
-    "type": "string",
-    "description": "A body path ($.data.object.id) or a header (header:X-Webhook-ID)",
-}
-
-
-def _one_or_many(item: dict[str, Any]) -> WithJsonSchema:
-    """The schema of a field that takes one value or a list (so editors accept both)."""
-    return WithJsonSchema({"anyOf": [item, {"type": "array", "items": item}]})
-
-
-LocatorField = Annotated[
-    Locator,
-    BeforeValidator(_to_locator),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(_LOCATOR_SCHEMA),
-]
-GuardField = Annotated[
-    Guard,
-    BeforeValidator(_to_guard),
-    PlainSerializer(str, return_type=str),
-    WithJsonSchema(
-        {"type": "string", "description": "PATH OP JSON-VALUE, e.g. '$.amountDue == 0'"}
-    ),
-]
-Names = Annotated[list[str], BeforeValidator(_as_list), _one_or_many({"type": "string"})]
-#: A chart's booleans are YAML's ``true`` and ``false`` only: not ``"yes"``, ``1`` or ``"off"``,
-#: which pydantic would otherwise read as booleans while refusing ``yes please``.
-Bool = Annotated[bool, Strict()]
+#: Words YAML 1.1 reads as booleans, which the chart loader keeps as text (state names).
+_YAML_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n", "true", "false"})
 
 
 class _Model(BaseModel):
@@ -230,7 +166,7 @@ class TimeSpec(_Model):
     @field_validator("at")
     @classmethod
     def _one_value(cls, v: Locator) -> Locator:
-        return _single_value(v)
+        return single_value(v)
 
     @field_validator("format")
     @classmethod
@@ -259,7 +195,7 @@ class DeliveryMap(_Model):
     """How to read one delivery: where each field lives in the body or the headers."""
 
     event_type: Annotated[
-        list[LocatorField], BeforeValidator(_as_list), _one_or_many(_LOCATOR_SCHEMA)
+        list[LocatorField], BeforeValidator(as_list), one_or_many(LOCATOR_SCHEMA)
     ] = Field(min_length=1, description="One locator, or several whose values are joined with '.'")
     event_id: LocatorField | None = Field(None, description="Unset: derive idempotency_key")
     idempotency_key: list[LocatorField] | None = Field(
@@ -278,12 +214,12 @@ class DeliveryMap(_Model):
     @field_validator("event_type")
     @classmethod
     def _each_one_value(cls, v: list[Locator]) -> list[Locator]:
-        return [_single_value(loc) for loc in v]
+        return [single_value(loc) for loc in v]
 
     @field_validator("event_id", "invoice_id", "status")
     @classmethod
     def _one_value(cls, v: Locator | None) -> Locator | None:
-        return None if v is None else _single_value(v)
+        return None if v is None else single_value(v)
 
     @model_validator(mode="after")
     def _some_identity(self) -> DeliveryMap:
@@ -321,12 +257,22 @@ class EventSpec(_Model):
     @field_validator("invoice_id", "status")
     @classmethod
     def _one_value(cls, v: Locator | None) -> Locator | None:
-        return None if v is None else _single_value(v)
+        return None if v is None else single_value(v)
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         return {"trigger": data} if isinstance(data, str) else data
+
+    @field_validator("follow_status", mode="before")
+    @classmethod
+    def _not_a_yaml_boolean(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.lower() in _YAML_BOOLEANS:  # the loader keeps these text
+            raise ValueError(
+                f"follow_status is true, or a region's name; got {v!r}: write true (YAML's "
+                "own true, not a word that some YAML readers take for one)"
+            )
+        return v
 
     @model_validator(mode="after")
     def _exactly_one(self) -> EventSpec:

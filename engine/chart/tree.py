@@ -172,7 +172,7 @@ class StateTree:
                 canonical = own_canonical or inherited
                 if not s.states:
                     if canonical is None and require_canonical and not ruled(nodes, parent):
-                        where = (
+                        on = (
                             "on the parallel state it is in, or a table of rules there"
                             if in_parallel(nodes, parent)
                             else "here or on its parent"
@@ -180,7 +180,7 @@ class StateTree:
                         problem(
                             loc,
                             f"state {s.name!r} has no canonical lifecycle state: add canonical: "
-                            f"one of {', '.join(CANONICAL_STATES)} ({where})",
+                            f"one of {', '.join(CANONICAL_STATES)} ({on})",
                         )
                     if s.initial is not None:
                         problem(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import datetime
 from functools import lru_cache
 from types import ModuleType
@@ -169,7 +170,11 @@ def _token_in_time(spec: JwtSignature, claims: dict[str, Any], check: Check, now
         value = claims.get(claim)
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             check.fail("malformed_header", f"the {name} token's {claim} is not a number", name)
         skew = value - at
         if (late and skew < -spec.leeway) or (not late and skew > spec.leeway):

@@ -67,6 +67,11 @@ def _named(chart: Chart) -> tuple[frozenset[str], frozenset[str]]:
     return named
 
 
+def _identifier(name: str) -> bool:
+    """An idempotency or unique key, whose only secret-sounding word is its "key"."""
+    return name.endswith(_IDENTIFIERS) and not any(w in name for w in _SECRET_WORDS if w != "key")
+
+
 def redact_headers(headers: Mapping[str, str], chart: Chart | None = None) -> dict[str, str]:
     """The headers (lower-cased names, as :func:`~engine.runtime.delivery.normalize_headers`
     gives them) with credentials replaced by ``[redacted]``; with ``chart``, its shared-secret
@@ -75,7 +80,7 @@ def redact_headers(headers: Mapping[str, str], chart: Chart | None = None) -> di
     return {
         k: REDACTED
         if k in redacted
-        or (k not in kept and any(w in k for w in _SECRET_WORDS) and not k.endswith(_IDENTIFIERS))
+        or (k not in kept and any(w in k for w in _SECRET_WORDS) and not _identifier(k))
         else v
         for k, v in headers.items()
     }

@@ -57,7 +57,8 @@ def _not_in_chart(chart: Chart, event: Event, what: str) -> ChartError:
 
 def _first_sight(chart: Chart, spec: EventSpec, event: Event, on_unknown: OnUnknown) -> Decision:
     if spec.create:
-        born = chart.tree.enter(event.status_state or chart.initial_states[0])
+        status = event.status_state
+        born = chart.tree.enter(status) if status is not None else chart.initial_states[0]
         if born not in chart.initial_states:
             return Decision(
                 "rejected",
@@ -139,13 +140,17 @@ def decide(chart: Chart, state: str | None, event: Event, on_unknown: OnUnknown)
             raise _not_in_chart(chart, event, f"status {event.status!r} names no state")
         if config.within(target):
             return Decision("unchanged", state, state, reason=f"already {target!r}")
+        routes = []
         for route in chart.allowed_triggers(state):
             try:  # one evaluation of the route's guards, not a may() and then a next_state()
                 after = chart.next_state(state, route, event.payload)
             except TransitionNotAllowed:
                 continue
-            if after.within(target):
-                return Decision("applied", state, after, trigger=route)
+            if after.within(target):  # the fewest leaves changed: no side effects elsewhere
+                routes.append((len(set(after.leaves) - set(config.leaves)), route, after))
+        if routes:
+            _, route, after = min(routes, key=lambda r: r[0])  # min keeps chart order on ties
+            return Decision("applied", state, after, trigger=route)
         caught_up = _catch_up(chart, state, event, None)
         if caught_up is not None:
             return caught_up
