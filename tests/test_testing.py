@@ -1,4 +1,5 @@
-"""engine.testing on every bundled chart: strategies, paths, and the model-based check."""
+"""engine.testing on every bundled chart and a small parallel one (``charts_parallel/par.yaml``):
+strategies, paths, and the model-based check."""
 
 from __future__ import annotations
 
@@ -7,17 +8,20 @@ import re
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _dict_chart import DictChart
+from _reference import Reference
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
 import engine
 from engine import Chart, TransitionNotAllowed, load_chart, read_delivery
+from engine.chart import bundled_chart_dir
+from engine.chart.configuration import Configuration
 from engine.testing import (
     Adapter,
     Delivery,
@@ -43,6 +47,17 @@ FIXTURE_OK = settings(
 # Derandomized: the same examples every run, so CI never sees the ~1% of seeds that miss.
 FRESH = settings(settings(), database=None, derandomize=True)
 
+#: A small parallel chart: a finalized invoice's payment and overdue flag change independently.
+PARALLEL = Path(__file__).resolve().parent / "charts_parallel" / "par.yaml"
+CHARTS = [*sorted(bundled_chart_dir().glob("*.yaml")), PARALLEL]
+
+
+@pytest.fixture(params=CHARTS, ids=lambda p: p.name)
+def chart_path(request: pytest.FixtureRequest) -> Path:
+    """Each bundled chart in turn, then the parallel one."""
+    path: Path = request.param
+    return path
+
 
 def _reachable(chart: Chart) -> set[str]:
     return set().union(*(chart.reachable(s) for s in chart.initial_states))
@@ -53,12 +68,12 @@ def _reachable(chart: Chart) -> set[str]:
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_legal_sequences_fold_to_their_last_state(chart_name: str, data: st.DataObject) -> None:
-    chart = load_chart(chart_name)
+def test_legal_sequences_fold_to_their_last_state(chart_path: Path, data: st.DataObject) -> None:
+    chart = load_chart(chart_path)
     start = data.draw(st.sampled_from(chart.initial_states))
     steps = data.draw(event_sequences(chart, start=start, min_size=2, max_size=8))
     assert len(steps) <= 8
-    state = start
+    state: str = start
     for step in steps:
         assert step.legal
         assert step.source == state
@@ -70,10 +85,10 @@ def test_legal_sequences_fold_to_their_last_state(chart_name: str, data: st.Data
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_mixed_sequences_label_every_step(chart_name: str, data: st.DataObject) -> None:
-    chart = load_chart(chart_name)
+def test_mixed_sequences_label_every_step(chart_path: Path, data: st.DataObject) -> None:
+    chart = load_chart(chart_path)
     steps = data.draw(event_sequences(chart, legal_only=False, illegal_rate=0.5, max_size=15))
-    state = chart.initial_states[0]
+    state: str = chart.initial_states[0]
     for step in steps:
         assert step.source == state
         assert step.legal == chart.may(state, step.trigger, step.payload), step
@@ -86,8 +101,8 @@ def test_mixed_sequences_label_every_step(chart_name: str, data: st.DataObject) 
         state = step.dest
 
 
-def test_illegal_steps_are_mixed_in(chart_name: str) -> None:
-    chart = load_chart(chart_name)
+def test_illegal_steps_are_mixed_in(chart_path: Path) -> None:
+    chart = load_chart(chart_path)
     found = find(
         event_sequences(chart, legal_only=False, min_size=3, max_size=3),
         lambda steps: any(not s.legal for s in steps) and any(s.legal for s in steps),
@@ -123,8 +138,8 @@ def test_sequence_arguments_are_checked() -> None:
 
 def _distances(chart: Chart) -> dict[str, int]:
     """Breadth-first over the chart's transitions (every bundled guard can be satisfied)."""
-    dist = dict.fromkeys(chart.initial_states, 0)
-    queue = deque(chart.initial_states)
+    dist: dict[str, int] = dict.fromkeys(chart.initial_states, 0)
+    queue: deque[str] = deque(chart.initial_states)
     while queue:
         state = queue.popleft()
         for trigger in chart.allowed_triggers(state):
@@ -144,8 +159,8 @@ def _edges(chart: Chart) -> set[tuple[str, str, str]]:
     }
 
 
-def test_shortest_paths_reach_every_state_by_a_shortest_route(chart_name: str) -> None:
-    chart = load_chart(chart_name)
+def test_shortest_paths_reach_every_state_by_a_shortest_route(chart_path: Path) -> None:
+    chart = load_chart(chart_path)
     paths = shortest_paths(chart)
     distances = _distances(chart)
     assert set(paths) == _reachable(chart) == set(distances)
@@ -156,8 +171,8 @@ def test_shortest_paths_reach_every_state_by_a_shortest_route(chart_name: str) -
     assert shortest_paths(chart) == paths  # deterministic
 
 
-def test_covering_paths_take_every_transition(chart_name: str) -> None:
-    chart = load_chart(chart_name)
+def test_covering_paths_take_every_transition(chart_path: Path) -> None:
+    chart = load_chart(chart_path)
     paths = covering_paths(chart)
     taken = set()
     for path in paths:
@@ -193,8 +208,8 @@ def test_guarded_paths_carry_their_payloads() -> None:
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_deliveries_read_back_as_generated(chart_name: str, data: st.DataObject) -> None:
-    chart = load_chart(chart_name)
+def test_deliveries_read_back_as_generated(chart_path: Path, data: st.DataObject) -> None:
+    chart = load_chart(chart_path)
     made = data.draw(deliveries(chart, duplicates=True, shuffle=True, illegal=True))
     assert made
     for d in made:
@@ -208,14 +223,15 @@ def test_deliveries_read_back_as_generated(chart_name: str, data: st.DataObject)
         assert event.derived_id == (d.event_id is None)
         if d.event_id is not None:
             assert event.event_id == d.event_id
-        if d.legal and chart.spec.delivery.status is not None:
-            assert event.status_state == d.dest
+        assert event.status_state == d.snapshot
+        if d.legal and d.snapshot is not None:  # the snapshot says where the invoice is
+            assert Configuration(d.dest).within(d.snapshot), d
 
 
 @FIXTURE_OK
 @given(data=st.data())
-def test_delivery_labels_hold(chart_name: str, data: st.DataObject) -> None:
-    chart = load_chart(chart_name)
+def test_delivery_labels_hold(chart_path: Path, data: st.DataObject) -> None:
+    chart = load_chart(chart_path)
     dup = data.draw(st.booleans())
     made = data.draw(deliveries(chart, min_invoices=2, max_invoices=3, duplicates=dup))
     keys = [read_delivery(chart, d.raw, d.headers).event_id for d in made]
@@ -267,18 +283,165 @@ def test_delivery_arguments_are_checked() -> None:
         deliveries(chart, max_events=-1)
 
 
+# --------------------------------------------------------------------- parallel states
+
+
+def _found(chart: Chart, wanted: Callable[[Delivery], bool]) -> list[Delivery]:
+    """A few deliveries of one invoice, with one that ``wanted`` accepts (``find`` shrinks)."""
+    quick = settings(database=None, phases=[Phase.generate], max_examples=2_000, derandomize=True)
+    return find(
+        deliveries(chart, max_invoices=1, max_events=8, illegal=True),
+        lambda made: any(wanted(d) for d in made),
+        settings=quick,
+    )
+
+
+def test_a_region_s_status_is_written_relative_to_the_region() -> None:
+    """``paid`` follows the payment region through its own field (``pay_status: done``); the
+    body says the invoice's status too, and every body about a finalized invoice says its
+    payment status, as a provider's invoice object does."""
+    chart = load_chart(PARALLEL)
+
+    def pays(d: Delivery) -> bool:
+        return d.event_type == "paid" and d.legal and d.snapshot == "fin.pay.done"
+
+    made = _found(chart, pays)
+    paid = next(d for d in made if pays(d))
+    assert paid.source is not None
+    assert Configuration(paid.source).within("fin.pay.pending")
+    assert paid.dest in ("fin.pay.done+fin.od.no", "fin.pay.done+fin.od.yes")
+    assert paid.body["pay_status"] == "done"
+    assert paid.body["status"] in Configuration(paid.dest).leaves
+    assert read_delivery(chart, paid.raw).status_state == "fin.pay.done"
+    for d in made:  # (a paid event's own field is its snapshot: for a rejected one, a claim)
+        if d.event_type == "paid":
+            assert f"fin.pay.{d.body['pay_status']}" == d.snapshot, d
+        elif Configuration(d.dest).within("fin"):
+            done = Configuration(d.dest).within("fin.pay.done")
+            assert d.body["pay_status"] == ("done" if done else "pending"), d
+        else:
+            assert "pay_status" not in d.body, d
+
+
+def test_a_status_out_of_a_region_s_reach_is_rejected() -> None:
+    chart = load_chart(PARALLEL)
+
+    def back(d: Delivery) -> bool:
+        return d.event_type == "paid" and not d.legal
+
+    wrong = next(d for d in _found(chart, back) if back(d))
+    assert wrong.snapshot is not None
+    assert wrong.snapshot.startswith("fin.pay.")
+    assert wrong.body["pay_status"] == wrong.snapshot.removeprefix("fin.pay.")
+    assert not chart.can_reach(wrong.dest, wrong.snapshot)
+
+
+def test_lago_deliveries_have_lago_s_shape() -> None:
+    if "lago" not in engine.available_charts():
+        pytest.skip("no lago chart yet")
+    chart = load_chart("lago")
+
+    def payment(d: Delivery) -> bool:
+        return d.event_type == "invoice.payment_status_updated" and d.legal
+
+    made = _found(chart, payment)
+    d = next(d for d in made if payment(d))
+    invoice = d.body["invoice"]
+    assert invoice["status"] == "finalized"
+    assert d.snapshot == f"finalized.payment.{invoice['payment_status']}"
+    assert Configuration(d.dest).within(d.snapshot)
+    for d in made:  # each invoice object says its payment status
+        envelope = chart.spec.events[d.event_type].invoice_id is None  # the invoice at $.invoice
+        if Configuration(d.dest).within("finalized") and envelope:
+            assert d.body["invoice"]["payment_status"] in ("pending", "succeeded", "failed")
+
+
+def test_sequences_and_paths_walk_configurations() -> None:
+    chart = load_chart(PARALLEL)
+    start = "fin.od.no+fin.pay.pending"  # leaves in any order name the configuration
+    steps = find(
+        event_sequences(chart, start=start, max_size=3),
+        lambda steps: [s.trigger for s in steps] == ["pay", "overdue"],
+        settings=settings(database=None),
+    )
+    assert [s.dest for s in steps] == ["fin.pay.done+fin.od.no", "fin.pay.done+fin.od.yes"]
+    assert steps[1].payload == {"late": True}
+    assert {s: str(p) for s, p in shortest_paths(chart).items()} == {
+        "draft": "draft",
+        "fin.pay.pending+fin.od.no": "draft -finalize-> fin.pay.pending+fin.od.no",
+        "fin.pay.done+fin.od.no": "draft -finalize-> fin.pay.pending+fin.od.no "
+        "-pay-> fin.pay.done+fin.od.no",
+        "fin.pay.pending+fin.od.yes": "draft -finalize-> fin.pay.pending+fin.od.no "
+        "-overdue-> fin.pay.pending+fin.od.yes",
+        "void": "draft -finalize-> fin.pay.pending+fin.od.no -void-> void",
+        "fin.pay.done+fin.od.yes": "draft -finalize-> fin.pay.pending+fin.od.no "
+        "-pay-> fin.pay.done+fin.od.no -overdue-> fin.pay.done+fin.od.yes",
+    }
+    with pytest.raises(engine.UnknownState, match=r"'fin\.pay\.done'.*not a configuration"):
+        shortest_paths(chart, start="fin.pay.done")  # one region's leaf is no configuration
+
+
+def test_the_model_based_check_compares_configurations() -> None:
+    """A system may name its configuration with the leaves in any order, or as a collection;
+    one that loses a region is caught."""
+    chart = load_chart(PARALLEL)
+
+    def system(report: Callable[[list[str]], str | Collection[str]]) -> Callable[[], Adapter]:
+        def fresh() -> Adapter:
+            here = [chart.initial_states[0]]
+
+            def send(trigger: str, payload: Any) -> bool:
+                try:
+                    here[0] = chart.next_state(here[0], trigger, payload)
+                except TransitionNotAllowed:
+                    return False
+                return True
+
+            return Adapter(send=send, state=lambda: report(here[0].split("+")))
+
+        return fresh
+
+    check_against_chart(chart, system(lambda leaves: "+".join(reversed(leaves))))
+    check_against_chart(chart, system(lambda leaves: set(leaves)))
+    with pytest.raises(AssertionError, match=r"your system is in 'fin\.pay\.pending', but the"):
+        check_against_chart(chart, system(lambda leaves: leaves[0]), settings=FRESH)
+
+
 # ------------------------------------------------------------------------- model-based
+
+
+class _Reading:
+    """A chart read without the engine: the dict reading, or (it knows no parallel states) a
+    ``transitions`` machine built from the chart file by the tests' own hand."""
+
+    def __init__(self, path: Path) -> None:
+        chart = load_chart(path)
+        self.parallel = bool(chart.tree.parallel)
+        self._dict = None if self.parallel else DictChart(path)
+        self._machine = Reference(chart.spec) if self.parallel else None
+        self.initial = self._dict.initial[0] if self._dict else self._reference().initial
+
+    def _reference(self) -> Reference:
+        assert self._machine is not None
+        return self._machine
+
+    def next_state(self, state: str, trigger: str, payload: Any) -> str | None:
+        if self._dict is not None:
+            return self._dict.next_state(state, trigger, payload)
+        return self._reference().next_state(state, trigger, payload)
 
 
 def _dict_system(
     path: Path, *, start: str | None = None, mutate: Callable[[str, str], str | None] | None = None
 ) -> Callable[[], Adapter]:
-    """A "user's system" that follows the chart file through the dict reading, optionally
-    with a bug: ``mutate(state, trigger)`` overrides the answer where it returns a state."""
-    reading = DictChart(path)
+    """A "user's system" that follows the chart file through its own reading, optionally with
+    a bug: ``mutate(state, trigger)`` overrides the answer where it returns a state. In a
+    parallel chart it reports its active leaves as a list, last leaf first (any order will
+    do)."""
+    reading = _Reading(path)
 
     def fresh() -> Adapter:
-        current = [start or reading.initial[0]]
+        current = [start or reading.initial]
 
         def send(trigger: str, payload: Any) -> bool:
             dest = reading.next_state(current[0], trigger, payload)
@@ -289,17 +452,25 @@ def _dict_system(
             current[0] = dest
             return True
 
-        return Adapter(send=send, state=lambda: current[0])
+        def state() -> str | list[str]:
+            return current[0].split("+")[::-1] if reading.parallel else current[0]
+
+        return Adapter(send=send, state=state)
 
     return fresh
+
+
+def _named(chart: Chart, state: str | Collection[str]) -> str:
+    """A system's state as the configuration it names (its leaves may come in any order)."""
+    return chart.configuration(state if isinstance(state, str) else "+".join(state))
 
 
 def _shrunk_steps(err: BaseException) -> list[str]:
     return [n for n in getattr(err, "__notes__", []) if n.startswith("state.send(")]
 
 
-def test_a_faithful_system_passes(chart_file: Path) -> None:
-    check_against_chart(load_chart(chart_file), _dict_system(chart_file))
+def test_a_faithful_system_passes(chart_path: Path) -> None:
+    check_against_chart(load_chart(chart_path), _dict_system(chart_path))
 
 
 def _forbidden_target(chart: Chart) -> tuple[str, str, int]:
@@ -310,31 +481,31 @@ def _forbidden_target(chart: Chart) -> tuple[str, str, int]:
     return state, illegal[-1], len(paths[state].steps)
 
 
-def test_a_system_accepting_a_forbidden_step_is_caught_and_shrunk(chart_file: Path) -> None:
-    chart = load_chart(chart_file)
+def test_a_system_accepting_a_forbidden_step_is_caught_and_shrunk(chart_path: Path) -> None:
+    chart = load_chart(chart_path)
     state, trigger, depth = _forbidden_target(chart)
 
     def bug(s: str, t: str) -> str | None:
         return s if (s, t) == (state, trigger) else None
 
     with pytest.raises(AssertionError, match="accepted") as info:
-        check_against_chart(chart, _dict_system(chart_file, mutate=bug), settings=FRESH)
+        check_against_chart(chart, _dict_system(chart_path, mutate=bug), settings=FRESH)
     assert f"in {state!r}, but the chart forbids it" in str(info.value)
     steps = _shrunk_steps(info.value)
     assert len(steps) == depth + 1, steps
     assert steps[-1].startswith(f"state.send(trigger={trigger!r}")
 
 
-def test_a_system_refusing_a_legal_step_is_caught(chart_file: Path) -> None:
-    chart = load_chart(chart_file)
+def test_a_system_refusing_a_legal_step_is_caught(chart_path: Path) -> None:
+    chart = load_chart(chart_path)
     edge = covering_paths(chart)[0].steps[0]
-    faithful = _dict_system(chart_file, start=edge.source)
+    faithful = _dict_system(chart_path, start=edge.source)
 
     def refusing() -> Adapter:
         inner = faithful()
 
         def send(trigger: str, payload: Any) -> object:
-            if (inner.state(), trigger) == (edge.source, edge.trigger):
+            if (_named(chart, inner.state()), trigger) == (edge.source, edge.trigger):
                 return False
             return inner.send(trigger, payload)
 
@@ -345,15 +516,15 @@ def test_a_system_refusing_a_legal_step_is_caught(chart_file: Path) -> None:
     assert len(_shrunk_steps(info.value)) == 1
 
 
-def test_a_system_ending_in_another_state_is_caught(chart_file: Path) -> None:
-    chart = load_chart(chart_file)
+def test_a_system_ending_in_another_state_is_caught(chart_path: Path) -> None:
+    chart = load_chart(chart_path)
     edge = covering_paths(chart)[0].steps[0]
     elsewhere = next(s for s in chart.states if s != edge.dest)
 
     def misroutes(state: str, trigger: str) -> str | None:
         return elsewhere if (state, trigger) == (edge.source, edge.trigger) else None
 
-    system = _dict_system(chart_file, start=edge.source, mutate=misroutes)
+    system = _dict_system(chart_path, start=edge.source, mutate=misroutes)
     with pytest.raises(
         AssertionError, match=re.escape(f"is in {elsewhere!r}, but the chart says")
     ) as info:
@@ -376,7 +547,7 @@ def test_canonical_comparison() -> None:
 
     def canonical_system() -> Adapter:
         inner = _dict_system(path)()
-        return Adapter(send=inner.send, state=lambda: chart.canonical(inner.state()))
+        return Adapter(send=inner.send, state=lambda: chart.canonical(_named(chart, inner.state())))
 
     check_against_chart(chart, canonical_system, compare="canonical")
     with pytest.raises(

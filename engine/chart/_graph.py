@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 
 from ..errors import UnknownState
-from ._machine import STAY, Answer, CandidateStep, Outcome
+from ._machine import STAY, Answer, CandidateStep
 from .configuration import SEPARATOR, Configuration
 from .tree import StateTree
 
@@ -136,16 +136,15 @@ class Graph:
 
 
 def candidate_steps(state: str, answer: Answer) -> tuple[CandidateStep, ...]:
-    """The machine's answers to one question, as steps a reader can follow: for each place the
-    trigger can lead, the fewest guards that take it there; steps needing more guards first, so
-    that the first step whose guards all hold is the one the machine takes."""
-    best: dict[Outcome, tuple[bool, ...]] = {}
-    for values, outcome in answer.outcomes.items():
-        if outcome is None:
-            continue
-        if outcome not in best or sum(values) < sum(best[outcome]):
-            best[outcome] = values
-    ranked = sorted(best.items(), key=lambda kv: (-sum(kv[1]), [not v for v in kv[1]]))
+    """The machine's answers to one question, as steps a reader can follow: one for each
+    combination of the guards' values on which the machine moves, with the guards that hold in
+    it; combinations with more guards holding first. A payload's own combination is the first
+    step whose guards all hold, so that step is the machine's answer for it (unless the machine
+    refuses that very combination: then it is no step at all)."""
+    moves = [
+        (outcome, values) for values, outcome in answer.outcomes.items() if outcome is not None
+    ]
+    ranked = sorted(moves, key=lambda m: (-sum(m[1]), [not v for v in m[1]]))
     return tuple(
         CandidateStep(
             None if outcome is STAY else outcome,  # type: ignore[arg-type]

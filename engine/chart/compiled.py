@@ -299,12 +299,13 @@ class Chart:
         return list(self._graph.routes.get((state, target), ()))
 
     def steps(self, state: str, trigger: str) -> tuple[CandidateStep, ...]:
-        """The ways ``trigger`` can go from ``state``, as the machine answered: for each
-        place it can lead, the guards that take it there, steps needing more guards first, so
-        the first step whose guards all hold is the one taken; none holding means the trigger
-        is refused. Empty: the trigger is not legal from ``state`` at all (or either name is
-        unknown). For reading a chart (paths, lint, the testing helpers); :meth:`next_state`
-        is the way to ask. A compound ``state`` as in :meth:`next_state`.
+        """The ways ``trigger`` can go from ``state``, as the machine answered: one step for
+        each combination of the guards' values on which it moves, with the guards that hold in
+        it, those with more holding first. A payload's first step whose guards all hold is the
+        machine's answer, unless the machine refuses that combination (then none of its own is
+        listed; none holding at all means refused). Empty: the trigger is not legal from
+        ``state`` (or either name is unknown). For reading a chart (paths, lint, the testing
+        helpers); :meth:`next_state` is the way to ask. A compound ``state`` as there.
         """
         answer = self._answers.get((state, trigger))
         return () if answer is None else candidate_steps(state, answer)

@@ -18,6 +18,13 @@ plain functions, nothing to subclass):
   by side with hypothesis' stateful testing, and fails with a shrunk, minimal sequence of
   triggers at the first divergence, including your system accepting a step the chart forbids.
 
+A state here is a configuration (:class:`engine.chart.configuration.Configuration`): one leaf
+(``open.unpaid``), or in a parallel state one leaf per region (``fin.pay.done+fin.od.no``).
+Steps and paths go from configuration to configuration, deliveries write each status snapshot
+as the chart reads it (a region-following event's relative to its region, ``paid``'s
+``pay_status: done``), and the model-based check compares configurations, whatever order your
+system lists the leaves in.
+
 Example::
 
     from engine import load_chart
@@ -33,7 +40,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -52,6 +59,7 @@ except ImportError as exc:
     ) from exc
 
 from ..chart import Chart
+from ..chart.configuration import SEPARATOR, Configuration
 from ..errors import TransitionNotAllowed, UnknownTrigger
 from ._deliveries import Delivery, deliveries, expected_states
 from ._paths import (
@@ -82,11 +90,10 @@ __all__ = [
 # --------------------------------------------------------------------------- sequences
 
 
-def _start(chart: Chart, start: str | None) -> str:
+def _start(chart: Chart, start: str | None) -> Configuration:
     if start is None:
         return chart.initial_states[0]
-    chart.canonical(start)  # raises UnknownState, naming the valid states
-    return start
+    return chart.configuration(start)  # raises UnknownState, naming the valid states
 
 
 def event_sequences(
@@ -130,13 +137,14 @@ def event_sequences(
         raise ValueError(f"illegal_rate must be between 0 and 1, got {illegal_rate!r}")
     first = _start(chart, start)
     rate = 0 if legal_only else round(illegal_rate * 100)
-    legal = {s: legal_steps(chart, s) for s in chart.states}
-    illegal = {s: illegal_steps(chart, s) for s in chart.states}
+    legal: dict[str, list[Step]] = {s: legal_steps(chart, s) for s in chart.states}
+    illegal: dict[str, list[Step]] = {s: illegal_steps(chart, s) for s in chart.states}
 
     @st.composite
     def sequences(draw: st.DrawFn) -> list[Step]:
         size = draw(st.integers(min_size, max_size))
-        state, out = first, []
+        state: str = first
+        out: list[Step] = []
         for _ in range(size):
             # Shrinks towards legal steps: small numbers mean "legal".
             wants_illegal = rate > 0 and draw(st.integers(0, 99)) >= 100 - rate
@@ -161,12 +169,14 @@ class SystemAdapter(Protocol):
 
     ``send`` asks your system to take a trigger; it refuses by returning ``False`` or by
     raising (one of the ``rejects`` exceptions). ``state`` names your system's current state,
-    in the chart's words (or its canonical lifecycle state, with ``compare="canonical"``).
+    in the chart's words: a configuration (``open.unpaid``; in a parallel state its active
+    leaves, as ``a.x+a.y`` in any order or as a collection of leaf names), or its canonical
+    lifecycle state, with ``compare="canonical"``.
     """
 
     def send(self, trigger: str, payload: Any) -> object: ...
 
-    def state(self) -> str: ...
+    def state(self) -> str | Collection[str]: ...
 
 
 @dataclass(frozen=True)
@@ -174,7 +184,7 @@ class Adapter:
     """A :class:`SystemAdapter` made of two callables, for when a lambda is enough."""
 
     send: Callable[[str, Any], object]
-    state: Callable[[], str]
+    state: Callable[[], str | Collection[str]]
 
 
 def _payloads(chart: Chart, trigger: str) -> list[Any]:
@@ -215,8 +225,9 @@ def chart_state_machine(
         system: makes a fresh :class:`SystemAdapter` (or :class:`Adapter`) for each example.
         start: the state a fresh system is in; the chart's first initial state by default.
         triggers: only send these (default: every trigger of the chart).
-        compare: ``"state"`` compares state names; ``"canonical"`` compares your system's
-            state with the chart state's canonical lifecycle state (``open``, ``paid``, …).
+        compare: ``"state"`` compares configurations (a parallel state's leaves in any
+            order); ``"canonical"`` compares your system's state with the chart
+            configuration's canonical lifecycle state (``open``, ``paid``, …).
         rejects: exceptions from ``send`` that mean "refused"; others fail the test as errors.
 
     Raises:
@@ -228,7 +239,6 @@ def chart_state_machine(
     for name in names:
         if name not in chart.triggers:
             raise UnknownTrigger(chart.name, name, chart.triggers)
-    want = chart.canonical if compare == "canonical" else (lambda state: state)
     cls_name = f"{_camel(chart.name)}Check"
 
     def __init__(self: Any) -> None:
@@ -238,7 +248,11 @@ def chart_state_machine(
         self.check_state("at the start")
 
     def check_state(self: Any, when: str) -> None:
-        got, expected = self.system.state(), want(self.chart_state)
+        got: object = self.system.state()
+        if compare == "canonical":
+            expected: str = chart.canonical(self.chart_state)
+        else:
+            got, expected = _configuration(chart, got), self.chart_state
         if got != expected:
             raise AssertionError(
                 f"{when}, your system is in {got!r}, but the chart says {expected!r}"
@@ -271,7 +285,7 @@ def chart_state_machine(
         self.check_state(f"after {sent!r} from {before!r}")
 
     body: dict[str, Any] = {"__init__": __init__, "check_state": check_state, "step": step}
-    allowed = {state: set(chart.allowed_triggers(state)) for state in chart.states}
+    allowed: dict[str, set[str]] = {s: set(chart.allowed_triggers(s)) for s in chart.states}
     for i, trigger in enumerate(names):
         payloads = _payloads(chart, trigger)
         # Two rules per trigger: one always eligible, one only where the trigger is legal, so
@@ -286,6 +300,16 @@ def chart_state_machine(
     machine = type(cls_name, (RuleBasedStateMachine,), body)
     machine.__doc__ = f"{chart.name}: the chart and your system, step by step."
     return machine
+
+
+def _configuration(chart: Chart, state: object) -> object:
+    """A system's state as a configuration of ``chart`` where it names one (its leaves in
+    any order, as text or a collection), else as it is (to be reported as it is)."""
+    if not isinstance(state, str) and isinstance(state, Collection):
+        state = SEPARATOR.join(str(leaf) for leaf in state)
+    if isinstance(state, str):
+        return chart.tree.configuration(state) or state
+    return state
 
 
 def _legal_in(allowed: dict[str, set[str]], trigger: str) -> Callable[[Any], bool]:

@@ -6,9 +6,11 @@ its ``events`` say what each event type means. This module writes those fields i
 reading them, so a generated body has the provider's own shape (Stripe's
 ``$.data.object.id``, Moxie's ``X-Event-Type`` header, ChargeOver's ``context_str`` +
 ``event``) and the engine reads it back into exactly the invoice, event type and state it was
-generated for. Each invoice gets a legal lifecycle (born by a creating event, or adopted from
-its first snapshot when the chart has none), told through the event types the chart maps to
-each step, with informational events and second signals mixed in, as providers send them.
+generated for; a chart with parallel states gets each region's status where a
+region-following event reads it (Lago's ``$.invoice.payment_status``). Each invoice gets a
+legal lifecycle (born by a creating event, or adopted from its first snapshot when the chart
+has none), told through the event types the chart maps to each step (:mod:`._moves`), with
+informational events and second signals mixed in, as providers send them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from hypothesis import strategies as st
 from ..chart import Chart
 from ..chart.expr import MISSING
 from ..errors import TransitionNotAllowed
-from ._paths import Step, illegal_steps, legal_steps, put_path
+from ._moves import Move, births, illegal_moves, moves_from, within
+from ._paths import Step, put_path
 from ._shape import Shape, payload_values
 
 __all__ = ["Delivery", "deliveries", "expected_states"]
@@ -46,13 +49,18 @@ class Delivery:
         trigger: the chart trigger the event names (``None`` for creating, status-following and
             informational events), as the engine's reader reports it.
         source: the invoice's state before this event in its lifecycle (``None`` for its first).
-        dest: the invoice's state after it; the status snapshot in the body says the same.
+        dest: the invoice's configuration after it (for a rejected event, before it).
         occurred_at: when it happened, as the engine will read it (``None``: the chart has no
             occurrence time).
         seq: its place in its invoice's lifecycle, from 0.
         legal: ``False`` for an event the chart refuses at that point of the lifecycle (with
             ``deliveries(..., illegal=True)``); the engine must reject it and change nothing.
         duplicate: an earlier delivery in the list has the same event id (or derived key).
+        snapshot: the state the delivery's status snapshot names, as the engine reads it
+            (``finalized.payment.succeeded`` for Lago's ``payment_status: succeeded``), or
+            ``None`` when it carries none. ``dest`` is within it (a parallel state's
+            configuration is within the parallel state, each active region's state and each
+            active leaf), except for a rejected event, whose snapshot is out of reach.
     """
 
     body: dict[str, Any]
@@ -67,6 +75,7 @@ class Delivery:
     seq: int
     legal: bool = True
     duplicate: bool = False
+    snapshot: str | None = None
 
     @property
     def raw(self) -> bytes:
@@ -103,60 +112,6 @@ _ALNUM = string.ascii_letters + string.digits
 # --------------------------------------------------------------------------- lifecycles
 
 
-@dataclass(frozen=True)
-class _Move:
-    """One event an invoice in some state can receive: its type and the step it tells."""
-
-    event_type: str
-    step: Step
-    #: The state the delivery's status snapshot names (the provider's view after the event).
-    snapshot: str = ""
-
-    @property
-    def status_of(self) -> str:
-        return self.snapshot or self.step.dest
-
-
-def _moves(shape: Shape, state: str, last: Step | None) -> list[_Move]:
-    chart = shape.chart
-    moves: list[_Move] = []
-    for step in legal_steps(chart, state):
-        moves.extend(_Move(t, step) for t in shape.by_trigger.get(step.trigger, ()))
-        if step.dest != state:
-            moves.extend(_Move(t, step) for t in shape.follows)
-    stay = Step("", None, state, state)
-    moves.extend(_Move(t, stay) for t in shape.follows)  # an update that changes no status
-    moves.extend(_Move(t, stay) for t, states in shape.infos if states is None or state in states)
-    if last is not None and last.dest == state and not chart.steps(state, last.trigger):
-        # The second signal of the step just taken (Stripe's invoice.paid after
-        # invoice.payment_succeeded): legal, and it changes nothing.
-        echo = replace(last, source=state)
-        moves.extend(_Move(t, echo) for t in shape.by_trigger.get(last.trigger, ()))
-    return moves
-
-
-def _illegal_moves(shape: Shape, state: str) -> list[_Move]:
-    """Events the chart refuses for an invoice in ``state`` (and that the engine rejects)."""
-    chart = shape.chart
-    moves: list[_Move] = []
-    reachable = chart.reachable(state)
-    for step in illegal_steps(chart, state):
-        if not chart.steps(state, step.trigger) and state in chart.destinations(step.trigger):
-            continue  # the trigger's effect already holds: `unchanged`, not rejected
-        # A snapshot the chart can reach from here would be caught up with (applied); the
-        # engine rejects the event only when the status it reports is out of reach.
-        claims = sorted(chart.destinations(step.trigger) - reachable) or [state]
-        moves.extend(_Move(t, step, claims[0]) for t in shape.by_trigger.get(step.trigger, ()))
-    nowhere = Step("", None, state, state, legal=False)
-    for target in chart.states:
-        if target not in reachable:
-            moves.extend(_Move(t, nowhere, target) for t in shape.follows)
-    moves.extend(
-        _Move(t, nowhere) for t, states in shape.infos if states is not None and state not in states
-    )
-    return moves
-
-
 @dataclass
 class _Invoice:
     index: int
@@ -168,7 +123,7 @@ class _Invoice:
 
 @st.composite
 def _delivery(
-    draw: st.DrawFn, shape: Shape, inv: _Invoice, move: _Move, source: str | None, salt: int
+    draw: st.DrawFn, shape: Shape, inv: _Invoice, move: Move, source: str | None, salt: int
 ) -> tuple[Delivery, str] | None:
     chart, dm = shape.chart, shape.dm
     body: dict[str, Any] = {}
@@ -179,7 +134,7 @@ def _delivery(
         parts = [move.event_type] + [""] * (len(dm.event_type) - 1)
     for loc, part in zip(dm.event_type, parts, strict=True):
         shape.write(body, headers, loc, part)
-    shape.write(body, headers, dm.invoice_id, inv.raw_id)
+    shape.write(body, headers, shape.invoice_at(move.event_type), inv.raw_id)
     event_id = None
     if dm.event_id is not None:
         unique = uuid.UUID(int=(salt << 64) | (inv.index << 32) | n)
@@ -189,9 +144,13 @@ def _delivery(
     if dm.occurred_at is not None:
         value, occurred = shape.time_value(inv.when)
         shape.write(body, headers, dm.occurred_at.at, value)
-    if dm.status is not None:
-        status = draw(st.sampled_from(shape.status_values[move.status_of]))
-        shape.write(body, headers, dm.status, status)
+    snapshot = None
+    status_at = shape.status_at(move.event_type)
+    if move.snapshots and status_at is not None:
+        status, snapshot = draw(st.sampled_from(move.snapshots))
+        shape.write(body, headers, status_at, status)
+    for loc, value in shape.region_statuses(move.event_type, move.step.dest):
+        shape.write(body, headers, loc, value)
     for guard, value in draw(payload_values(chart, move.step)):
         put_path(body, guard.steps, value)
     for loc in dm.idempotency_key or ():
@@ -209,6 +168,11 @@ def _delivery(
                 return None
         elif not step.legal and _next(chart, step.source, step.trigger, body) is not None:
             return None
+    if spec.follow_status and step.legal and step.trigger and snapshot is not None:
+        # The engine takes a route to the state the snapshot names: it must be this step's.
+        routes = {_next(chart, step.source, t, body) for t in chart.allowed_triggers(step.source)}
+        if {r for r in routes if r is not None and within(r, snapshot)} != {step.dest}:
+            return None
     made = Delivery(
         body=body,
         headers=headers,
@@ -221,6 +185,7 @@ def _delivery(
         occurred_at=occurred,
         seq=n,
         legal=step.legal,
+        snapshot=snapshot,
     )
     return made, shape.identity(body, headers)
 
@@ -237,12 +202,15 @@ def _lifecycle(
     draw: st.DrawFn, shape: Shape, inv: _Invoice, max_events: int, illegal: bool, salt: int
 ) -> list[Delivery]:
     chart = shape.chart
-    has_status = shape.dm.status is not None
-    state = draw(st.sampled_from(chart.initial_states)) if has_status else chart.initial_states[0]
+    # Without a creating event the first snapshot is adopted: a lifecycle from any initial
+    # configuration, as the provider first reports it.
+    adopted = shape.dm.status is not None and not shape.creates
+    state: str = draw(st.sampled_from(chart.initial_states)) if adopted else chart.initial_states[0]
     source: str | None = None
     last: Step | None = None
     if shape.creates:
-        born = _Move(draw(st.sampled_from(shape.creates)), Step("", None, state, state))
+        born = draw(st.sampled_from(births(shape)))
+        state = born.step.dest
         made = draw(_delivery(shape, inv, born, None, salt))
         assert made is not None
         inv.made.append(made[0])
@@ -253,7 +221,10 @@ def _lifecycle(
     for _ in range(draw(st.integers(low, high))):
         # Shrinks towards legal events: only a 3 asks for an illegal one.
         wrong = illegal and source is not None and draw(st.integers(0, 3)) == 3
-        moves = _illegal_moves(shape, state) if wrong else _moves(shape, state, last)
+        if wrong:
+            moves = illegal_moves(shape, state)
+        else:
+            moves = moves_from(shape, state, last, born=source is not None)
         if not moves:
             if wrong:
                 continue

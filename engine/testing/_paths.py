@@ -30,8 +30,8 @@ class Step:
     Attributes:
         trigger: the chart trigger.
         payload: what guards read (``None`` when no guard is involved).
-        source: the state the step is taken from.
-        dest: the state after it; equal to ``source`` for an internal or a rejected step.
+        source: the configuration the step is taken from.
+        dest: the configuration after it; ``source`` for an internal or a rejected step.
         legal: whether the chart allows it; a test expects an illegal step to be rejected.
     """
 
@@ -215,9 +215,7 @@ def _starts(chart: Chart, start: str | Iterable[str] | None) -> list[str]:
     if start is None:
         return list(chart.initial_states)
     names = [start] if isinstance(start, str) else list(start)
-    for name in names:
-        chart.canonical(name)  # raises UnknownState, naming the valid ones
-    return names
+    return [chart.configuration(name) for name in names]  # UnknownState names the valid ones
 
 
 def _bfs(chart: Chart, starts: list[str]) -> tuple[dict[str, Path], list[str]]:

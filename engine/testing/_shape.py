@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from hypothesis import strategies as st
 
 from ..chart import Chart
+from ..chart.configuration import Configuration
 from ..chart.expr import MISSING, Guard, Locator
 from ..errors import TransitionNotAllowed
 from ._paths import Step, put_path
@@ -41,10 +44,13 @@ class Shape:
 
     Attributes:
         creates: the event types that create an invoice.
-        follows: the event types that follow the status snapshot.
+        follows: the event types that follow the status snapshot (of the whole chart, or of
+            one region of a parallel state).
         by_trigger: for each trigger, the event types that fire it.
         infos: informational event types about an invoice, with the states they are legal in.
-        status_values: for each leaf, the provider status values that name it.
+        regions: where a region-following event reads its region's status, when that is not
+            where the chart's status snapshot is (Lago's ``$.invoice.payment_status``): every
+            body carries it, as the provider's do.
         tick: the finest time step the chart's occurrence times can tell apart.
     """
 
@@ -52,22 +58,81 @@ class Shape:
         self.chart = chart
         dm = chart.spec.delivery
         self.dm = dm
-        self.creates = [t for t, e in chart.spec.events.items() if e.create]
-        self.follows = [t for t, e in chart.spec.events.items() if e.follow_status]
+        events = chart.spec.events
+        self.creates = [t for t, e in events.items() if e.create]
+        self.follows = [t for t, e in events.items() if e.follow_status]
         self.by_trigger: dict[str, list[str]] = {}
         self.infos: list[tuple[str, list[str] | None]] = []
-        for event_type, ev in chart.spec.events.items():
+        for event_type, ev in events.items():
             if ev.trigger is not None:
                 self.by_trigger.setdefault(ev.trigger, []).append(event_type)
             elif ev.info and not ev.invoice_optional:
                 self.infos.append((event_type, ev.states))
-        self.status_values: dict[str, list[str]] = {s: [] for s in chart.states}
+        # The values a status snapshot names states by: those the chart maps to them, and the
+        # names of the leaves no mapped state covers (a provider that says "finalized" never
+        # says "finalized.payment.pending"). A configuration is told by a state it is within.
+        self._named: dict[str, list[str]] = {}
         for value, state in dm.statuses.items():
-            self.status_values[state].append(value)
-        for state, values in self.status_values.items():
-            values.extend([] if values else [state])
+            self._named.setdefault(state, []).append(value)
+        for leaf in chart.tree.leaves:
+            if not any(_inside(leaf, state) for state in dm.statuses.values()):
+                self._named[leaf] = [leaf]
+        self.regions: dict[Locator, str] = {}
+        for ev in events.values():
+            if ev.region is not None and ev.status is not None and ev.status != dm.status:
+                self.regions.setdefault(ev.status, ev.region)
         fmt = dm.occurred_at.format if dm.occurred_at else "unix"
         self.tick = _resolution(fmt)
+
+    def status_at(self, event_type: str) -> Locator | None:
+        """Where ``event_type`` carries its status snapshot (``None``: nowhere)."""
+        return self.chart.spec.events[event_type].status or self.dm.status
+
+    def invoice_at(self, event_type: str) -> Locator:
+        """Where ``event_type`` carries its invoice id."""
+        return self.chart.spec.events[event_type].invoice_id or self.dm.invoice_id
+
+    def snapshots(
+        self, event_type: str, wanted: Callable[[str], bool]
+    ) -> list[tuple[str, str]] | None:
+        """The status values ``event_type``'s snapshot may carry, each with the state it
+        names, for the states ``wanted`` accepts; ``None`` when the event carries no snapshot.
+
+        A region-following event names a state of its region, relative to it (``succeeded``
+        for ``finalized.payment.succeeded``); any other the chart's own values (``finalized``)
+        where they cover a state, else leaves by their names. ``event_type`` empty: the chart's own
+        snapshot (``delivery.status``).
+        """
+        if (self.status_at(event_type) if event_type else self.dm.status) is None:
+            return None
+        region = self.chart.spec.events[event_type].region if event_type else None
+        if region is not None:
+            inside = [n for n in self.chart.tree.names if n.startswith(region + ".")]
+            return [(n[len(region) + 1 :], n) for n in inside if wanted(n)]
+        return [(v, s) for s, values in self._named.items() if wanted(s) for v in values]
+
+    def region_statuses(self, event_type: str, config: str) -> list[tuple[Locator, str]]:
+        """The status fields a body about ``config`` carries besides ``event_type``'s own
+        snapshot, as a provider's invoice object does: where each goes, and the value.
+
+        A region-following event also says the whole invoice's status (Lago's
+        ``invoice.status: finalized`` beside its ``payment_status``); an event in the usual
+        envelope (its invoice id where the chart's is) each region's status, relative to it
+        (``pending``), for every region in :attr:`regions` that ``config`` is in.
+        """
+        out: list[tuple[Locator, str]] = []
+        own = self.status_at(event_type)
+        spec = self.chart.spec.events[event_type]
+        if spec.region is not None and self.dm.status is not None and own != self.dm.status:
+            found = self.snapshots("", partial(_inside, config)) or []
+            out += [(self.dm.status, value) for value, _ in found[:1]]
+        if self.invoice_at(event_type) != self.dm.invoice_id:
+            return out
+        for loc, region in self.regions.items():
+            leaf = next((x for x in config.split("+") if x.startswith(region + ".")), None)
+            if leaf is not None and loc != own:
+                out.append((loc, leaf[len(region) + 1 :].split(".", 1)[0]))
+        return out
 
     def write(
         self, body: dict[str, Any], headers: dict[str, str], loc: Locator, value: Any
@@ -102,6 +167,10 @@ class Shape:
             return str(self.read(body, headers, self.dm.event_id))
         parts = [self.read(body, headers, loc) for loc in self.dm.idempotency_key or ()]
         return json.dumps([None if p is MISSING else p for p in parts], default=str)
+
+
+def _inside(config: str, state: str) -> bool:
+    return Configuration(config).within(state)
 
 
 def _guard_strategy(guard: Guard) -> st.SearchStrategy[Any]:
