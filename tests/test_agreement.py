@@ -157,6 +157,16 @@ def _payloads(data: dict[str, Any]) -> st.SearchStrategy[list[Any]]:
     return st.lists(payloads(data), min_size=1, max_size=3)
 
 
+def _agree_everywhere(chart: Chart, ref: Reference, drawn: list[Any]) -> None:
+    """Every configuration x trigger, with the drawn payloads and some that make the
+    trigger's guards hold and fail for certain."""
+    for trigger in chart.triggers:
+        every = [*drawn, *_guard_payloads(chart, trigger, alone=2)[1:]]
+        for config in chart.states:
+            for payload in every:
+                agree(chart, ref, config, trigger, payload)
+
+
 @GENERATED
 @given(data=chart_data(), more=st.data(), seed=st.randoms())
 def test_generated_charts_agree_with_the_machine(
@@ -164,12 +174,7 @@ def test_generated_charts_agree_with_the_machine(
 ) -> None:
     chart, ref = _compile(data)
     drawn = more.draw(_payloads(data), label="payloads")
-    for trigger in chart.triggers:
-        # Drawn payloads, and some that make the trigger's guards hold and fail for certain.
-        every = [*drawn, *_guard_payloads(chart, trigger, alone=2)[1:]]
-        for config in chart.states:
-            for payload in every:
-                agree(chart, ref, config, trigger, payload)
+    _agree_everywhere(chart, ref, drawn)
     if len(chart.states) <= 16:
         agree_on_the_graph(chart, ref)
     scopes = [n for n in chart.tree.names if chart.tree.configuration(n) is None]
@@ -184,12 +189,7 @@ def test_generated_charts_without_parallel_states_agree(
     data: dict[str, Any], more: st.DataObject
 ) -> None:
     chart, ref = _compile(data)
-    drawn = more.draw(_payloads(data), label="payloads")
-    for trigger in chart.triggers:
-        every = [*drawn, *_guard_payloads(chart, trigger, alone=2)[1:]]
-        for config in chart.states:
-            for payload in every:
-                agree(chart, ref, config, trigger, payload)
+    _agree_everywhere(chart, ref, more.draw(_payloads(data), label="payloads"))
     agree_on_the_graph(chart, ref)
 
 
@@ -231,31 +231,7 @@ def test_bundled_charts_agree_with_the_machine(chart_file: Path) -> None:
                     agree_within(chart, ref, name, trigger, payload)
 
 
-PARALLEL = """\
-provider: par
-initial: draft
-states:
-  - {name: draft, canonical: draft}
-  - name: fin
-    parallel: true
-    canonical:
-      - {when: {pay: done}, canonical: paid}
-      - {canonical: open}
-    states:
-      - name: pay
-        states: [{name: pending}, {name: done}]
-      - name: od
-        states: [{name: "no"}, {name: "yes"}]
-  - {name: void, canonical: void, final: true}
-transitions:
-  - {trigger: finalize, source: draft, dest: fin}
-  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.done}
-  - {trigger: overdue, source: fin.od.no, dest: fin.od.yes, guard: "$.late == true"}
-  - {trigger: void, source: fin, dest: void}
-  - {trigger: note, source: fin, internal: true}
-delivery: {event_type: $.type, event_id: $.id, invoice_id: $.inv}
-events: {created: {create: true}}
-"""
+PARALLEL = (Path(__file__).parent / "charts_parallel" / "par.yaml").read_text(encoding="utf-8")
 
 
 def test_the_reference_sees_a_parallel_chart_as_the_engine_does(tmp_path: Path) -> None:

@@ -131,41 +131,7 @@ events: {created: {create: true}, issued: issue, part: part_pay, paid: pay, void
 """
 # Parallel states (the lead's example): regions entered together, a transition inside one
 # region, one leaving from the parallel state's border, an internal one on it, a rule table.
-PAR = r"""
-provider: par
-initial: draft
-states:
-  - {name: draft, canonical: draft}
-  - name: fin
-    parallel: true
-    canonical:
-      - {when: {pay: done}, canonical: paid}
-      - {canonical: open}
-    states:
-      - name: pay
-        states: [{name: pending}, {name: done}]
-      - name: od
-        states: [{name: "no"}, {name: "yes"}]
-  - {name: void, canonical: void, final: true}
-transitions:
-  - {trigger: finalize, source: draft, dest: fin}
-  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.done}
-  - {trigger: overdue, source: fin.od.no, dest: fin.od.yes, guard: "$.late == true"}
-  - {trigger: void, source: fin, dest: void}
-  - {trigger: note, source: fin, internal: true}
-delivery:
-  event_type: $.type
-  event_id: $.id
-  invoice_id: $.inv
-  status: $.status
-events:
-  created: {create: true}
-  finalized: finalize
-  paid: {follow_status: fin.pay, status: $.pay_status}
-  overdue: overdue
-  voided: void
-  noted: note
-"""
+PAR = (HERE / "charts_parallel" / "par.yaml").read_text(encoding="utf-8")
 # Everything else parallel states let a chart say, each a place where SCXML or XState would
 # exit or enter something else than the chart's machine if written naively: a region with an
 # initial that isn't its first state and a compound state inside; one trigger moving two

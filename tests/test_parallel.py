@@ -20,43 +20,7 @@ import engine
 from engine import Chart, Configuration, Engine, TransitionNotAllowed, UnknownState
 from engine.chart import load_yaml, parse_chart
 
-PARALLEL = """
-provider: par
-initial: draft
-states:
-  - {name: draft, canonical: draft}
-  - name: fin
-    parallel: true
-    canonical:
-      - {when: {pay: done}, canonical: paid}
-      - {canonical: open}
-    states:
-      - name: pay
-        states: [{name: pending}, {name: done}]
-      - name: od
-        states: [{name: "no"}, {name: "yes"}]
-  - {name: void, canonical: void, final: true}
-transitions:
-  - {trigger: finalize, source: draft, dest: fin}
-  - {trigger: pay, source: fin.pay.pending, dest: fin.pay.done}
-  - {trigger: overdue, source: fin.od.no, dest: fin.od.yes, guard: "$.late == true"}
-  - {trigger: void, source: fin, dest: void}
-  - {trigger: note, source: fin, internal: true}
-delivery:
-  event_type: $.type
-  event_id: $.id
-  invoice_id: $.inv
-  status: $.status
-  statuses: {finalized: fin}
-events:
-  created: {create: true}
-  finalized: finalize
-  paid: {follow_status: fin.pay, status: $.pay_status}
-  overdue: overdue
-  voided: void
-  noted: note
-  disputed: {trigger: note, invoice_id: $.dispute.inv}
-"""
+PARALLEL = (Path(__file__).parent / "charts_parallel" / "par.yaml").read_text(encoding="utf-8")
 
 FRESH = "fin.pay.pending+fin.od.no"
 PAID = "fin.pay.done+fin.od.no"
