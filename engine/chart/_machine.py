@@ -1,13 +1,13 @@
 """A chart's ``transitions`` machine, and every answer it gives, asked once.
 
-``transitions`` decides. :func:`explore` sets a scratch model to each configuration of the chart,
-fires each trigger, and reads the configuration back: the machine's own resolution (which
-transition of which state fires, in which region, what a compound or parallel destination
-enters, what an internal transition leaves alone) is the only one there is. A question whose
-answer depends on guards is asked once for every outcome of the guards it could meet (the
-machine is fired with an :class:`~engine.chart.expr.Assumed` payload that says what each guard
-holds), so the compiled chart answers a real payload by evaluating those guards, the machine's
-own conditions, and looking up what the machine did for that outcome.
+``transitions`` decides. :meth:`Explorer.answer_all` sets a scratch model to each configuration
+of the chart, fires each trigger, and reads the configuration back: the machine's own
+resolution (which transition of which state fires, in which region, what a compound or parallel
+destination enters, what an internal transition leaves alone) is the only one there is. A
+question whose answer depends on guards is asked once for every outcome of the guards it could
+meet (the machine is fired with an :class:`~engine.chart.expr.Assumed` payload that says what
+each guard holds), so the compiled chart answers a real payload by evaluating those guards, the
+machine's own conditions, and looking up what the machine did for that outcome.
 
 Nothing here re-implements how a statechart resolves a trigger; what it reads of the machine's
 tables is only *which* guards a question could meet (those of the trigger's transitions whose
@@ -162,7 +162,7 @@ class _Scratch:
 
 
 class Explorer:
-    """Asks a chart's machine every question, or on first use those with many guards.
+    """Asks a chart's machine every question, when the chart loads.
 
     Args:
         machine: the chart's machine (built with ``model=None``); a scratch model is added.
