@@ -258,7 +258,7 @@ def test_what_is_redacted_follows_the_chart(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from engine.chart import bundled_chart_dir
-    from engine.runtime.delivery import receive
+    from engine.runtime._receive import receive
 
     text = (bundled_chart_dir() / "stripe.yaml").read_text(encoding="utf-8")
     head, _, rest = text.partition("\nsignature:\n")

@@ -18,7 +18,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ..runtime.delivery import MAX_BODY_BYTES, Oversized
+from ..runtime._receive import Oversized
+from ..runtime.delivery import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     from ..runtime.engine import Delivery

@@ -25,10 +25,11 @@ from ..store.base import (
 )
 from ..store.feed import PREVIOUS, ChangeRow
 from ._clock import Clock, utc_text
-from ._construct import construct
+from ._construct import builder, construct
+from ._receive import Received
 from ._refold import refold
 from .decide import Decision, OnUnknown, fold_rank
-from .delivery import Event, Received, UnmappedEvent
+from .delivery import Event, UnmappedEvent
 from .fold import decide_safely, inferred_text
 from .versions import Versions
 
@@ -47,6 +48,10 @@ def invoices_of(provider: str, received: Iterable[Received]) -> list[tuple[str, 
 
 def _micros(when: datetime) -> int:
     return int(when.timestamp() * 1_000_000)
+
+
+_outcome = builder(Outcome)
+_row = tuple.__new__  # EventRow(...) without its keyword handling: the fields in order
 
 
 class _Invoice:
@@ -95,6 +100,9 @@ class Batch:
         self.rows: list[EventRow] = []
         self.live: dict[str, LiveEvent] = {}
         self.absent: set[str] = set()  # event ids known not to be live in the database
+        self._now: str | None = None  # when this run's changes were recorded (read once)
+        # what the chart decides, by what it reads of an event, when no guard reads its payload
+        self._decisions = versions.decisions if not self.chart.has_guards else None
 
     # ------------------------------------------------------------------ memory
 
@@ -125,13 +133,19 @@ class Batch:
 
     def flush(self) -> None:
         """Write the rows held in memory (the transaction stays open)."""
-        if self.rows:
-            self.tx.insert_events(self.rows)
-            self.rows.clear()
+        self._flush_events()
         if self.dirty:
             now = utc_text(self.clock())
             self.tx.upsert_invoices([self._invoice_row(iid, now) for iid in self.dirty])
             self.dirty.clear()
+
+    def _flush_events(self) -> None:
+        """Write the event rows held in memory: all a re-fold or a supersede reads or changes.
+        The invoice rows wait for the batch's end, so an invoice a batch touches many times is
+        written once."""
+        if self.rows:
+            self.tx.insert_events(self.rows)
+            self.rows.clear()
 
     def _invoice_row(self, invoice_id: str, now: str) -> InvoiceRow:
         inv = self.invoices[invoice_id]
@@ -156,6 +170,7 @@ class Batch:
             self.tx.record_chart(self.versions.record)
             self._charted = True
         self._seqs = iter(self.tx.allocate_seqs(len(received)))
+        self._now = None
         if len(received) > 1:  # one delivery: its two point lookups are cheaper than IN lists
             self._prefetch([r.event for r in received if isinstance(r.event, Event)])
         return [self._apply(r) for r in received]
@@ -185,7 +200,7 @@ class Batch:
             key = FoldKey(seq, 0, ev.event_id)
         if inv.exists and key < inv.key:
             return self._late(received, ev, ev.invoice_id, inv, key, seq)
-        d = decide_safely(self.chart, inv.state, ev, self.on_unknown)
+        d = self._decide(inv.state, ev)
         before = (inv.state, inv.canonical)
         if d.status == "applied" and d.to_state is not None:
             # the canonical state comes from the chart that decided the state, always
@@ -198,6 +213,21 @@ class Batch:
             inv.first_seen_at = utc_text(received.received_at)
         self.dirty.add(ev.invoice_id)
         return self._record(received, ev, seq, d.status, d, key=key, live=1)
+
+    def _decide(self, state: str | None, ev: Event) -> Decision:
+        """:func:`decide_safely`, remembered per chart when no guard reads the payload: then
+        it reads only the state and these fields of the event."""
+        memo = self._decisions
+        if memo is None:
+            return decide_safely(self.chart, state, ev, self.on_unknown)
+        key = (state, ev.event_type, ev.status, ev.status_state, self.on_unknown)
+        d = memo.get(key)
+        if d is None:
+            d = decide_safely(self.chart, state, ev, self.on_unknown)
+            if len(memo) >= 4096:  # a chart has few states and event types; never unbounded
+                memo.clear()
+            memo[key] = d
+        return d
 
     def _invalid(self, received: Received, exc: DeliveryError, seq: int) -> Outcome:
         """An unreadable delivery (``invalid``), or one of a type the chart ignores."""
@@ -233,33 +263,30 @@ class Batch:
     ) -> Outcome:
         if d is not None:
             reason, retryable = d.reason, d.retryable
-        frm = d.from_state if d else None
-        to = d.to_state if d else None
-        trigger = d.trigger if d and d.trigger else ev.trigger
-        adopted = d.adopted if d else False
-        at = received.received_at
+            frm, to, adopted, inferred = d.from_state, d.to_state, d.adopted, d.inferred
+            trigger = d.trigger or ev.trigger
+        else:
+            frm = to = None
+            adopted, inferred, trigger = False, (), ev.trigger
+        at, occurred = received.received_at, ev.occurred_at
         self.rows.append(
-            EventRow(
-                seq=seq, provider=self.provider, event_id=ev.event_id, in_fold=live,
-                invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
-                status_snapshot=ev.status, outcome=status, reason=reason, from_state=frm,
-                to_state=to,
-                retryable=int(retryable), adopted=int(adopted),
-                occurred_at=utc_text(ev.occurred_at) if ev.occurred_at else None,
-                fold_order=key.time if key else None, lifecycle_rank=key.rank if key else None,
-                received_at=utc_text(at), revisions=0, headers=received.headers,
-                body=received.raw, policy=self.on_unknown, chart=self.fingerprint,
-                inferred=inferred_text(d.inferred) if d else None, verified=received.verified,
-            )
+            _row(EventRow, (
+                seq, self.provider, ev.event_id, live, ev.invoice_id, ev.event_type, trigger,
+                ev.status, status, reason, frm, to, int(retryable), int(adopted),
+                utc_text(occurred) if occurred else None,
+                key.time if key else None, key.rank if key else None,
+                utc_text(at), 0, received.headers, received.raw, self.on_unknown,
+                self.fingerprint, inferred_text(inferred) if inferred else None,
+                received.verified,
+            ))
         )  # fmt: skip
         if live:
             self.live[ev.event_id] = LiveEvent(seq, status, retryable)
-        return construct(
-            Outcome, status=status, provider=self.provider, event_id=ev.event_id,
-            invoice_id=ev.invoice_id, event_type=ev.event_type, trigger=trigger,
-            from_state=frm, to_state=to, reason=reason, retryable=retryable, adopted=adopted,
-            occurred_at=ev.occurred_at, received_at=at, seq=seq, revisions=0,
-            inferred=d.inferred if d else (), caused_revisions=0, verified=_verified(received),
+        verified = received.verified
+        return _outcome(
+            (status, self.provider, ev.event_id, ev.invoice_id, ev.event_type, trigger, frm, to,
+             reason, retryable, adopted, occurred, at, seq, 0, inferred, 0,
+             None if verified is None else bool(verified))
         )  # fmt: skip
 
     def _changed(
@@ -277,12 +304,18 @@ class Batch:
             self.tx.feed.append([
                 ChangeRow(0, self.provider, ev.invoice_id, *before, inv.state, inv.canonical,
                           seq, ev.event_id, PREVIOUS if correction else None, kind,
-                          utc_text(self.clock()))
+                          self._recorded_at())
             ])  # fmt: skip
+
+    def _recorded_at(self) -> str:
+        """When this run's changes were recorded: the clock, read once for all of them."""
+        if self._now is None:
+            self._now = utc_text(self.clock())
+        return self._now
 
     def _supersede(self, prior_seq: int, by_seq: int) -> None:
         """An untimed retry of a retryable rejection: the old attempt stops counting."""
-        self.flush()
+        self._flush_events()
         self.tx.supersede(prior_seq, by_seq)
         self.live = {k: v for k, v in self.live.items() if v.seq != prior_seq}
 
@@ -298,7 +331,7 @@ class Batch:
         """A late arrival: record it, then re-fold the invoice in fold order."""
         placeholder = Decision("rejected", None, None, reason="late: being re-folded")
         self._record(received, ev, seq, "rejected", placeholder, key=key, live=1)
-        self.flush()
+        self._flush_events()
         done = refold(
             self.tx, self.versions, invoice_id, self.on_unknown, cause=seq,
             now=utc_text(self.clock()), live=self.live,

@@ -11,11 +11,12 @@ that does not name every field exactly, goes through ``model_construct`` itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["construct"]
+__all__ = ["builder", "construct"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _plain: dict[type[BaseModel], tuple[str, ...] | None] = {}
@@ -42,13 +43,41 @@ def construct(cls: type[_M], **values: Any) -> _M:
     names = _plain[cls]
     if names is None or len(values) != len(names):
         return cls.model_construct(**values)
-    try:
-        ordered = {name: values[name] for name in names}  # as many names, all present: the same
-    except KeyError:
-        return cls.model_construct(**values)
+    if tuple(values) == names:  # given in field order: the keywords' own dict will do
+        ordered = values
+    else:
+        try:
+            ordered = {name: values[name] for name in names}  # all present: the same
+        except KeyError:
+            return cls.model_construct(**values)
     model = cls.__new__(cls)
     object.__setattr__(model, "__dict__", ordered)
     object.__setattr__(model, "__pydantic_fields_set__", set(names))
     object.__setattr__(model, "__pydantic_extra__", None)
     object.__setattr__(model, "__pydantic_private__", None)
     return model
+
+
+def builder(cls: type[_M]) -> Callable[[tuple[Any, ...]], _M]:
+    """A function building ``cls`` from all its fields' values, in field order: what
+    :func:`construct` does, without keywords to match up (for one record per delivery)."""
+    names = _plain_fields(cls)
+    if names is None:
+        fields = tuple(cls.__pydantic_fields__)
+        return lambda values: cls.model_construct(**dict(zip(fields, values, strict=True)))
+    new, every = cls.__new__, set(names)
+    # the slots' own setters: what object.__setattr__ would find, without looking
+    slots = BaseModel.__dict__
+    set_fields = slots["__pydantic_fields_set__"].__set__
+    set_extra = slots["__pydantic_extra__"].__set__
+    set_private = slots["__pydantic_private__"].__set__
+
+    def build(values: tuple[Any, ...]) -> _M:
+        model = new(cls)
+        model.__dict__.update(zip(names, values, strict=True))  # a new __dict__ is empty
+        set_fields(model, every.copy())
+        set_extra(model, None)
+        set_private(model, None)
+        return model
+
+    return build

@@ -12,9 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -28,13 +27,10 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_HEADER_BYTES",
     "Event",
-    "Oversized",
-    "Received",
     "UnmappedEvent",
     "body_bytes",
     "normalize_headers",
     "read_delivery",
-    "receive",
     "redact_headers",
 ]
 
@@ -318,17 +314,6 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Oversized:
-    """A body too large to hold, as a reader that would not hold it saw it: its first bytes,
-    its size and its SHA-256 (the CLI passes this for a JSONL line over the limit). Not a
-    tuple, so it is never mistaken for a ``(body, headers)`` pair."""
-
-    head: bytes
-    size: int
-    sha256: str
-
-
 class UnmappedEvent(DeliveryError):
     """A readable delivery of an event type the chart does not map (Stripe sends a webhook
     endpoint every event type it subscribes to): recorded as ``ignored``, not ``invalid``."""
@@ -336,64 +321,3 @@ class UnmappedEvent(DeliveryError):
     @property
     def event_type(self) -> str:
         return str(self.value)
-
-
-class Received(NamedTuple):
-    """A delivery as the engine records it: its bytes, its stored headers, and what it says."""
-
-    #: The body's bytes; for a body over the size limit, only the first ``MAX_BODY_BYTES``.
-    raw: bytes
-    #: The headers as JSON, credentials redacted, signatures kept (``None``: there were none).
-    headers: str | None
-    #: The event read from it, or why it could not be read.
-    event: Event | DeliveryError
-    received_at: datetime
-    #: 1: its signature was verified; 0: accepted unsigned; ``None``: not checked.
-    verified: int | None = None
-
-
-def receive(chart: Chart, body: object, headers: object, now: datetime) -> Received:
-    """Read one delivery for recording; never raises, whatever ``body`` and ``headers`` are.
-
-    The engine calls this before it takes the write lock: parsing is the costly part of a
-    delivery, and no other writer needs to wait for it. The event is read from exactly the
-    bytes that are stored, so a replay of the stored row decides the same.
-    """
-    problem: DeliveryError | None = None
-    if isinstance(body, Oversized):
-        problem = _too_large(body.size, body.sha256)
-        body = body.head[:MAX_BODY_BYTES]
-    try:
-        raw = body_bytes(body)
-    except DeliveryError as exc:  # nothing to keep but what was wrong with it
-        raw, problem = f"<{exc}>".encode("utf-8", "replace"), exc
-    except Exception as exc:  # a caller's object that breaks when asked for its bytes
-        problem = DeliveryError(f"the body can't be read: {_broken(exc)}")
-        raw = f"<{problem}>".encode("utf-8", "replace")
-    hdrs: dict[str, str] = {}
-    try:
-        hdrs = normalize_headers(headers)
-    except DeliveryError as exc:
-        problem = problem or exc
-    except Exception as exc:
-        problem = problem or DeliveryError(f"the headers can't be read: {_broken(exc)}")
-    stored_headers = json.dumps(redact_headers(hdrs, chart)) if hdrs else None
-    event: Event | DeliveryError
-    if problem is not None:
-        event = problem
-    else:
-        try:
-            event = _read(chart, raw, hdrs, now)
-        except DeliveryError as exc:
-            event = exc
-    if len(raw) > MAX_BODY_BYTES:  # keep the limit's worth; the reason has its size and hash
-        event = _too_large(len(raw), hashlib.sha256(raw).hexdigest())
-        raw = raw[:MAX_BODY_BYTES]
-    return Received(raw, stored_headers, event, now)
-
-
-def _too_large(size: int, digest: str) -> DeliveryError:
-    return DeliveryError(
-        f"body is {size:,} bytes (sha256 {digest}); the limit is {MAX_BODY_BYTES:,},"
-        " and only that much of it is stored"
-    )

@@ -37,9 +37,10 @@ from ..store.sqlite import Synchronous
 from . import _views
 from ._batch import Batch, invoices_of
 from ._clock import utc_now
+from ._gc import paused
+from ._receive import Oversized, Received, read_chunk, receive
 from ._views import as_invoice_state, as_outcome, find_dead_letters, find_drift, invoice_states
 from .decide import OnUnknown
-from .delivery import Oversized, Received, receive
 from .feed import to_change
 from .replay import replay
 from .versions import Versions
@@ -227,18 +228,14 @@ class Engine:
                 " apply() takes one delivery"
             )
         chart = self._versions_of(provider).current  # an unknown provider fails here, once
-        items = iter(deliveries)
+        items, size, clock = iter(deliveries), self.batch_size, self.clock
         while True:
-            chunk = []
-            for item in items:
-                body, headers = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
-                # receive() directly: prepare() would look the chart up again per delivery
-                chunk.append(Prepared(provider, receive(chart, body, headers, self.clock())))
-                if len(chunk) >= self.batch_size:
-                    break
-            if not chunk:
-                return
-            yield from self.commit(chunk)
+            with paused():  # a batch's objects are freed by reference counting: see _gc
+                chunk = [Prepared(provider, r) for r in read_chunk(chart, items, size, clock)]
+                if not chunk:
+                    return
+                outcomes = self.commit(chunk)
+            yield from outcomes
 
     def apply_many(self, provider: str, deliveries: Iterable[Delivery]) -> list[Outcome]:
         """Apply many deliveries in batched transactions; the same outcomes as one by one.

@@ -19,6 +19,7 @@ from ..chart import Chart, parse_chart
 from ..errors import ChartError
 from ..store.base import ChartRecord, ReadTx
 from ._clock import utc_text
+from .decide import Decision
 
 __all__ = ["VersionResolver", "Versions", "fingerprint"]
 
@@ -51,6 +52,8 @@ class Versions:
         self._known: dict[str, Chart] = {self.fingerprint: current}
         #: Recorded fingerprints the store lacks or this release can't read (see replay).
         self.unreadable: set[str] = set()
+        #: The current chart's decisions, by what they read (see ``Batch._decide``).
+        self.decisions: dict[tuple[object, ...], Decision] = {}
 
     def resolver(self, tx: ReadTx, *, rechart: bool = False) -> VersionResolver:
         """A lookup of recorded fingerprints through ``tx`` (``rechart``: always the current)."""
