@@ -10,7 +10,6 @@ with ``executemany`` when the batch ends — or before a re-fold, which reads th
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime
 
 from ..chart import Chart
 from ..errors import DeliveryError
@@ -28,7 +27,7 @@ from ._clock import Clock, utc_text
 from ._construct import builder, construct
 from ._receive import Received
 from ._refold import refold
-from .decide import Decision, OnUnknown, fold_rank
+from .decide import Decision, OnUnknown
 from .delivery import Event, UnmappedEvent
 from .fold import decide_safely, inferred_text
 from .versions import Versions
@@ -40,18 +39,17 @@ def _verified(received: Received) -> bool | None:
     return None if received.verified is None else bool(received.verified)
 
 
-def invoices_of(provider: str, received: Iterable[Received]) -> list[tuple[str, str]]:
-    """The (provider, invoice id) pairs deliveries are about: what a transaction locks."""
-    ids = {r.event.invoice_id for r in received if isinstance(r.event, Event)}
-    return [(provider, i) for i in sorted(i for i in ids if i is not None)]
-
-
-def _micros(when: datetime) -> int:
-    return int(when.timestamp() * 1_000_000)
+def invoices_of(provider: str, received: Iterable[Received]) -> Iterator[tuple[str, str]]:
+    """The (provider, invoice id) pairs deliveries are about: what a transaction locks. Lazy
+    (a store that locks nothing never reads them; one that does orders them itself)."""
+    for r in received:
+        ev = r.event
+        if isinstance(ev, Event) and ev.invoice_id is not None:
+            yield provider, ev.invoice_id
 
 
 _outcome = builder(Outcome)
-_row = tuple.__new__  # EventRow(...) without its keyword handling: the fields in order
+_new = tuple.__new__  # a NamedTuple from its fields in order, without its __new__
 
 
 class _Invoice:
@@ -125,12 +123,6 @@ class Batch:
         for iid in invoice_ids:
             self.invoices[iid] = _Invoice(rows.get(iid))
 
-    def _known(self, event_id: str) -> LiveEvent | None:
-        hit = self.live.get(event_id)
-        if hit is None and event_id not in self.absent:
-            hit = self.tx.live_event(self.provider, event_id)
-        return hit
-
     def flush(self) -> None:
         """Write the rows held in memory (the transaction stays open)."""
         self._flush_events()
@@ -181,38 +173,45 @@ class Batch:
         if isinstance(ev, DeliveryError):
             return self._invalid(received, ev, seq)
 
-        known = self._known(ev.event_id)
+        event_id = ev.event_id
+        known = self.live.get(event_id)
+        if known is None and event_id not in self.absent:
+            known = self.tx.live_event(self.provider, event_id)
         if known is not None:
             if self.timed or not (known.outcome == "rejected" and known.retryable):
                 reason = f"already recorded as #{known.seq} ({known.outcome})"
-                return self._record(received, ev, seq, "duplicate", None, reason=reason,
-                                    retryable=known.retryable, live=0)  # fmt: skip
+                return self._record(received, ev, seq, "duplicate", None, 0, reason,
+                                    known.retryable, None)  # fmt: skip
             self._supersede(known.seq, seq)
 
-        if ev.invoice_id is None:
+        invoice_id = ev.invoice_id
+        if invoice_id is None:
             d = decide_safely(self.chart, None, ev, self.on_unknown)
-            return self._record(received, ev, seq, d.status, d, live=1)
+            return self._record(received, ev, seq, d.status, d, 1, None, False, None)
 
-        inv = self._invoice(ev.invoice_id)
-        if self.timed and ev.occurred_at is not None:  # read_delivery sets it on timed charts
-            key = FoldKey(_micros(ev.occurred_at), fold_rank(self.chart, ev), ev.event_id)
+        inv = self.invoices.get(invoice_id) or self._invoice(invoice_id)
+        occurred = ev.occurred_at
+        if self.timed and occurred is not None:  # read_delivery sets it on timed charts
+            rank = self.chart.lifecycle_rank(ev.event_type, ev.status_state)  # fold_rank
+            key = _new(FoldKey, (int(occurred.timestamp() * 1_000_000), rank, event_id))
         else:
-            key = FoldKey(seq, 0, ev.event_id)
-        if inv.exists and key < inv.key:
-            return self._late(received, ev, ev.invoice_id, inv, key, seq)
+            key = _new(FoldKey, (seq, 0, event_id))
+        if inv.first_seen_at is not None and key < inv.key:  # it exists, and this is late
+            return self._late(received, ev, invoice_id, inv, key, seq)
         d = self._decide(inv.state, ev)
         before = (inv.state, inv.canonical)
         if d.status == "applied" and d.to_state is not None:
             # the canonical state comes from the chart that decided the state, always
             inv.canonical = self.chart.canonical(d.to_state)
         inv.state = d.state_after
-        self._changed(ev, seq, before, inv, "applied")
+        if before != (inv.state, inv.canonical):
+            self._changed(ev, seq, before, inv, "applied")
         inv.key = key
         inv.version += 1
         if inv.first_seen_at is None:
             inv.first_seen_at = utc_text(received.received_at)
-        self.dirty.add(ev.invoice_id)
-        return self._record(received, ev, seq, d.status, d, key=key, live=1)
+        self.dirty.add(invoice_id)
+        return self._record(received, ev, seq, d.status, d, 1, None, False, key)
 
     def _decide(self, state: str | None, ev: Event) -> Decision:
         """:func:`decide_safely`, remembered per chart when no guard reads the payload: then
@@ -255,12 +254,14 @@ class Batch:
         seq: int,
         status: OutcomeStatus,
         d: Decision | None,
-        *,
         live: int,
-        reason: str | None = None,
-        retryable: bool = False,
-        key: FoldKey | None = None,
+        reason: str | None,
+        retryable: bool,
+        key: FoldKey | None,
     ) -> Outcome:
+        """Hold the event's row for the batch's insert, and return its outcome: ``d``'s, or
+        (no decision) ``status`` with ``reason`` and ``retryable``. Positional: once per
+        delivery."""
         if d is not None:
             reason, retryable = d.reason, d.retryable
             frm, to, adopted, inferred = d.from_state, d.to_state, d.adopted, d.inferred
@@ -270,7 +271,7 @@ class Batch:
             adopted, inferred, trigger = False, (), ev.trigger
         at, occurred = received.received_at, ev.occurred_at
         self.rows.append(
-            _row(EventRow, (
+            _new(EventRow, (
                 seq, self.provider, ev.event_id, live, ev.invoice_id, ev.event_type, trigger,
                 ev.status, status, reason, frm, to, int(retryable), int(adopted),
                 utc_text(occurred) if occurred else None,
@@ -281,7 +282,7 @@ class Batch:
             ))
         )  # fmt: skip
         if live:
-            self.live[ev.event_id] = LiveEvent(seq, status, retryable)
+            self.live[ev.event_id] = _new(LiveEvent, (seq, status, retryable))
         verified = received.verified
         return _outcome(
             (status, self.provider, ev.event_id, ev.invoice_id, ev.event_type, trigger, frm, to,
@@ -330,7 +331,7 @@ class Batch:
     ) -> Outcome:
         """A late arrival: record it, then re-fold the invoice in fold order."""
         placeholder = Decision("rejected", None, None, reason="late: being re-folded")
-        self._record(received, ev, seq, "rejected", placeholder, key=key, live=1)
+        self._record(received, ev, seq, "rejected", placeholder, 1, None, False, key)
         self._flush_events()
         done = refold(
             self.tx, self.versions, invoice_id, self.on_unknown, cause=seq,

@@ -243,7 +243,8 @@ class Engine:
         Each item is a body, or a ``(body, headers)`` pair. For very long streams prefer
         :meth:`iter_apply`, which does not hold every outcome in memory.
         """
-        return list(self.iter_apply(provider, deliveries))
+        with paused():  # and between batches: the outcomes kept so far are no cycles either
+            return list(self.iter_apply(provider, deliveries))
 
     # ------------------------------------------------------------------ reading
 
