@@ -60,6 +60,11 @@ FEED_START = (
 )
 
 _NAMES = ", ".join(ChangeRow._fields)
+_INSERT = {
+    mark: f"INSERT INTO changes ({_NAMES}) VALUES ({', '.join([mark] * len(ChangeRow._fields))})"
+    for mark in ("?", "%s")
+}
+_new = tuple.__new__
 _PER_TX = 1 << 20  # provisional numbers: -(transaction id << 20 | n)
 #: PostgreSQL's COMMIT for a transaction that wrote provisional entries, in one message (no
 #: parameters, so several statements): the feed's lock, the entries numbered after the head
@@ -205,8 +210,7 @@ class Feed:
 
     def copy(self, rows: Sequence[ChangeRow]) -> None:
         self._hold()
-        marks = ", ".join([self._mark] * len(ChangeRow._fields))
-        sql = f"INSERT INTO changes ({_NAMES}) VALUES ({marks})"
+        sql = _INSERT[self._mark]
         with self._cursor() as cur:
             cur.executemany(sql, rows)
 
@@ -249,7 +253,8 @@ class Feed:
             key = (row.provider, row.invoice_id)
             corrects = last[key] if row.corrects == PREVIOUS else row.corrects
             last[key] = cursor
-            rows.append(row._replace(cursor=cursor, corrects=corrects))
+            # row._replace(cursor=..., corrects=...), without its keywords: once per change
+            rows.append(_new(ChangeRow, (cursor, *row[1:9], corrects, *row[10:])))
         self._pending.clear()
         self.copy(rows)
         self.deferred = step < 0

@@ -143,9 +143,22 @@ class SqliteStore:
 
     def transact(self, work: Callable[[WriteTx], T]) -> T:
         """Run ``work`` in one write transaction (see :meth:`write`). SQLite has one writer at
-        a time and waits for its turn up front, so nothing here calls for running it again."""
-        with self.write() as tx:
-            return work(tx)
+        a time and waits for its turn up front, so nothing here calls for running it again.
+        (What :meth:`write` does, without a generator's context manager around it: this runs
+        once per ``Engine.apply``.)"""
+        if self.readonly:
+            raise StoreError(f"{self.path!r} was opened read-only")
+        self._check_open()
+        with self._lock:
+            self._begin("BEGIN IMMEDIATE")
+            try:
+                result = work(self._tx)
+                self._tx.feed.finish()  # the transaction's changes, numbered last
+            except BaseException as exc:
+                self._rollback(exc)
+                raise
+            self._commit()
+            return result
 
     @property
     def name(self) -> str:
@@ -174,26 +187,37 @@ class SqliteStore:
                 yield from self._transaction("BEGIN")
 
     def _transaction(self, begin: str) -> Iterator[SqliteTx]:
-        for attempt in range(50):
-            try:
-                self._conn.execute(begin)
-                self._tx.begun()
-                break
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 49:
-                    raise StoreError(f"can't use {self.path!r}: {exc}") from None
-                time.sleep(min(0.005 * 2**attempt, 0.5))
+        self._begin(begin)
         try:
             yield self._tx
             self._tx.feed.finish()  # the transaction's changes, numbered last
         except BaseException as exc:
-            if self._conn.in_transaction:  # SQLite may have rolled back already
-                self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{self.path!r}: {exc}") from exc
-            if isinstance(exc, UnicodeEncodeError):  # a lone surrogate in a name asked for
-                raise StoreError(f"{exc.object[:60]!r} is not valid Unicode text") from None
+            self._rollback(exc)
             raise
+        self._commit()
+
+    def _begin(self, begin: str) -> None:
+        for attempt in range(50):
+            try:
+                self._conn.execute(begin)
+                self._tx.begun()
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 49:
+                    raise StoreError(f"can't use {self.path!r}: {exc}") from None
+                time.sleep(min(0.005 * 2**attempt, 0.5))
+
+    def _rollback(self, exc: BaseException) -> None:
+        """Roll back after ``exc``; raise it as a StoreError if it is SQLite's (the caller
+        raises anything else as it is)."""
+        if self._conn.in_transaction:  # SQLite may have rolled back already
+            self._conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{self.path!r}: {exc}") from exc
+        if isinstance(exc, UnicodeEncodeError):  # a lone surrogate in a name asked for
+            raise StoreError(f"{exc.object[:60]!r} is not valid Unicode text") from None
+
+    def _commit(self) -> None:
         try:
             self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
