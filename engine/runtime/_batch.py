@@ -144,10 +144,10 @@ class Batch:
         if inv.first_seen_at is None:
             inv.first_seen_at = now
         state = inv.state
-        return InvoiceRow(
+        return _new(InvoiceRow, (
             self.provider, invoice_id, state, inv.canonical if state else None, inv.version,
             inv.first_seen_at, now, *inv.key,
-        )  # fmt: skip
+        ))  # fmt: skip
 
     # ------------------------------------------------------------------- apply
 
@@ -303,9 +303,9 @@ class Batch:
         """An entry for the changes feed, if the invoice's state (or canonical state) moved."""
         if before != (inv.state, inv.canonical) and ev.invoice_id is not None:
             self.tx.feed.append([
-                ChangeRow(0, self.provider, ev.invoice_id, *before, inv.state, inv.canonical,
-                          seq, ev.event_id, PREVIOUS if correction else None, kind,
-                          self._recorded_at())
+                _new(ChangeRow, (0, self.provider, ev.invoice_id, *before, inv.state,
+                                 inv.canonical, seq, ev.event_id,
+                                 PREVIOUS if correction else None, kind, self._recorded_at()))
             ])  # fmt: skip
 
     def _recorded_at(self) -> str:

@@ -27,6 +27,6 @@ def utc_text(when: datetime) -> str:
     # one fixed precision, so stored times also sort as text: isoformat(timespec=
     # "microseconds") with a Z, written out (twice as fast as isoformat, which formats the
     # offset it would then have cut; called twice per delivery)
-    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031 - an f-string: 2x slower
         when.year, when.month, when.day, when.hour, when.minute, when.second, when.microsecond
     )  # fmt: skip

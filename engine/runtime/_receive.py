@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from ..chart.compiled import Chart
 from ..errors import DeliveryError
-from ._reader import reader
+from ._reader import Reader, reader
 from ._redact import redact_headers
 from .delivery import MAX_BODY_BYTES, Event, _broken, _read, body_bytes, normalize_headers
 
@@ -55,7 +55,13 @@ def receive(chart: Chart, body: object, headers: object, now: datetime) -> Recei
     The event is read from exactly the bytes that are stored, so a replay of the stored row
     decides the same.
     """
-    fast = reader(chart)
+    return _receive(chart, reader(chart), body, headers, now)
+
+
+def _receive(
+    chart: Chart, fast: Reader | None, body: object, headers: object, now: datetime
+) -> Received:
+    """:func:`receive`, with the chart's compiled reader already looked up."""
     if fast is not None and headers is None and type(body) is bytes:  # the common case
         read = fast(body, _NO_HEADERS, now)
         if read is not None:
@@ -102,9 +108,10 @@ def read_chunk(
     """The next (up to) ``size`` deliveries of ``items`` (bodies, or ``(body, headers)``
     pairs), each read as it is taken, at the time ``clock`` says."""
     chunk = []
+    fast = reader(chart)
     for item in items:
         body, headers = item if isinstance(item, tuple) and len(item) == 2 else (item, None)
-        chunk.append(receive(chart, body, headers, clock()))
+        chunk.append(_receive(chart, fast, body, headers, clock()))
         if len(chunk) >= size:
             break
     return chunk

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -182,23 +183,23 @@ class Engine:
         Raises:
             StoreError: the database can't be written (nothing of any of them is).
         """
-        versions = {p: self._versions_of(p) for p in dict.fromkeys(i.provider for i in prepared)}
+        # runs of one provider's deliveries, in order: rows are numbered (seq) as they arrived
+        runs = groupby(prepared, attrgetter("provider"))
+        return self._commit([(p, [i.received for i in run]) for p, run in runs])
+
+    def _commit(self, runs: list[tuple[str, list[Received]]]) -> list[Outcome]:
+        versions = {p: self._versions_of(p) for p in dict.fromkeys(p for p, _ in runs)}
 
         def work(tx: WriteTx) -> list[Outcome]:  # may run again: see Store.transact
             # every invoice locked at once, in one order, before any is read
-            tx.lock_invoices(k for i in prepared for k in invoices_of(i.provider, [i.received]))
+            tx.lock_invoices(k for p, received in runs for k in invoices_of(p, received))
             outcomes: list[Outcome] = []
             batches: dict[str, Batch] = {}
-            # runs of one provider's deliveries, in the order given: rows are numbered (seq)
-            # in arrival order whatever the mix
-            for provider, run in groupby(prepared, key=lambda item: item.provider):
-                batch = batches.get(provider)
-                if batch is None:
-                    batch = batches[provider] = Batch(
-                        tx, versions[provider], self.on_unknown, self.clock
-                    )
-                outcomes += batch.run([item.received for item in run])
-                batch.flush()  # before another provider's batch numbers its rows
+            for provider, received in runs:
+                if provider not in batches:
+                    batches[provider] = Batch(tx, versions[provider], self.on_unknown, self.clock)
+                outcomes += batches[provider].run(received)
+                batches[provider].flush()  # before another provider's batch numbers its rows
             return outcomes
 
         outcomes = self.store.transact(work)
@@ -231,10 +232,10 @@ class Engine:
         items, size, clock = iter(deliveries), self.batch_size, self.clock
         while True:
             with paused():  # a batch's objects are freed by reference counting: see _gc
-                chunk = [Prepared(provider, r) for r in read_chunk(chart, items, size, clock)]
+                chunk = read_chunk(chart, items, size, clock)
                 if not chunk:
                     return
-                outcomes = self.commit(chunk)
+                outcomes = self._commit([(provider, chunk)])
             yield from outcomes
 
     def apply_many(self, provider: str, deliveries: Iterable[Delivery]) -> list[Outcome]:
