@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from engine import Engine, Event
 from engine.chart import bundled_chart_dir, load_chart
@@ -289,3 +290,30 @@ def test_stored_times_are_isoformat_with_a_z(when: datetime) -> None:
     except OverflowError:  # year 1 at +05:30 is before year 1 in UTC: no stored time
         return
     assert utc_text(when) == utc.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+# ------------------------------------------------- records made without validation
+
+
+def test_records_made_per_delivery_are_whole_models(tmp_path: Path) -> None:
+    """The engine makes each delivery's Event and Outcome from a dict display (no
+    validation, for speed): every field there, in the model's order, each of its type, so
+    that they compare, print and dump as validated models do."""
+    from engine import Outcome
+
+    deliveries = list(_deliveries("stripe"))
+    with Engine(tmp_path / "m.db") as eng:
+        outcomes = eng.apply_many("stripe", deliveries + [raw for raw, _ in deliveries])
+    read = _reader.reader(load_chart("stripe"))
+    assert read is not None
+    events = [e for raw, _ in _deliveries("stripe") if (e := read(raw, {}, NOW)) is not None]
+    assert events
+    assert {o.status for o in outcomes} >= {"applied", "duplicate", "invalid"}
+    pairs: list[tuple[BaseModel, type[BaseModel]]] = [(o, Outcome) for o in outcomes]
+    pairs += [(e, Event) for e in events]
+    for model, cls in pairs:
+        assert list(model.__dict__) == list(cls.model_fields)
+        assert model.model_fields_set == set(cls.model_fields)
+        again = cls.model_validate(model.model_dump())
+        assert again == model
+        assert repr(again) == repr(model)

@@ -284,11 +284,14 @@ class Batch:
         if live:
             self.live[ev.event_id] = _new(LiveEvent, (seq, status, retryable))
         verified = received.verified
-        return _outcome(
-            (status, self.provider, ev.event_id, ev.invoice_id, ev.event_type, trigger, frm, to,
-             reason, retryable, adopted, occurred, at, seq, 0, inferred, 0,
-             None if verified is None else bool(verified))
-        )  # fmt: skip
+        return _outcome({
+            "status": status, "provider": self.provider, "event_id": ev.event_id,
+            "invoice_id": ev.invoice_id, "event_type": ev.event_type, "trigger": trigger,
+            "from_state": frm, "to_state": to, "reason": reason, "retryable": retryable,
+            "adopted": adopted, "occurred_at": occurred, "received_at": at, "seq": seq,
+            "revisions": 0, "inferred": inferred, "caused_revisions": 0,
+            "verified": None if verified is None else bool(verified),
+        })  # fmt: skip
 
     def _changed(
         self,

@@ -58,23 +58,24 @@ def construct(cls: type[_M], **values: Any) -> _M:
     return model
 
 
-def builder(cls: type[_M]) -> Callable[[tuple[Any, ...]], _M]:
-    """A function building ``cls`` from all its fields' values, in field order: what
-    :func:`construct` does, without keywords to match up (for one record per delivery)."""
-    names = _plain_fields(cls)
-    if names is None:
-        fields = tuple(cls.__pydantic_fields__)
-        return lambda values: cls.model_construct(**dict(zip(fields, values, strict=True)))
-    new, every = cls.__new__, set(names)
+def builder(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
+    """A function making ``cls`` from a dict of all its fields, in field order (a dict
+    display at the call site, which becomes the model's ``__dict__`` as it is): what
+    :func:`construct` does, without keywords to match up, for a record made per delivery.
+    The tests check every such call site's fields and order against the model."""
+    if _plain_fields(cls) is None:
+        return lambda values: cls.model_construct(**values)
+    new, every = cls.__new__, set(cls.__pydantic_fields__)
     # the slots' own setters: what object.__setattr__ would find, without looking
     slots = BaseModel.__dict__
+    set_dict = slots["__dict__"].__set__
     set_fields = slots["__pydantic_fields_set__"].__set__
     set_extra = slots["__pydantic_extra__"].__set__
     set_private = slots["__pydantic_private__"].__set__
 
-    def build(values: tuple[Any, ...]) -> _M:
+    def build(values: dict[str, Any]) -> _M:
         model = new(cls)
-        model.__dict__.update(zip(names, values, strict=True))  # a new __dict__ is empty
+        set_dict(model, values)
         set_fields(model, every.copy())
         set_extra(model, None)
         set_private(model, None)

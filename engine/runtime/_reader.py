@@ -190,9 +190,11 @@ def _compile(chart: Chart) -> Reader | None:
             return None
         except Exception:  # _time's DeliveryError: _read says it
             return None
-        return make(
-            (provider, event_id, False, invoice_id, event_type, spec.trigger, status,
-             status_state, when, payload)
-        )  # fmt: skip
+        return make({
+            "provider": provider, "event_id": event_id, "derived_id": False,
+            "invoice_id": invoice_id, "event_type": event_type, "trigger": spec.trigger,
+            "status": status, "status_state": status_state, "occurred_at": when,
+            "payload": payload,
+        })  # fmt: skip
 
     return read
