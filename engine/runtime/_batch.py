@@ -49,6 +49,8 @@ def invoices_of(provider: str, received: Iterable[Received]) -> Iterator[tuple[s
 
 
 _outcome = builder(Outcome)
+#: A decision, the state after it, and that state's canonical state (``None``: unchanged).
+Decided = tuple[Decision, str | None, str | None]
 _new = tuple.__new__  # a NamedTuple from its fields in order, without its __new__
 
 
@@ -198,12 +200,11 @@ class Batch:
             key = _new(FoldKey, (seq, 0, event_id))
         if inv.first_seen_at is not None and key < inv.key:  # it exists, and this is late
             return self._late(received, ev, invoice_id, inv, key, seq)
-        d = self._decide(inv.state, ev)
+        d, after, canonical = self._decide(inv.state, ev)
         before = (inv.state, inv.canonical)
-        if d.status == "applied" and d.to_state is not None:
-            # the canonical state comes from the chart that decided the state, always
-            inv.canonical = self.chart.canonical(d.to_state)
-        inv.state = d.state_after
+        if canonical is not None:  # the chart that decided the state says, always
+            inv.canonical = canonical
+        inv.state = after
         if before != (inv.state, inv.canonical):
             self._changed(ev, seq, before, inv, "applied")
         inv.key = key
@@ -213,20 +214,23 @@ class Batch:
         self.dirty.add(invoice_id)
         return self._record(received, ev, seq, d.status, d, 1, None, False, key)
 
-    def _decide(self, state: str | None, ev: Event) -> Decision:
-        """:func:`decide_safely`, remembered per chart when no guard reads the payload: then
-        it reads only the state and these fields of the event."""
+    def _decide(self, state: str | None, ev: Event) -> Decided:
+        """:func:`decide_safely`, with the state after and its canonical state (``None``:
+        unchanged); remembered per chart when no guard reads the payload, as then it reads
+        only the state and these fields of the event."""
         memo = self._decisions
-        if memo is None:
-            return decide_safely(self.chart, state, ev, self.on_unknown)
         key = (state, ev.event_type, ev.status, ev.status_state, self.on_unknown)
-        d = memo.get(key)
-        if d is None:
+        found = None if memo is None else memo.get(key)
+        if found is None:
             d = decide_safely(self.chart, state, ev, self.on_unknown)
-            if len(memo) >= 4096:  # a chart has few states and event types; never unbounded
-                memo.clear()
-            memo[key] = d
-        return d
+            to = d.to_state if d.status == "applied" else None
+            canonical = None if to is None else self.chart.canonical(to)
+            found = (d, d.state_after, canonical)
+            if memo is not None:
+                if len(memo) >= 4096:  # a chart has few states and event types: never
+                    memo.clear()  # unbounded
+                memo[key] = found
+        return found
 
     def _invalid(self, received: Received, exc: DeliveryError, seq: int) -> Outcome:
         """An unreadable delivery (``invalid``), or one of a type the chart ignores."""

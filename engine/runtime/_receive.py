@@ -65,7 +65,7 @@ def _receive(
     if fast is not None and headers is None and type(body) is bytes:  # the common case
         read = fast(body, _NO_HEADERS, now)
         if read is not None:
-            return Received(body, None, read, now)
+            return _new(Received, (body, None, read, now, None))
     problem: DeliveryError | None = None
     if isinstance(body, Oversized):
         problem = _too_large(body.size, body.sha256)
@@ -100,6 +100,7 @@ def _receive(
 
 
 _NO_HEADERS: dict[str, str] = {}
+_new = tuple.__new__  # Received(...) without its __new__: the fields in order
 
 
 def read_chunk(

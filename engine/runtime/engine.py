@@ -217,7 +217,7 @@ class Engine:
             UnknownProvider: no chart for ``provider``.
             StoreError: the database can't be written (nothing of the delivery is).
         """
-        return self.commit([self.prepare(provider, body, headers)])[0]
+        return self._commit([(provider, [self.prepare(provider, body, headers).received])])[0]
 
     def iter_apply(self, provider: str, deliveries: Iterable[Delivery]) -> Iterator[Outcome]:
         """Apply a stream, ``batch_size`` deliveries per transaction, yielding each outcome

@@ -53,7 +53,7 @@ class Versions:
         #: Recorded fingerprints the store lacks or this release can't read (see replay).
         self.unreadable: set[str] = set()
         #: The current chart's decisions, by what they read (see ``Batch._decide``).
-        self.decisions: dict[tuple[object, ...], Decision] = {}
+        self.decisions: dict[tuple[object, ...], tuple[Decision, str | None, str | None]] = {}
 
     def resolver(self, tx: ReadTx, *, rechart: bool = False) -> VersionResolver:
         """A lookup of recorded fingerprints through ``tx`` (``rechart``: always the current)."""
