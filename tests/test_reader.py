@@ -317,3 +317,31 @@ def test_records_made_per_delivery_are_whole_models(tmp_path: Path) -> None:
         again = cls.model_validate(model.model_dump())
         assert again == model
         assert repr(again) == repr(model)
+
+
+def test_a_child_forked_inside_a_batch_has_its_collector_back() -> None:
+    """fork() while another thread is inside a batch: the child runs none of its batches,
+    so it must not inherit the pause."""
+    import os
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def batch() -> None:
+        with _gc.paused():
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    try:
+        assert inside.wait(5)
+        assert not gc.isenabled()
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit code
+            os._exit(0 if gc.isenabled() else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        leave.set()
+        thread.join(10)
+    assert gc.isenabled()

@@ -13,6 +13,7 @@ other). Nothing is lost: a cycle made meanwhile is collected at the next collect
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,3 +41,16 @@ def paused() -> Iterator[None]:
             _inside -= 1
             if _inside == 0 and _was_enabled:
                 gc.enable()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked while another thread was inside has none of its batches: start over."""
+    global _inside, _lock
+    _lock = threading.Lock()
+    if _inside:
+        _inside = 0
+        if _was_enabled:
+            gc.enable()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
