@@ -36,6 +36,7 @@ from scale import bench_workers  # noqa: E402
 from workload import stripe_lifecycles, stripe_stream  # noqa: E402
 
 from engine import Engine, load_chart  # noqa: E402
+from engine.store._statements import UPSERT_INVOICE, qmark  # noqa: E402
 from engine.store.base import EventRow  # noqa: E402
 from engine.store.sqlite import SqliteStore  # noqa: E402
 
@@ -311,7 +312,7 @@ def _raw_statements(
     and insert the change; commit. The floor of one durable ``apply`` in this store."""
     conn = _raw_db(folder, "raw_statements.db")
     insert = _insert_sql()
-    upsert = f"INSERT OR REPLACE INTO invoices VALUES ({', '.join('?' * 10)})"
+    upsert = qmark(UPSERT_INVOICE)  # the engine's own statement
     change = f"INSERT INTO changes VALUES ({', '.join('?' * 12)})"
     times = []
     for row in rows:

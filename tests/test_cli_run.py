@@ -180,8 +180,7 @@ def test_a_line_longer_than_any_body_is_not_held_whole(tmp_path: Path) -> None:
     import hashlib
 
     from engine.cli._run import MAX_LINE_BYTES, bounded_lines
-    from engine.runtime._receive import Oversized
-    from engine.runtime.delivery import MAX_BODY_BYTES
+    from engine.runtime.delivery import MAX_BODY_BYTES, Oversized
 
     huge = b"x" * (MAX_LINE_BYTES * 3)
     src = tmp_path / "in.jsonl"

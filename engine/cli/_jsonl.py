@@ -18,8 +18,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from ..runtime._receive import Oversized
-from ..runtime.delivery import MAX_BODY_BYTES
+from ..runtime.delivery import MAX_BODY_BYTES, Oversized
 
 if TYPE_CHECKING:
     from ..runtime.engine import Delivery

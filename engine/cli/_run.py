@@ -22,7 +22,7 @@ import click
 
 from ..chart import available_charts
 from ..models import Outcome
-from ..runtime._receive import Oversized
+from ..runtime.delivery import Oversized
 from ._base import (
     chart_arg,
     chart_dir_option,

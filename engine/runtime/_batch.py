@@ -27,7 +27,7 @@ from ._clock import Clock, utc_text
 from ._construct import builder, construct
 from ._receive import Received
 from ._refold import refold
-from .decide import Decision, OnUnknown
+from .decide import Decision, OnUnknown, fold_rank
 from .delivery import Event, UnmappedEvent
 from .fold import decide_safely, inferred_text
 from .versions import Versions
@@ -66,11 +66,6 @@ class _Invoice:
         self.first_seen_at = row.first_seen_at if row else None
         self.key = row.key if row else NO_KEY
 
-    @property
-    def exists(self) -> bool:
-        """Whether the invoice has a row (born, or seen through rejected events only)."""
-        return self.first_seen_at is not None
-
 
 class Batch:
     """One write transaction's worth of deliveries for one provider.
@@ -79,7 +74,9 @@ class Batch:
         tx: the open write transaction.
         versions: the provider's chart, and the versions of it that decided stored events.
         on_unknown: the policy for invoices first seen through a non-creating event.
-        clock: the current time, for rows written (``updated_at``, ``revised_at``).
+        clock: the current time, for rows written (``updated_at``, ``revised_at``; the
+            feed's ``recorded_at``, read once per :meth:`run`: a transaction's changes are
+            recorded together).
     """
 
     def __init__(
@@ -194,8 +191,8 @@ class Batch:
         inv = self.invoices.get(invoice_id) or self._invoice(invoice_id)
         occurred = ev.occurred_at
         if self.timed and occurred is not None:  # read_delivery sets it on timed charts
-            rank = self.chart.lifecycle_rank(ev.event_type, ev.status_state)  # fold_rank
-            key = _new(FoldKey, (int(occurred.timestamp() * 1_000_000), rank, event_id))
+            micros = int(occurred.timestamp() * 1_000_000)
+            key = _new(FoldKey, (micros, fold_rank(self.chart, ev), event_id))
         else:
             key = _new(FoldKey, (seq, 0, event_id))
         if inv.first_seen_at is not None and key < inv.key:  # it exists, and this is late

@@ -1,13 +1,20 @@
 """The cyclic garbage collector, paused while a batch is read and applied.
 
 A batch of 1,000 deliveries makes some 17,000 small containers (parsed bodies, events, rows,
-outcomes) that live until its transaction ends, and none of them is in a reference cycle:
-reference counting frees them all. The cyclic collector does not know that, so it walks them
-again and again as they age (and, in a long ``apply_many``, every outcome kept so far):
-measured, a fifth of ``apply_many``'s time. :func:`paused` turns automatic collection off for
-the length of a batch and back on after, to what it was; while any thread is inside, it stays
-off (a counter, so that two threads' batches can't leave it off or turn it on under each
-other). Nothing is lost: a cycle made meanwhile is collected at the next collection after.
+outcomes) that live until its transaction ends, and the engine puts none of them in a
+reference cycle (an unreadable delivery's exception is kept without its traceback, which
+would hold the frame that caught it): reference counting frees them all. The cyclic collector
+does not know that, so it walks them again and again as they age (and, in a long
+``apply_many``, every outcome kept so far): measured, a fifth of ``apply_many``'s time.
+
+:func:`paused` turns automatic collection off for as long as any thread is inside it (a
+counter, so that two threads' batches can't leave it off or turn it on under each other) and
+back to what it was before the first of them came in. ``iter_apply`` pauses it while it reads
+and applies a batch (its caller's loop runs with it on); ``apply_many`` until it returns.
+Nothing is lost: what a caller's code makes meanwhile (a generator of deliveries runs inside)
+is collected at the first collection after. Two limits, as with any code that pauses it:
+``gc.disable()`` or ``gc.enable()`` called by another thread while a batch is inside is undone
+when the last batch leaves; and it is process-wide, so other threads' cycles wait too.
 """
 
 from __future__ import annotations

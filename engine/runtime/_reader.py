@@ -22,10 +22,11 @@ import json
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from ..chart.compiled import Chart
 from ..chart.expr import Locator
+from ..errors import DeliveryError
 from ._construct import builder
 from .delivery import MAX_BODY_BYTES, MAX_CLOCK_SKEW, Event, _time
 
@@ -36,7 +37,7 @@ try:  # an optional extra: everything works, more slowly, without it
     from msgspec.json import Decoder as _Decoder
 
     _decode: Callable[[bytes], Any] | None = _Decoder().decode
-except ImportError:  # pragma: no cover - exercised by the tests with the module hidden
+except ImportError:  # the tests run without it too (tests/test_reader.py)
     _decode = None
     _DecodeError = ValueError  # type: ignore[assignment,misc]
 
@@ -142,6 +143,9 @@ def _compile(chart: Chart) -> Reader | None:
         events[name] = (spec, get_invoice, get_status, spec.region)
     states: dict[tuple[str, str | None], str] = {}
     provider = chart.name
+    # the reader is kept in a cache keyed weakly by its chart: it must not hold the chart
+    weak_chart = ref(chart)
+    del chart
     make = builder(Event)
 
     def read(raw: bytes, hdrs: dict[str, str], now: datetime) -> Event | None:
@@ -169,7 +173,7 @@ def _compile(chart: Chart) -> Reader | None:
             if status is not None:
                 status_state = states.get((status, region))
                 if status_state is None:  # remembered once known: the chart's few statuses
-                    status_state = chart.state_for_status(status, region)
+                    status_state = _chart().state_for_status(status, region)
                     if status_state is None:
                         return None
                     states[status, region] = status_state
@@ -185,16 +189,21 @@ def _compile(chart: Chart) -> Reader | None:
                     if when > now + MAX_CLOCK_SKEW:
                         return None
                 else:
-                    when = _time(chart, payload, hdrs, now)
-        except (KeyError, TypeError, ValueError, OverflowError, OSError):
-            return None
-        except Exception:  # _time's DeliveryError: _read says it
-            return None
+                    when = _time(_chart(), payload, hdrs, now)
+        except (KeyError, TypeError, ValueError, OverflowError, OSError, DeliveryError):
+            return None  # not found where the map says, or not plainly good: _read says
+
         return make({
             "provider": provider, "event_id": event_id, "derived_id": False,
             "invoice_id": invoice_id, "event_type": event_type, "trigger": spec.trigger,
             "status": status, "status_state": status_state, "occurred_at": when,
             "payload": payload,
         })  # fmt: skip
+
+    def _chart() -> Chart:
+        chart = weak_chart()
+        if chart is None:  # pragma: no cover - a reader is looked up through its chart
+            raise RuntimeError("the chart of this reader is gone")
+        return chart
 
     return read

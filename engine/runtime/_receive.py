@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
@@ -19,20 +18,17 @@ from ..chart.compiled import Chart
 from ..errors import DeliveryError
 from ._reader import Reader, reader
 from ._redact import redact_headers
-from .delivery import MAX_BODY_BYTES, Event, _broken, _read, body_bytes, normalize_headers
+from .delivery import (
+    MAX_BODY_BYTES,
+    Event,
+    Oversized,
+    _broken,
+    _read,
+    body_bytes,
+    normalize_headers,
+)
 
-__all__ = ["Oversized", "Received", "read_chunk", "receive"]
-
-
-@dataclass(frozen=True, slots=True)
-class Oversized:
-    """A body too large to hold, as a reader that would not hold it saw it: its first bytes,
-    its size and its SHA-256 (the CLI passes this for a JSONL line over the limit). Not a
-    tuple, so it is never mistaken for a ``(body, headers)`` pair."""
-
-    head: bytes
-    size: int
-    sha256: str
+__all__ = ["Received", "read_chunk", "receive"]
 
 
 class Received(NamedTuple):
@@ -73,7 +69,7 @@ def _receive(
     try:
         raw = body_bytes(body)
     except DeliveryError as exc:  # nothing to keep but what was wrong with it
-        raw, problem = f"<{exc}>".encode("utf-8", "replace"), exc
+        raw, problem = f"<{exc}>".encode("utf-8", "replace"), exc.with_traceback(None)
     except Exception as exc:  # a caller's object that breaks when asked for its bytes
         problem = DeliveryError(f"the body can't be read: {_broken(exc)}")
         raw = f"<{problem}>".encode("utf-8", "replace")
@@ -81,7 +77,7 @@ def _receive(
     try:
         hdrs = normalize_headers(headers)
     except DeliveryError as exc:
-        problem = problem or exc
+        problem = problem or exc.with_traceback(None)
     except Exception as exc:
         problem = problem or DeliveryError(f"the headers can't be read: {_broken(exc)}")
     stored_headers = json.dumps(redact_headers(hdrs, chart)) if hdrs else None
@@ -91,8 +87,8 @@ def _receive(
     if event is None:
         try:
             event = _read(chart, raw, hdrs, now)
-        except DeliveryError as exc:
-            event = exc
+        except DeliveryError as exc:  # kept without its traceback, which would hold this
+            event = exc.with_traceback(None)  # frame (and the body) in a reference cycle
     if len(raw) > MAX_BODY_BYTES:  # keep the limit's worth; the reason has its size and hash
         event = _too_large(len(raw), hashlib.sha256(raw).hexdigest())
         raw = raw[:MAX_BODY_BYTES]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_HEADER_BYTES",
     "Event",
+    "Oversized",
     "UnmappedEvent",
     "body_bytes",
     "normalize_headers",
@@ -312,6 +314,17 @@ def _read(chart: Chart, raw: bytes, hdrs: dict[str, str], now: datetime | None) 
         occurred_at=_time(chart, payload, hdrs, now),
         payload=payload,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A body too large to hold, as a reader that would not hold it saw it: its first bytes,
+    its size and its SHA-256 (the CLI passes this for a JSONL line over the limit). Not a
+    tuple, so it is never mistaken for a ``(body, headers)`` pair."""
+
+    head: bytes
+    size: int
+    sha256: str
 
 
 class UnmappedEvent(DeliveryError):

@@ -39,9 +39,10 @@ from . import _views
 from ._batch import Batch, invoices_of
 from ._clock import utc_now
 from ._gc import paused
-from ._receive import Oversized, Received, read_chunk, receive
+from ._receive import Received, read_chunk, receive
 from ._views import as_invoice_state, as_outcome, find_dead_letters, find_drift, invoice_states
 from .decide import OnUnknown
+from .delivery import Oversized
 from .feed import to_change
 from .replay import replay
 from .versions import Versions
@@ -242,9 +243,9 @@ class Engine:
         """Apply many deliveries in batched transactions; the same outcomes as one by one.
 
         Each item is a body, or a ``(body, headers)`` pair. For very long streams prefer
-        :meth:`iter_apply`, which does not hold every outcome in memory.
-        """
-        with paused():  # and between batches: the outcomes kept so far are no cycles either
+        :meth:`iter_apply`: it holds no outcome after yielding it, and pauses Python's cyclic
+        GC only while a batch is applied, not until the end (:mod:`engine.runtime._gc`)."""
+        with paused():  # between batches too: not walking the outcomes kept so far
             return list(self.iter_apply(provider, deliveries))
 
     # ------------------------------------------------------------------ reading
