@@ -492,3 +492,29 @@ def test_a_child_forked_inside_a_batch_has_its_collector_back() -> None:
         leave.set()
         thread.join(10)
     assert gc.isenabled()
+
+
+def test_iter_apply_holds_one_batch_at_a_time(tmp_path: Path) -> None:
+    """While a batch is read, the last one's deliveries and outcomes are gone (the memory
+    benchmark's flat peak rests on it)."""
+    from engine import Outcome
+
+    alive: list[int] = []
+
+    def ours() -> int:
+        return sum(isinstance(o, Event | Outcome) for o in gc.get_objects())
+
+    def bodies() -> Iterator[bytes]:
+        for i in range(30):
+            if i % 10 == 0:  # the first of a batch of 10
+                alive.append(ours())
+            inner = {"id": f"in_{i}", "status": "draft"}
+            yield json.dumps(
+                {"id": f"e{i}", "type": "invoice.created", "created": 1, "data": {"object": inner}}
+            ).encode()
+
+    with Engine(tmp_path / "one.db", batch_size=10) as eng:
+        statuses = [o.status for o in eng.iter_apply("stripe", bodies())]
+    assert statuses == ["applied"] * 30
+    # the caller's loop variable holds the last outcome it was given: at most one more
+    assert [n - alive[0] for n in alive[1:]] in ([0, 0], [1, 1])

@@ -224,20 +224,20 @@ class Engine:
         """Apply a stream, ``batch_size`` deliveries per transaction, yielding each outcome
         once its batch is committed. Memory stays flat however long the stream."""
         if isinstance(deliveries, str | bytes | bytearray | Mapping):
-            kind = type(deliveries).__name__
             raise EngineError(
-                f"deliveries is a {kind}: give an iterable of bodies (or (body, headers) pairs);"
-                " apply() takes one delivery"
+                f"deliveries is a {type(deliveries).__name__}: give an iterable of bodies (or"
+                " (body, headers) pairs); apply() takes one delivery"
             )
         chart = self._versions_of(provider).current  # an unknown provider fails here, once
         items, size, clock = iter(deliveries), self.batch_size, self.clock
         while True:
             with paused():  # a batch's objects are freed by reference counting: see _gc
-                chunk = read_chunk(chart, items, size, clock)
-                if not chunk:
+                if not (chunk := read_chunk(chart, items, size, clock)):
                     return
                 outcomes = self._commit([(provider, chunk)])
+                del chunk  # one batch in memory at a time: not held while the next is read
             yield from outcomes
+            del outcomes
 
     def apply_many(self, provider: str, deliveries: Iterable[Delivery]) -> list[Outcome]:
         """Apply many deliveries in batched transactions; the same outcomes as one by one.
