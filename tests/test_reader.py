@@ -518,3 +518,29 @@ def test_iter_apply_holds_one_batch_at_a_time(tmp_path: Path) -> None:
     assert statuses == ["applied"] * 30
     # the caller's loop variable holds the last outcome it was given: at most one more
     assert [n - alive[0] for n in alive[1:]] in ([0, 0], [1, 1])
+
+
+def test_records_share_one_set_of_fields_that_nobody_can_change(tmp_path: Path) -> None:
+    """Each record's ``model_fields_set`` is one set per model (memory: see _construct); all
+    that pydantic does with it works, and changing it in place is refused."""
+    import copy
+    import pickle
+
+    deliveries = [raw for raw, _ in _deliveries("stripe")]
+    with Engine(tmp_path / "f.db") as eng:
+        first, second = eng.apply_many("stripe", deliveries)[:2]
+    assert first.model_fields_set is second.model_fields_set
+    assert first.model_dump(exclude_unset=True) == first.model_dump()
+    assert first.model_dump_json(exclude_unset=True) == first.model_dump_json()
+    changed = first.model_copy(update={"revisions": 5})
+    assert changed.revisions == 5
+    assert changed.model_fields_set == first.model_fields_set
+    changed.model_fields_set.add("x")  # a copy: its own, plain set
+    for again in (pickle.loads(pickle.dumps(first)), copy.deepcopy(first), copy.copy(first)):
+        assert again == first
+        assert type(again.model_fields_set) is set
+    with pytest.raises(TypeError, match="shared by many records"):
+        first.model_fields_set.add("x")
+    with pytest.raises(TypeError, match="shared by many records"):
+        first.model_fields_set.clear()
+    assert second.model_fields_set == set(type(second).model_fields)
