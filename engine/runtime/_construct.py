@@ -11,7 +11,7 @@ that does not name every field exactly, goes through ``model_construct`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel
@@ -67,6 +67,11 @@ class _SharedFields(set[str]):
 
     __slots__ = ()
 
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        if self:  # set.__init__ again would empty it
+            self._refuse()
+        super().__init__(names)
+
     def _refuse(self, *args: object) -> NoReturn:
         raise TypeError("this set of fields is shared by many records: copy it to change it")
 
@@ -80,8 +85,8 @@ class _SharedFields(set[str]):
     def __deepcopy__(self, memo: object) -> set[str]:
         return set(self)
 
-    def __reduce__(self) -> tuple[type[set[str]], tuple[list[str]]]:
-        return set, (list(self),)
+    def __reduce__(self) -> tuple[type[_SharedFields], tuple[list[str]]]:
+        return _SharedFields, (list(self),)  # records unpickled together share it too
 
 
 def builder(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:

@@ -173,7 +173,9 @@ def _compile(chart: Chart) -> Reader | None:
             if status is not None:
                 status_state = states.get((status, region))
                 if status_state is None:  # remembered once known: the chart's few statuses
-                    status_state = _chart().state_for_status(status, region)
+                    if (chart := weak_chart()) is None:  # let go of: no more to read with
+                        return None
+                    status_state = chart.state_for_status(status, region)
                     if status_state is None:
                         return None
                     states[status, region] = status_state
@@ -189,7 +191,9 @@ def _compile(chart: Chart) -> Reader | None:
                     if when > now + MAX_CLOCK_SKEW:
                         return None
                 else:
-                    when = _time(_chart(), payload, hdrs, now)
+                    if (chart := weak_chart()) is None:
+                        return None
+                    when = _time(chart, payload, hdrs, now)
         except (KeyError, TypeError, ValueError, OverflowError, OSError, DeliveryError):
             return None  # not found where the map says, or not plainly good: _read says
 
@@ -199,11 +203,5 @@ def _compile(chart: Chart) -> Reader | None:
             "status": status, "status_state": status_state, "occurred_at": when,
             "payload": payload,
         })  # fmt: skip
-
-    def _chart() -> Chart:
-        chart = weak_chart()
-        if chart is None:  # pragma: no cover - a reader is looked up through its chart
-            raise RuntimeError("the chart of this reader is gone")
-        return chart
 
     return read

@@ -69,7 +69,7 @@ def _receive(
     try:
         raw = body_bytes(body)
     except DeliveryError as exc:  # nothing to keep but what was wrong with it
-        raw, problem = f"<{exc}>".encode("utf-8", "replace"), exc.with_traceback(None)
+        raw, problem = f"<{exc}>".encode("utf-8", "replace"), _detached(exc)
     except Exception as exc:  # a caller's object that breaks when asked for its bytes
         problem = DeliveryError(f"the body can't be read: {_broken(exc)}")
         raw = f"<{problem}>".encode("utf-8", "replace")
@@ -77,7 +77,7 @@ def _receive(
     try:
         hdrs = normalize_headers(headers)
     except DeliveryError as exc:
-        problem = problem or exc.with_traceback(None)
+        problem = problem or _detached(exc)
     except Exception as exc:
         problem = problem or DeliveryError(f"the headers can't be read: {_broken(exc)}")
     stored_headers = json.dumps(redact_headers(hdrs, chart)) if hdrs else None
@@ -87,12 +87,21 @@ def _receive(
     if event is None:
         try:
             event = _read(chart, raw, hdrs, now)
-        except DeliveryError as exc:  # kept without its traceback, which would hold this
-            event = exc.with_traceback(None)  # frame (and the body) in a reference cycle
+        except DeliveryError as exc:
+            event = _detached(exc)
     if len(raw) > MAX_BODY_BYTES:  # keep the limit's worth; the reason has its size and hash
         event = _too_large(len(raw), hashlib.sha256(raw).hexdigest())
         raw = raw[:MAX_BODY_BYTES]
     return Received(raw, stored_headers, event, now)
+
+
+def _detached(exc: DeliveryError) -> DeliveryError:
+    """The error as it is kept, without the traceback and the exception it was raised in
+    (``from None`` only hides that one): they hold the frames that caught it, this one
+    included, whose ``event`` is the error again: a reference cycle holding the body until
+    the cyclic collector runs, which a batch pauses (:mod:`engine.runtime._gc`)."""
+    exc.__traceback__ = exc.__context__ = exc.__cause__ = None
+    return exc
 
 
 _NO_HEADERS: dict[str, str] = {}

@@ -243,7 +243,7 @@ class Engine:
         """Apply many deliveries in batched transactions; the same outcomes as one by one.
 
         Each item is a body, or a ``(body, headers)`` pair. For very long streams prefer
-        :meth:`iter_apply`: it holds no outcome after yielding it, and pauses Python's cyclic
+        :meth:`iter_apply`: it holds one batch's outcomes at a time, and pauses Python's cyclic
         GC only while a batch is applied, not until the end (:mod:`engine.runtime._gc`)."""
         with paused():  # between batches too: not walking the outcomes kept so far
             return list(self.iter_apply(provider, deliveries))
