@@ -96,6 +96,13 @@ def test_every_example_and_hostile_delivery_reads_the_same(provider: str, parser
 _CHARTS: dict[str, Chart] = {}
 
 
+def _lago(tmp_path_factory: pytest.TempPathFactory) -> Chart:
+    """The chart of :func:`_lago_with_ids`, loaded once (a parallel chart takes a while)."""
+    if "lago" not in _CHARTS:
+        _CHARTS["lago"] = load_chart(_lago_with_ids(tmp_path_factory.mktemp("lago")))
+    return _CHARTS["lago"]
+
+
 def _lago_with_ids(tmp_path: Path) -> Path:
     """Lago's chart (parallel regions, per-event invoice ids and statuses, a region's status)
     with an event id and a unix time, so that the fast path reads it."""
@@ -112,9 +119,7 @@ def _lago_with_ids(tmp_path: Path) -> Path:
 @given(data=st.data())
 def test_generated_lago_bodies_read_the_same(tmp_path_factory: pytest.TempPathFactory,
                                               data: st.DataObject) -> None:  # fmt: skip
-    if "lago" not in _CHARTS:  # loaded once: a parallel chart takes a while to load
-        _CHARTS["lago"] = load_chart(_lago_with_ids(tmp_path_factory.mktemp("lago")))
-    chart = _CHARTS["lago"]
+    chart = _lago(tmp_path_factory)
     read = _reader.reader(chart)
     assert read is not None
     statuses = st.one_of(
@@ -153,9 +158,8 @@ def test_lago_deliveries_with_ids_take_the_fast_path(
 ) -> None:
     """Lago's example stream, given ids and times: what _read reads, the fast path reads the
     same (regions' statuses, per-event invoice ids and statuses included)."""
-    if "lago" not in _CHARTS:
-        _CHARTS["lago"] = load_chart(_lago_with_ids(tmp_path_factory.mktemp("lago")))
-    chart, read = _CHARTS["lago"], _reader.reader(_CHARTS["lago"])
+    chart = _lago(tmp_path_factory)
+    read = _reader.reader(chart)
     assert read is not None
     taken = 0
     for i, (raw, _) in enumerate(_deliveries("lago")):
@@ -603,3 +607,19 @@ def test_a_child_forked_inside_its_own_batch_pauses_again() -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert gc.isenabled()
+
+
+def test_records_of_a_model_that_can_change_get_their_own_set_of_fields() -> None:
+    """Only a frozen model's records share one set: pydantic adds to a record's set when a
+    field is assigned, which must not touch the others."""
+    from engine.runtime._construct import builder, construct
+
+    class Note(BaseModel):
+        a: int
+        b: str
+
+    first, second = builder(Note)({"a": 1, "b": "x"}), construct(Note, b="y", a=2)
+    first.a = 5
+    assert (first.a, second.a, second.b) == (5, 2, "y")
+    assert first.model_fields_set == second.model_fields_set == {"a", "b"}
+    assert first.model_fields_set is not second.model_fields_set

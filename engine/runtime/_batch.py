@@ -216,8 +216,11 @@ class Batch:
         unchanged); remembered per chart when no guard reads the payload, as then it reads
         only the state and these fields of the event."""
         memo = self._decisions
-        key = (state, ev.event_type, ev.status, ev.status_state, self.on_unknown)
-        found = None if memo is None else memo.get(key)
+        if memo is not None:
+            key = (state, ev.event_type, ev.status, ev.status_state, self.on_unknown)
+            found = memo.get(key)
+        else:
+            found = None
         if found is None:
             d = decide_safely(self.chart, state, ev, self.on_unknown)
             to = d.to_state if d.status == "applied" else None
@@ -304,8 +307,9 @@ class Batch:
         *,
         correction: bool = False,
     ) -> None:
-        """An entry for the changes feed, if the invoice's state (or canonical state) moved."""
-        if before != (inv.state, inv.canonical) and ev.invoice_id is not None:
+        """An entry for the changes feed: the invoice's state (or canonical state) moved from
+        ``before`` (the callers check that it did)."""
+        if ev.invoice_id is not None:
             self.tx.feed.append([
                 _new(ChangeRow, (0, self.provider, ev.invoice_id, *before, inv.state,
                                  inv.canonical, seq, ev.event_id,
@@ -346,7 +350,8 @@ class Batch:
         before = (inv.state, inv.canonical)
         inv.state, inv.key = done.state, done.key
         inv.canonical = done.canonical
-        self._changed(ev, seq, before, inv, "late", correction=done.undid)
+        if before != (inv.state, inv.canonical):
+            self._changed(ev, seq, before, inv, "late", correction=done.undid)
         inv.version += 1
         self.dirty.add(invoice_id)
         return done.outcome

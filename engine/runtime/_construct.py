@@ -5,8 +5,9 @@
 built per delivery (an ``Event`` and an ``Outcome``) a quarter of ``apply_many``'s time. The
 engine always passes every field, from values it has already checked, so :func:`construct`
 does only what ``model_construct`` does in that case: set ``__dict__`` (in field order) and the
-set of fields. A model with aliases, private attributes, extras or a post-init hook, or a call
-that does not name every field exactly, goes through ``model_construct`` itself.
+set of fields (one shared by every record of a frozen model). A model with aliases, private
+attributes, extras or a post-init hook, or a call that does not name every field exactly, goes
+through ``model_construct`` itself.
 """
 
 from __future__ import annotations
@@ -37,25 +38,26 @@ def _plain_fields(cls: type[BaseModel]) -> tuple[str, ...] | None:
 
 
 def construct(cls: type[_M], **values: Any) -> _M:
-    """``cls.model_construct(**values)``, without its per-field work when it is not needed."""
+    """``cls.model_construct(**values)``, without its per-field work when it is not needed:
+    the values put in field order, then made into a record as :func:`builder` makes them."""
     if cls not in _plain:
         _plain[cls] = _plain_fields(cls)
     names = _plain[cls]
     if names is None or len(values) != len(names):
         return cls.model_construct(**values)
-    if tuple(values) == names:  # given in field order: the keywords' own dict will do
-        ordered = values
-    else:
+    if tuple(values) != names:  # in field order, the keywords' own dict will do
         try:
-            ordered = {name: values[name] for name in names}  # all present: the same
+            values = {name: values[name] for name in names}  # all present: the same
         except KeyError:
             return cls.model_construct(**values)
-    model = cls.__new__(cls)
-    object.__setattr__(model, "__dict__", ordered)
-    object.__setattr__(model, "__pydantic_fields_set__", set(names))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
+    build = _builders.get(cls)
+    if build is None:
+        build = _builders[cls] = builder(cls)
+    model: _M = build(values)
     return model
+
+
+_builders: dict[type[BaseModel], Callable[[dict[str, Any]], Any]] = {}
 
 
 class _SharedFields(set[str]):
@@ -96,6 +98,8 @@ def builder(cls: type[_M]) -> Callable[[dict[str, Any]], _M]:
     The tests check every such call site's fields and order against the model."""
     if _plain_fields(cls) is None:
         return lambda values: cls.model_construct(**values)
+    if not cls.model_config.get("frozen"):  # pydantic adds to the set of a field assigned
+        return lambda values: cls.model_construct(_fields_set=set(values), **values)
     new, every = cls.__new__, _SharedFields(cls.__pydantic_fields__)
     # the slots' own setters: what object.__setattr__ would find, without looking
     slots = BaseModel.__dict__

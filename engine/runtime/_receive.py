@@ -62,6 +62,7 @@ def _receive(
         read = fast(body, _NO_HEADERS, now)
         if read is not None:
             return _new(Received, (body, None, read, now, None))
+        fast = None  # it read these bytes (and no headers): _read says what it did not
     problem: DeliveryError | None = None
     if isinstance(body, Oversized):
         problem = _too_large(body.size, body.sha256)
